@@ -1,0 +1,65 @@
+# crib — see README.md. `make run` and `make test` are the two commands a
+# person needs; both install what is missing when run as root.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(CURDIR)/bin:$(PATH)
+export GOFLAGS := -buildvcs=false
+
+GO      ?= go
+TAGS    := containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+# The unprivileged user `make run` starts crib as, and the one tests use.
+CRIB_USER ?= crib
+TEST_USER ?= crib-test
+CRICTL_VERSION := v1.37.0
+
+.PHONY: all build unit integration test run stop conformance bench crictl host-setup vet clean
+
+all: build
+
+build:
+	$(GO) build -tags "$(TAGS)" -ldflags "$(LDFLAGS)" -o bin/crib ./cmd/crib
+
+vet:
+	$(GO) vet -tags "$(TAGS)" ./...
+
+# Unit tests: no root, no daemons beyond what a test starts itself.
+unit:
+	$(GO) vet -tags "$(TAGS)" ./...
+	$(GO) test -tags "$(TAGS)" -count=1 ./...
+
+bin/crictl:
+	GOBIN=$(CURDIR)/bin $(GO) install sigs.k8s.io/cri-tools/cmd/crictl@$(CRICTL_VERSION)
+
+crictl: bin/crictl
+
+host-setup:
+	@if [ "$$(id -u)" -eq 0 ]; then scripts/host-setup.sh $(TEST_USER); \
+	else echo "not root: skipping host setup (an admin must have run scripts/host-setup.sh $(TEST_USER))"; fi
+
+# Integration tests start the real `crib serve` as $(TEST_USER) and talk to
+# it from the host namespaces.
+integration: build crictl host-setup
+	CRIB_BIN=$(CURDIR)/bin/crib CRICTL_BIN=$(CURDIR)/bin/crictl CRIB_TEST_USER=$(TEST_USER) \
+		$(GO) test -tags "$(TAGS) integration" -count=1 -v -run Integration ./server/
+
+test: unit integration conformance
+
+conformance:
+	@echo "conformance: not yet (issue 6: critest harness)"
+
+bench:
+	@echo "bench: not yet (issue 8: benchmark program)"
+
+# As root: install what is missing, create $(CRIB_USER), start crib as that
+# user in the background. As a normal user: run crib in the foreground.
+run: build crictl
+	@if [ "$$(id -u)" -eq 0 ]; then scripts/run-as-user.sh $(CRIB_USER) $(CURDIR)/bin/crib; \
+	else exec bin/crib serve; fi
+
+stop:
+	@scripts/run-as-user.sh --stop $(CRIB_USER)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,72 @@
+package cri
+
+import (
+	"context"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+const (
+	runtimeName       = "crib"
+	runtimeAPIVersion = "v1"
+	// kubeAPIVersion is the legacy Version.version field: the CRI API
+	// version the kubelet compares, not crib's own version.
+	kubeAPIVersion = "0.1.0"
+)
+
+// Version answers the kubelet's first call.
+func (s *RuntimeService) Version(_ context.Context, _ *runtimeapi.VersionRequest) (*runtimeapi.VersionResponse, error) {
+	return &runtimeapi.VersionResponse{
+		Version:           kubeAPIVersion,
+		RuntimeName:       runtimeName,
+		RuntimeVersion:    s.opts.Version,
+		RuntimeApiVersion: runtimeAPIVersion,
+	}, nil
+}
+
+// Status reports the RuntimeReady and NetworkReady conditions and, when
+// verbose, the effective configuration and detected host features.
+func (s *RuntimeService) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+	resp := &runtimeapi.StatusResponse{
+		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
+			condition(runtimeapi.RuntimeReady, s.opts.Host.RuntimeCondition),
+			condition(runtimeapi.NetworkReady, s.opts.Host.NetworkCondition),
+		}},
+		RuntimeHandlers: s.runtimeHandlers(),
+		Features:        &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
+	}
+	if req.GetVerbose() && s.opts.Host.Info != nil {
+		resp.Info = s.opts.Host.Info()
+	}
+	return resp, nil
+}
+
+func condition(kind string, f func() Condition) *runtimeapi.RuntimeCondition {
+	c := Condition{Reason: "NotChecked", Message: "crib has no check wired for " + kind}
+	if f != nil {
+		c = f()
+	}
+	return &runtimeapi.RuntimeCondition{Type: kind, Status: c.Ready, Reason: c.Reason, Message: c.Message}
+}
+
+func (s *RuntimeService) runtimeHandlers() []*runtimeapi.RuntimeHandler {
+	var out []*runtimeapi.RuntimeHandler
+	for i, name := range s.opts.Host.Handlers {
+		features := &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: false, UserNamespaces: false}
+		out = append(out, &runtimeapi.RuntimeHandler{Name: name, Features: features})
+		if i == 0 {
+			// The empty name is the default handler, as the kubelet expects.
+			out = append(out, &runtimeapi.RuntimeHandler{Name: "", Features: features})
+		}
+	}
+	return out
+}
+
+// RuntimeConfig tells the kubelet which cgroup driver to use.
+func (s *RuntimeService) RuntimeConfig(_ context.Context, _ *runtimeapi.RuntimeConfigRequest) (*runtimeapi.RuntimeConfigResponse, error) {
+	driver := runtimeapi.CgroupDriver_CGROUPFS
+	if s.opts.Host.CgroupDriver == "systemd" {
+		driver = runtimeapi.CgroupDriver_SYSTEMD
+	}
+	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil
+}

@@ -1,0 +1,61 @@
+package cri
+
+import (
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Condition is the state of one part crib needs, as the server measured it.
+type Condition struct {
+	Ready   bool
+	Reason  string // CamelCase, as CRI conditions use
+	Message string // what is missing, in words an operator can act on
+}
+
+// Host is what the server knows about the host and hands to the CRI layer:
+// readiness of the parts, the cgroup driver, and the facts shown in verbose
+// Status. Functions are called on every Status so readiness can change while
+// crib runs.
+type Host struct {
+	RuntimeCondition func() Condition
+	NetworkCondition func() Condition
+	// CgroupDriver is "systemd" or "cgroupfs".
+	CgroupDriver string
+	// Handlers lists the usable runtime handler names, the default first.
+	Handlers []string
+	// Info is merged into verbose Status info: each value must be JSON.
+	Info func() map[string]string
+}
+
+// Options wires a Service.
+type Options struct {
+	Version string // crib's own version
+	Host    Host
+}
+
+// RuntimeService implements CRI's RuntimeService.
+type RuntimeService struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	opts Options
+}
+
+// ImageService implements CRI's ImageService.
+type ImageService struct {
+	runtimeapi.UnimplementedImageServiceServer
+}
+
+// NewRuntimeService builds the RuntimeService.
+func NewRuntimeService(opts Options) *RuntimeService {
+	return &RuntimeService{opts: opts}
+}
+
+// NewImageService builds the ImageService.
+func NewImageService() *ImageService {
+	return &ImageService{}
+}
+
+// Register adds both services to a gRPC server.
+func Register(s *grpc.Server, rs *RuntimeService, is *ImageService) {
+	runtimeapi.RegisterRuntimeServiceServer(s, rs)
+	runtimeapi.RegisterImageServiceServer(s, is)
+}

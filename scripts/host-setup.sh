@@ -1,0 +1,60 @@
+#!/bin/sh
+# Prepares this machine, as root, for running crib rootless and for its
+# tests: installs the Debian packages crib needs, creates the unprivileged
+# user, and fixes device modes that Debian leaves at 0600 on some machines.
+# Idempotent: every step checks before it acts.
+#
+# usage: scripts/host-setup.sh USER
+set -eu
+
+user=${1:?usage: host-setup.sh USER}
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "host-setup.sh must run as root; as a normal user ask an admin to run:" >&2
+	echo "  sudo apt-get install -y $(sed -n 's/^packages="\(.*\)"$/\1/p' "$0")" >&2
+	exit 1
+fi
+
+# The packages crib uses at run time and in its tests (see README).
+packages="runc crun conmon catatonit uidmap slirp4netns passt fuse-overlayfs containernetworking-plugins iptables util-linux procps curl ca-certificates docker-registry skopeo busybox"
+
+missing=""
+for p in $packages; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	echo "installing:$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y --no-install-recommends $missing >/dev/null 2>&1 || {
+		apt-get update >/dev/null
+		apt-get install -y --no-install-recommends $missing >/dev/null
+	}
+fi
+
+# useradd writes /etc/subuid and /etc/subgid ranges (SUB_UID_COUNT=65536).
+if ! id "$user" >/dev/null 2>&1; then
+	useradd -m -s /bin/sh "$user"
+	echo "created user $user"
+fi
+for f in /etc/subuid /etc/subgid; do
+	if ! grep -q "^$user:" "$f" 2>/dev/null; then
+		start=$(awk -F: 'BEGIN{m=100000} {e=$2+$3; if (e>m) m=e} END{print m}' "$f" 2>/dev/null || echo 100000)
+		echo "$user:$start:65536" >>"$f"
+		echo "added $user:$start:65536 to $f"
+	fi
+done
+
+# slirp4netns/pasta need /dev/net/tun and fuse-overlayfs /dev/fuse; some
+# machines ship them 0600 (usual distributions: 0666).
+for dev in /dev/net/tun /dev/fuse; do
+	if [ -c "$dev" ] && [ "$(stat -c %a "$dev")" != 666 ]; then
+		chmod 0666 "$dev"
+	fi
+done
+
+# No systemd-logind here: make the XDG runtime directory pam_systemd would.
+uid=$(id -u "$user")
+rundir=/run/user/$uid
+if [ ! -d "$rundir" ]; then
+	install -d -m 0700 -o "$user" -g "$(id -g "$user")" "$rundir"
+fi

@@ -1,0 +1,67 @@
+#!/bin/sh
+# `make run` as root: prepares the host, then starts crib as the dedicated
+# unprivileged user USER in the background, because rootless is the point.
+#
+# usage: run-as-user.sh USER CRIB_BINARY
+#        run-as-user.sh --stop USER
+set -eu
+
+if [ "${1:-}" = "--stop" ]; then
+	user=$2
+	uid=$(id -u "$user")
+	pidfile=/run/user/$uid/crib-serve.pid
+	if [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null; then
+		echo "stopped crib (pid $(cat "$pidfile"))"
+	else
+		echo "crib is not running for $user"
+	fi
+	rm -f "$pidfile"
+	exit 0
+fi
+
+user=$1
+bin=$2
+here=$(cd "$(dirname "$0")" && pwd)
+"$here/host-setup.sh" "$user"
+
+uid=$(id -u "$user")
+gid=$(id -g "$user")
+home=$(getent passwd "$user" | cut -d: -f6)
+rundir=/run/user/$uid
+install -D -m 0755 "$bin" /usr/local/bin/crib
+install -D -m 0755 "$(dirname "$bin")/crictl" /usr/local/bin/crictl
+
+as_user() {
+	setpriv --reuid="$uid" --regid="$gid" --init-groups \
+		env -i HOME="$home" USER="$user" LOGNAME="$user" PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+		XDG_RUNTIME_DIR="$rundir" "$@"
+}
+
+pidfile=$rundir/crib-serve.pid
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+	echo "crib is already running as $user (pid $(cat "$pidfile"))"
+else
+	as_user /usr/local/bin/crib doctor || true
+	log=$rundir/crib.log
+	as_user setsid /usr/local/bin/crib serve >"$log" 2>&1 </dev/null &
+	echo $! >"$pidfile"
+	sock=$rundir/crib/crib.sock
+	i=0
+	while [ ! -S "$sock" ]; do
+		i=$((i + 1))
+		if [ $i -gt 100 ] || ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+			echo "crib did not start; its log ($log):" >&2
+			cat "$log" >&2
+			exit 1
+		fi
+		sleep 0.1
+	done
+	echo "crib is running as $user (pid $(cat "$pidfile")), log: $log"
+fi
+cat <<MSG
+
+Talk to it as $user (crictl run by the same user, from the host):
+  runuser -u $user -- env XDG_RUNTIME_DIR=$rundir crictl --runtime-endpoint unix://$rundir/crib/crib.sock version
+  runuser -u $user -- env XDG_RUNTIME_DIR=$rundir crictl --runtime-endpoint unix://$rundir/crib/crib.sock info
+Stop it with: make stop
+MSG

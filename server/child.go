@@ -1,0 +1,156 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// waitForMapsThenReexec is the first stage of the child. It was started
+// inside a new user namespace before its id maps existed, so the kernel gave
+// it no capabilities there at exec. Once the parent has written the maps,
+// the child is uid 0 in the namespace, and executing itself again grants it
+// the namespace's full capability set.
+func waitForMapsThenReexec() error {
+	sync := os.NewFile(fdSync, "crib-sync")
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(sync, b); err != nil {
+		// The parent failed before releasing us and already said why.
+		os.Exit(1)
+	}
+	sync.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return syscall.Exec(exe, os.Args, withEnv(os.Environ(), stageEnv, stageChild))
+}
+
+// runChild is the second stage: root in crib's user namespace, with its own
+// mount and network namespaces. It prepares them and serves.
+func runChild(ctx context.Context, o Options) error {
+	if err := dieWithParent(); err != nil {
+		return err
+	}
+	if err := prepareMountNamespace(); err != nil {
+		return err
+	}
+	if err := bringUpLoopback(); err != nil {
+		return fmt.Errorf("bringing up loopback in crib's network namespace: %w", err)
+	}
+	if err := useNamespaceResolver(o.Config.RunRoot); err != nil {
+		o.Logger.Warn("keeping the host's resolv.conf in crib's namespace", "err", err)
+	}
+	ready := os.NewFile(fdReady, "crib-ready")
+	defer ready.Close()
+	return runDaemon(ctx, o, daemonEnv{
+		rootless:  true,
+		relaySock: filepath.Join(o.Config.RunRoot, relaySocketName),
+		ready:     func() { ready.Write([]byte{1}) },
+	})
+}
+
+// dieWithParent re-arms the parent-death signal, which the kernel clears
+// when the child gains capabilities at exec, and checks the parent did not
+// die in between.
+func dieWithParent() error {
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return fmt.Errorf("setting the parent-death signal: %w", err)
+	}
+	want, _ := strconv.Atoi(os.Getenv(parentPIDEnv))
+	if os.Getppid() != want {
+		return errors.New("crib's parent exited during start-up")
+	}
+	return nil
+}
+
+// prepareMountNamespace makes crib's mounts invisible to the host and the
+// host's later unmounts visible here.
+func prepareMountNamespace() error {
+	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("making / a slave mount in crib's namespace: %w", err)
+	}
+	return nil
+}
+
+func bringUpLoopback() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// useNamespaceResolver points /etc/resolv.conf, inside crib's mount
+// namespace only, at slirp4netns's DNS forwarder when the host's resolver is
+// on its loopback (systemd-resolved's 127.0.0.53, a local dnsmasq), which
+// crib's network namespace cannot reach.
+func useNamespaceResolver(runRoot string) error {
+	data, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if !resolvConfUsesLoopback(string(data)) {
+		return nil
+	}
+	if !linkExists("tap0") {
+		return nil // pasta copies the host's addresses and forwards DNS itself
+	}
+	path := filepath.Join(runRoot, "resolv.conf")
+	if err := os.WriteFile(path, []byte("nameserver "+slirpDNS+"\n"), 0o644); err != nil {
+		return err
+	}
+	return unix.Mount(path, "/etc/resolv.conf", "", unix.MS_BIND, "")
+}
+
+// linkExists asks netlink, not /sys/class/net: the sysfs crib inherits
+// still shows the host's interfaces.
+func linkExists(name string) bool {
+	_, err := net.InterfaceByName(name)
+	return err == nil
+}
+
+// resolvConfUsesLoopback reports whether every nameserver is a loopback
+// address (or none is set, which means 127.0.0.1 to the resolver).
+func resolvConfUsesLoopback(conf string) bool {
+	for _, line := range strings.Split(conf, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "nameserver" {
+			continue
+		}
+		if ip := net.ParseIP(f[1]); ip == nil || !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
+// withEnv returns env with key set to value, replacing any earlier value
+// (getenv returns the first match, so appending is not enough).
+func withEnv(env []string, key, value string) []string {
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, key+"=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, key+"="+value)
+}

@@ -1,0 +1,197 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
+	"github.com/crib-dev/crib/cri"
+	"github.com/crib-dev/crib/server/doctor"
+)
+
+// daemonEnv is what differs between the rootful daemon and the rootless
+// child.
+type daemonEnv struct {
+	rootless  bool
+	relaySock string // host dialer socket; empty when already in the host netns
+	ready     func()
+}
+
+// drainTimeout bounds how long in-flight RPCs may run after a stop signal.
+const drainTimeout = 10 * time.Second
+
+func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
+	cfg := o.Config
+	log := o.Logger
+	report, err := loadHostReport(cfg.RunRoot)
+	if err != nil {
+		return err
+	}
+	l, err := listenCRI(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(cfg.Listen)
+
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logUnary(log)))
+	cri.Register(srv,
+		cri.NewRuntimeService(cri.Options{Version: o.Version, Host: hostForCRI(o, report, env)}),
+		cri.NewImageService())
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	env.ready()
+	log.Info("crib is serving", "socket", cfg.Listen, "rootless", env.rootless, "pid", os.Getpid())
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	select {
+	case err := <-served:
+		return fmt.Errorf("gRPC server stopped: %w", err)
+	case s := <-sigs:
+		log.Info("stopping", "signal", s.String())
+	case <-ctx.Done():
+	}
+	stopGracefully(srv)
+	return nil
+}
+
+func stopGracefully(srv *grpc.Server) {
+	done := make(chan struct{})
+	go func() { srv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(drainTimeout):
+		srv.Stop()
+	}
+}
+
+// listenCRI opens the CRI socket with mode 0600. A socket file left by a
+// crashed crib is replaced; one that still answers belongs to a live
+// process (another crib with other roots, say) and is left alone.
+func listenCRI(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating the socket directory: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("%w: socket %s answers: another process serves it", ErrAlreadyRunning, path)
+	}
+	removeStale(path)
+	// The umask closes the window between bind and chmod in which another
+	// user could connect.
+	old := syscall.Umask(0o177)
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		level := slog.LevelDebug
+		if err != nil {
+			level = slog.LevelInfo
+		}
+		log.Log(ctx, level, "rpc", "method", info.FullMethod, "code", status.Code(err).String(),
+			"duration", time.Since(start), "err", err)
+		return resp, err
+	}
+}
+
+// containersImplemented says whether this build can run containers; it
+// becomes true when the runtime package lands, and until then RuntimeReady
+// says so instead of pretending.
+const containersImplemented = false
+
+func hostForCRI(o Options, r doctor.Report, env daemonEnv) cri.Host {
+	f := r.Features
+	// The systemd driver needs a user systemd that owns crib's cgroup;
+	// until pods have cgroups (sandbox issue), cgroupfs is what crib uses.
+	driver := "cgroupfs"
+	if o.Config.Cgroup.Manager == "systemd" {
+		driver = "systemd"
+	}
+	handlers := usableHandlers(f)
+	return cri.Host{
+		RuntimeCondition: func() cri.Condition { return runtimeCondition(r) },
+		NetworkCondition: func() cri.Condition {
+			return cri.Condition{Reason: "NetworkPluginNotReady", Message: "pod networking (CNI) is not implemented in this build of crib yet"}
+		},
+		CgroupDriver: driver,
+		Handlers:     handlers,
+		Info: func() map[string]string {
+			return map[string]string{
+				"config":     mustJSON(o.Config),
+				"host":       mustJSON(f),
+				"checks":     mustJSON(r.Checks),
+				"rootless":   strconv.FormatBool(env.rootless),
+				"namespaces": mustJSON(namespaceNote(env.rootless)),
+			}
+		},
+	}
+}
+
+func runtimeCondition(r doctor.Report) cri.Condition {
+	if len(usableHandlers(r.Features)) == 0 {
+		return cri.Condition{Reason: "NoOCIRuntime", Message: "neither runc nor crun is usable on this host (run `crib doctor`)"}
+	}
+	if r.Features.Conmon == "" {
+		return cri.Condition{Reason: "NoMonitor", Message: "conmon is missing (run `crib doctor`)"}
+	}
+	if !containersImplemented {
+		return cri.Condition{Reason: "ContainersNotImplemented", Message: "this build of crib serves images and runtime info only; pods and containers are not implemented yet"}
+	}
+	return cri.Condition{Ready: true}
+}
+
+func namespaceNote(rootless bool) string {
+	if !rootless {
+		return "host network, PID and IPC namespaces are the machine's own"
+	}
+	return "rootless: a pod asking for the host network, PID or IPC namespace gets crib's own namespaces, not the machine's; reach crib's network from the host through the CRI socket, the streaming URL and forwarded host ports, or join it with `crib unshare`"
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return strconv.Quote(errors.New("unencodable: " + err.Error()).Error())
+	}
+	return string(b)
+}
+
+// usableHandlers lists the runtime handlers that work here, the default
+// first.
+func usableHandlers(f doctor.Features) []string {
+	var out []string
+	if _, ok := f.OCIRuntimes[f.DefaultRuntime]; ok {
+		out = append(out, f.DefaultRuntime)
+	}
+	for _, name := range []string{"runc", "crun"} {
+		if _, ok := f.OCIRuntimes[name]; ok && name != f.DefaultRuntime {
+			out = append(out, name)
+		}
+	}
+	return out
+}

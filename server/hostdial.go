@@ -1,0 +1,236 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The host dialer lets the daemon, which lives in crib's own network
+// namespace, open TCP connections from the host's network namespace. Image
+// pulls need it: a registry on the host's 127.0.0.1 (the offline test
+// registry, a local mirror) is not reachable from inside crib's namespace,
+// and slirp4netns hides the host's loopback on purpose.
+//
+// Filesystem unix sockets are not bound to a network namespace, so the
+// parent (host namespaces) listens on one; for each connection the child
+// writes "host:port\n", the parent dials it and answers "OK\n" or
+// "ERR reason\n", then both ends copy bytes. Inside crib's namespace a tiny
+// SOCKS5 front on 127.0.0.1 turns that into a proxy URL that
+// containers/image and net/http understand.
+
+const hostDialTimeout = 15 * time.Second
+
+// serveHostDialer accepts relay requests on l until ctx ends.
+func serveHostDialer(ctx context.Context, l net.Listener, log *slog.Logger) {
+	go func() { <-ctx.Done(); l.Close() }()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go relayToHost(ctx, c, log)
+	}
+}
+
+func relayToHost(ctx context.Context, c net.Conn, log *slog.Logger) {
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(hostDialTimeout))
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	target := strings.TrimSpace(line)
+	dctx, cancel := context.WithTimeout(ctx, hostDialTimeout)
+	up, err := (&net.Dialer{}).DialContext(dctx, "tcp", target)
+	cancel()
+	if err != nil {
+		log.Debug("host dial failed", "target", target, "err", err)
+		fmt.Fprintf(c, "ERR %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		return
+	}
+	defer up.Close()
+	if _, err := io.WriteString(c, "OK\n"); err != nil {
+		return
+	}
+	splice(up, &bufferedConn{Conn: c, r: br})
+}
+
+// dialViaHost opens a connection to target from the host's namespaces
+// through the relay socket at sockPath.
+func dialViaHost(ctx context.Context, sockPath, target string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", sockPath)
+	if err != nil {
+		return nil, fmt.Errorf("reaching crib's host dialer: %w", err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	if _, err := io.WriteString(c, target+"\n"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	br := bufio.NewReader(c)
+	reply, err := br.ReadString('\n')
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("host dialer: %w", err)
+	}
+	c.SetDeadline(time.Time{})
+	if reply = strings.TrimSpace(reply); reply != "OK" {
+		c.Close()
+		return nil, fmt.Errorf("dialing %s from the host: %s", target, strings.TrimPrefix(reply, "ERR "))
+	}
+	return &bufferedConn{Conn: c, r: br}, nil
+}
+
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+func splice(a, b net.Conn) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	half := func(dst, src net.Conn) {
+		defer wg.Done()
+		io.Copy(dst, src)
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		} else {
+			dst.Close()
+		}
+	}
+	go half(a, b)
+	go half(b, a)
+	wg.Wait()
+}
+
+// socksFront is a minimal SOCKS5 server (RFC 1928: no authentication,
+// CONNECT only) whose every connection is dialled from the host through the
+// relay.
+type socksFront struct {
+	listener net.Listener
+	relay    string
+	log      *slog.Logger
+}
+
+func startSocksFront(ctx context.Context, relaySock string, log *slog.Logger) (*socksFront, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listening for the pull proxy: %w", err)
+	}
+	f := &socksFront{listener: l, relay: relaySock, log: log}
+	go func() { <-ctx.Done(); l.Close() }()
+	go f.serve(ctx)
+	return f, nil
+}
+
+// URL is the proxy URL to give to HTTP clients inside crib's namespace.
+func (f *socksFront) URL() string { return "socks5://" + f.listener.Addr().String() }
+
+func (f *socksFront) serve(ctx context.Context) {
+	for {
+		c, err := f.listener.Accept()
+		if err != nil {
+			return
+		}
+		go f.handle(ctx, c)
+	}
+}
+
+func (f *socksFront) handle(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(hostDialTimeout))
+	target, err := socksHandshake(c)
+	if err != nil {
+		f.log.Debug("socks handshake", "err", err)
+		return
+	}
+	up, err := dialViaHost(ctx, f.relay, target)
+	if err != nil {
+		f.log.Debug("pull proxy dial", "target", target, "err", err)
+		c.Write([]byte{5, 5, 0, 1, 0, 0, 0, 0, 0, 0}) // connection refused
+		return
+	}
+	defer up.Close()
+	if _, err := c.Write([]byte{5, 0, 0, 1, 0, 0, 0, 0, 0, 0}); err != nil {
+		return
+	}
+	c.SetDeadline(time.Time{})
+	splice(c, up)
+}
+
+// socksHandshake reads a SOCKS5 greeting and CONNECT request and returns the
+// target as host:port.
+func socksHandshake(rw io.ReadWriter) (string, error) {
+	hdr := make([]byte, 2)
+	if _, err := io.ReadFull(rw, hdr); err != nil {
+		return "", err
+	}
+	if hdr[0] != 5 {
+		return "", errors.New("not SOCKS5")
+	}
+	methods := make([]byte, hdr[1])
+	if _, err := io.ReadFull(rw, methods); err != nil {
+		return "", err
+	}
+	if _, err := rw.Write([]byte{5, 0}); err != nil {
+		return "", err
+	}
+	req := make([]byte, 4)
+	if _, err := io.ReadFull(rw, req); err != nil {
+		return "", err
+	}
+	if req[1] != 1 {
+		rw.Write([]byte{5, 7, 0, 1, 0, 0, 0, 0, 0, 0}) // command not supported
+		return "", fmt.Errorf("SOCKS command %d not supported", req[1])
+	}
+	var host string
+	switch req[3] {
+	case 1, 4: // IPv4, IPv6
+		ip := make([]byte, map[byte]int{1: 4, 4: 16}[req[3]])
+		if _, err := io.ReadFull(rw, ip); err != nil {
+			return "", err
+		}
+		host = net.IP(ip).String()
+	case 3: // domain name
+		n := make([]byte, 1)
+		if _, err := io.ReadFull(rw, n); err != nil {
+			return "", err
+		}
+		name := make([]byte, n[0])
+		if _, err := io.ReadFull(rw, name); err != nil {
+			return "", err
+		}
+		host = string(name)
+	default:
+		return "", fmt.Errorf("SOCKS address type %d not supported", req[3])
+	}
+	port := make([]byte, 2)
+	if _, err := io.ReadFull(rw, port); err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(binary.BigEndian.Uint16(port)))), nil
+}
+
+func removeStale(path string) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		slog.Warn("removing stale socket", "path", path, "err", err)
+	}
+}

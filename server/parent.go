@@ -1,0 +1,281 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/crib-dev/crib/internal/idmap"
+)
+
+// Environment variables that carry the bootstrap protocol between the
+// parent and its re-executed child. They are internal: a person never sets
+// them.
+const (
+	stageEnv     = "_CRIB_STAGE"
+	parentPIDEnv = "_CRIB_PARENT_PID"
+	configEnv    = "_CRIB_CONFIG"
+
+	stageWait  = "userns-wait" // child: wait for the id maps, then re-exec
+	stageChild = "userns"      // child: mapped, namespaces ready, serve
+
+	// Descriptors handed to the child, in ExtraFiles order.
+	fdSync  = 3 // parent writes one byte once maps and network are set
+	fdReady = 4 // child writes one byte once it serves
+)
+
+// runParent is `crib serve` as an unprivileged user: it locks the roots,
+// starts the child in new namespaces, maps its ids, gives it an outbound
+// network, and then relays signals until the child exits.
+func runParent(ctx context.Context, o Options) (retErr error) {
+	cfg := o.Config
+	lock, err := acquireInstanceLock(cfg.Root, cfg.RunRoot)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+
+	uidArgs, gidArgs, err := idMapArgs()
+	if err != nil {
+		return err
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		o.Logger.Warn("cannot become a subreaper; helpers that daemonize may linger as zombies", "err", err)
+	}
+
+	relay, err := listenRelay(filepath.Join(cfg.RunRoot, relaySocketName))
+	if err != nil {
+		return err
+	}
+	relayCtx, stopRelay := context.WithCancel(ctx)
+	defer stopRelay()
+	go serveHostDialer(relayCtx, relay, o.Logger)
+
+	child, syncW, readyR, err := startChild(o)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil && child.ProcessState == nil {
+			child.Process.Kill()
+			child.Wait()
+		}
+	}()
+	defer syncW.Close()
+	defer readyR.Close()
+
+	pid := child.Process.Pid
+	if err := writeIDMaps(pid, uidArgs, gidArgs); err != nil {
+		return err
+	}
+	ob, err := startOutbound(ctx, cfg.Network.Outbound, pid, o.Logger)
+	if err != nil {
+		return err
+	}
+	defer ob.stop()
+
+	pidFile := filepath.Join(cfg.RunRoot, childPIDFileName)
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("recording crib's pid: %w", err)
+	}
+	defer os.Remove(pidFile)
+
+	if _, err := syncW.Write([]byte{1}); err != nil {
+		return fmt.Errorf("releasing crib's child: %w", err)
+	}
+	return superviseChild(ctx, child, readyR, o.Logger)
+}
+
+const (
+	relaySocketName  = "hostdial.sock"
+	childPIDFileName = "crib.pid"
+)
+
+// idMapArgs reads the user's subordinate ranges and renders the newuidmap
+// and newgidmap arguments (the pid is filled in later).
+func idMapArgs() (uidArgs, gidArgs func(pid int) []string, err error) {
+	u, err := user.Current()
+	if err != nil {
+		return nil, nil, fmt.Errorf("looking up the current user: %w", err)
+	}
+	uid, gid := os.Getuid(), os.Getgid()
+	uids, err := lookupRanges("/etc/subuid", u.Username, uid)
+	if err != nil {
+		return nil, nil, err
+	}
+	gids, err := lookupRanges("/etc/subgid", u.Username, uid)
+	if err != nil {
+		return nil, nil, err
+	}
+	return func(pid int) []string { return idmap.NewuidmapArgs(pid, uid, uids) },
+		func(pid int) []string { return idmap.NewuidmapArgs(pid, gid, gids) }, nil
+}
+
+func lookupRanges(path, name string, uid int) ([]idmap.Range, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w (run `crib doctor` for the fix)", path, err)
+	}
+	defer f.Close()
+	ranges, err := idmap.Lookup(f, name, uid)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(ranges) == 0 {
+		return nil, fmt.Errorf("%s has no range for user %s (uid %d): crib needs 65536 subordinate ids; as root run: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s", path, name, uid, name)
+	}
+	return ranges, nil
+}
+
+func listenRelay(path string) (net.Listener, error) {
+	removeStale(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// startChild re-executes crib in new user, mount and network namespaces.
+// The child blocks until the parent has written its id maps.
+func startChild(o Options) (*exec.Cmd, *os.File, *os.File, error) {
+	syncR, syncW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		syncR.Close()
+		syncW.Close()
+		return nil, nil, nil, err
+	}
+	defer syncR.Close()
+	defer readyW.Close()
+
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("finding crib's own binary: %w", err)
+	}
+	cmd := exec.Command(exe, o.Args...)
+	cmd.Args[0] = os.Args[0]
+	cfgJSON, err := json.Marshal(o.Config)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cmd.Env = withEnv(withEnv(withEnv(os.Environ(), stageEnv, stageWait),
+		parentPIDEnv, strconv.Itoa(os.Getpid())), configEnv, string(cfgJSON))
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.ExtraFiles = []*os.File{syncR, readyW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWNET,
+		// Its own process group: a terminal's ^C reaches the parent only,
+		// which then stops the child in order.
+		Setpgid:   true,
+		Pdeathsig: syscall.SIGKILL,
+	}
+	// Pdeathsig fires when the thread that forked exits; keep this
+	// goroutine's thread for the life of the process.
+	runtime.LockOSThread()
+	if err := cmd.Start(); err != nil {
+		syncW.Close()
+		readyR.Close()
+		return nil, nil, nil, fmt.Errorf("starting crib in a new user namespace: %w", err)
+	}
+	return cmd, syncW, readyR, nil
+}
+
+func writeIDMaps(pid int, uidArgs, gidArgs func(int) []string) error {
+	for _, m := range []struct {
+		tool string
+		args []string
+	}{{"newuidmap", uidArgs(pid)}, {"newgidmap", gidArgs(pid)}} {
+		out, err := exec.Command(m.tool, m.args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s %v: %w: %s (run `crib doctor`)", m.tool, m.args, err, out)
+		}
+	}
+	return nil
+}
+
+// superviseChild waits for the child to report that it serves, then relays
+// SIGTERM/SIGINT to it and waits for it to exit.
+func superviseChild(ctx context.Context, child *exec.Cmd, readyR *os.File, log *slog.Logger) error {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+	go func() {
+		b := make([]byte, 1)
+		if n, _ := io.ReadFull(readyR, b); n == 1 {
+			log.Debug("crib child is serving", "pid", child.Process.Pid)
+		}
+	}()
+
+	for {
+		select {
+		case err := <-exited:
+			return childExitError(err)
+		case s := <-sigs:
+			log.Info("stopping", "signal", s.String())
+			child.Process.Signal(syscall.SIGTERM)
+			return waitChildStop(child, exited, log)
+		case <-ctx.Done():
+			child.Process.Signal(syscall.SIGTERM)
+			return waitChildStop(child, exited, log)
+		}
+	}
+}
+
+// childStopGrace bounds how long a stopping child may take before the
+// parent kills it; the child's own gRPC drain is shorter.
+const childStopGrace = 30 * time.Second
+
+func waitChildStop(child *exec.Cmd, exited chan error, log *slog.Logger) error {
+	select {
+	case err := <-exited:
+		return childExitError(err)
+	case <-time.After(childStopGrace):
+		log.Warn("crib child did not stop in time; killing it", "pid", child.Process.Pid)
+		child.Process.Kill()
+		<-exited
+		return errors.New("crib's child had to be killed on stop")
+	}
+}
+
+func childExitError(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return fmt.Errorf("crib's child was killed by %v", ws.Signal())
+		}
+		return &ExitCodeError{Code: ee.ExitCode()}
+	}
+	return err
+}
+
+// ExitCodeError is a child that already reported its error and exited
+// with a code the parent should exit with too.
+type ExitCodeError struct{ Code int }
+
+func (e *ExitCodeError) Error() string { return "exit status " + strconv.Itoa(e.Code) }

@@ -1,0 +1,114 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/crib-dev/crib/internal/config"
+	"github.com/crib-dev/crib/server/doctor"
+)
+
+// Options configures Serve.
+type Options struct {
+	Config  config.Config
+	Version string
+	Logger  *slog.Logger
+	// Args are the command-line arguments after the program name, used to
+	// re-execute crib as its namespaced child with the same settings.
+	Args []string
+}
+
+// PrereqError is returned when a hard requirement is missing; it carries
+// the doctor's report so the caller can print the same words `crib doctor`
+// prints.
+type PrereqError struct {
+	Report doctor.Report
+}
+
+func (e *PrereqError) Error() string {
+	var names []string
+	for _, c := range e.Report.HardFailures() {
+		names = append(names, c.Title)
+	}
+	return "missing prerequisites: " + strings.Join(names, "; ") + " (run `crib doctor` for the fixes)"
+}
+
+// Serve runs `crib serve` until a signal or ctx ends it. As an
+// unprivileged user it is the parent of the bootstrap and re-executes
+// itself; the re-executed stages come back through Serve too, told apart
+// by an internal environment variable.
+func Serve(ctx context.Context, o Options) error {
+	switch os.Getenv(stageEnv) {
+	case stageWait:
+		return waitForMapsThenReexec()
+	case stageChild:
+		// Uid 0 inside would make the child compute root's defaults: it
+		// takes the parent's effective configuration instead.
+		if err := json.Unmarshal([]byte(os.Getenv(configEnv)), &o.Config); err != nil {
+			return fmt.Errorf("reading the configuration the parent passed: %w", err)
+		}
+		for _, k := range []string{stageEnv, configEnv} {
+			os.Unsetenv(k)
+		}
+		defer os.Unsetenv(parentPIDEnv)
+		return runChild(ctx, o)
+	}
+	report := doctor.Run(doctor.CurrentHost(o.Config), o.Config)
+	if len(report.HardFailures()) > 0 {
+		return &PrereqError{Report: report}
+	}
+	if err := os.MkdirAll(o.Config.RunRoot, 0o700); err != nil {
+		return fmt.Errorf("creating runroot: %w", err)
+	}
+	if err := saveHostReport(o.Config.RunRoot, report); err != nil {
+		return err
+	}
+	if report.Rootful {
+		return runRootful(ctx, o)
+	}
+	return runParent(ctx, o)
+}
+
+func runRootful(ctx context.Context, o Options) error {
+	lock, err := acquireInstanceLock(o.Config.Root, o.Config.RunRoot)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+	return runDaemon(ctx, o, daemonEnv{ready: func() {}})
+}
+
+const hostReportName = "host.json"
+
+// The parent measures the host from the host's namespaces, where the
+// answers are true; the child, seeing itself as root, reads them back.
+func saveHostReport(runRoot string, r doctor.Report) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(runRoot, hostReportName)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("saving host report: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+func loadHostReport(runRoot string) (doctor.Report, error) {
+	var r doctor.Report
+	data, err := os.ReadFile(filepath.Join(runRoot, hostReportName))
+	if err != nil {
+		return r, fmt.Errorf("reading the host report the parent saved: %w", err)
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return r, errors.New("host report is corrupt: " + err.Error())
+	}
+	return r, nil
+}

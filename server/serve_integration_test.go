@@ -1,0 +1,324 @@
+//go:build integration
+
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// These tests start the real crib binary as an unprivileged user, the way
+// `make run` does, and talk to it from the host namespaces. make integration
+// builds crib and crictl and prepares the user (scripts/host-setup.sh).
+
+type testUser struct {
+	name, home string
+	uid, gid   int
+}
+
+func lookupTestUser(t *testing.T) testUser {
+	t.Helper()
+	name := os.Getenv("CRIB_TEST_USER")
+	if name == "" || os.Getenv("CRIB_BIN") == "" {
+		t.Fatal("run through `make integration` (needs CRIB_BIN, CRICTL_BIN, CRIB_TEST_USER)")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("integration tests run as root and start crib as CRIB_TEST_USER")
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return testUser{name: name, home: u.HomeDir, uid: uid, gid: gid}
+}
+
+// asUser builds a command that runs as the test user with a login-like
+// environment.
+func (u testUser) command(args ...string) *exec.Cmd {
+	full := append([]string{
+		"--reuid=" + strconv.Itoa(u.uid), "--regid=" + strconv.Itoa(u.gid), "--init-groups",
+		"env", "-i", "HOME=" + u.home, "USER=" + u.name, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+		"XDG_RUNTIME_DIR=" + u.runtimeDir(),
+	}, args...)
+	return exec.Command("setpriv", full...)
+}
+
+func (u testUser) runtimeDir() string { return fmt.Sprintf("/run/user/%d", u.uid) }
+
+type daemon struct {
+	cmd      *exec.Cmd
+	out      *bytes.Buffer
+	root     string
+	runroot  string
+	socket   string
+	exited   chan error
+	userInfo testUser
+}
+
+func (d *daemon) args(extra ...string) []string {
+	return append([]string{os.Getenv("CRIB_BIN"), "serve", "--root", d.root, "--runroot", d.runroot}, extra...)
+}
+
+func newDaemon(t *testing.T, u testUser) *daemon {
+	t.Helper()
+	tag := fmt.Sprintf("it-%d-%d", os.Getpid(), time.Now().UnixNano()%100000)
+	d := &daemon{
+		root:     filepath.Join(u.home, ".local/share", "crib-"+tag),
+		runroot:  filepath.Join(u.runtimeDir(), "crib-"+tag),
+		userInfo: u,
+	}
+	d.socket = filepath.Join(d.runroot, "crib.sock")
+	t.Cleanup(func() {
+		d.stop(t)
+		os.RemoveAll(d.root)
+		os.RemoveAll(d.runroot)
+	})
+	return d
+}
+
+func (d *daemon) start(t *testing.T) {
+	t.Helper()
+	d.out = &bytes.Buffer{}
+	d.cmd = d.userInfo.command(d.args("--log-level", "debug")...)
+	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d.exited = make(chan error, 1)
+	go func() { d.exited <- d.cmd.Wait() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(d.socket); err == nil {
+			if c, err := grpcDial(d.socket); err == nil {
+				_, verr := runtimeapi.NewRuntimeServiceClient(c).Version(context.Background(), &runtimeapi.VersionRequest{})
+				c.Close()
+				if verr == nil {
+					return
+				}
+			}
+		}
+		select {
+		case err := <-d.exited:
+			t.Fatalf("crib exited during start: %v\n%s", err, d.out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("crib did not serve within 20s:\n%s", d.out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (d *daemon) stop(t *testing.T) {
+	if d.cmd == nil || d.cmd.ProcessState != nil {
+		return
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.exited
+		t.Errorf("crib did not stop on SIGTERM within 30s:\n%s", d.out)
+	}
+}
+
+func grpcDial(socket string) (*grpc.ClientConn, error) {
+	return grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+func (d *daemon) childPID(t *testing.T) int {
+	data, err := os.ReadFile(filepath.Join(d.runroot, "crib.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	return pid
+}
+
+func TestIntegrationServeRootless(t *testing.T) {
+	u := lookupTestUser(t)
+	d := newDaemon(t, u)
+	d.start(t)
+
+	t.Run("socket is 0600 and owned by the user", func(t *testing.T) {
+		fi, err := os.Stat(d.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if fi.Mode().Perm() != 0o600 || int(st.Uid) != u.uid {
+			t.Fatalf("socket mode %v uid %d, want 0600 uid %d", fi.Mode().Perm(), st.Uid, u.uid)
+		}
+	})
+
+	t.Run("CRI calls from the host namespaces", func(t *testing.T) {
+		c, err := grpcDial(d.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		rs := runtimeapi.NewRuntimeServiceClient(c)
+		ctx := context.Background()
+		v, err := rs.Version(ctx, &runtimeapi.VersionRequest{})
+		if err != nil || v.RuntimeName != "crib" || v.RuntimeApiVersion != "v1" {
+			t.Fatalf("Version: %v %v", v, err)
+		}
+		st, err := rs.Status(ctx, &runtimeapi.StatusRequest{Verbose: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds := map[string]*runtimeapi.RuntimeCondition{}
+		for _, c := range st.Status.Conditions {
+			kinds[c.Type] = c
+		}
+		for _, k := range []string{runtimeapi.RuntimeReady, runtimeapi.NetworkReady} {
+			c := kinds[k]
+			if c == nil {
+				t.Fatalf("Status lacks %s: %v", k, st.Status)
+			}
+			if !c.Status && (c.Reason == "" || c.Message == "") {
+				t.Errorf("%s is false without a reason and message: %v", k, c)
+			}
+		}
+		for _, key := range []string{"config", "host", "rootless"} {
+			if st.Info[key] == "" {
+				t.Errorf("verbose Status lacks %q", key)
+			}
+		}
+		if st.Info["rootless"] != "true" {
+			t.Errorf("rootless = %q", st.Info["rootless"])
+		}
+		rc, err := rs.RuntimeConfig(ctx, &runtimeapi.RuntimeConfigRequest{})
+		if err != nil || rc.Linux == nil {
+			t.Fatalf("RuntimeConfig: %v %v", rc, err)
+		}
+	})
+
+	t.Run("crictl version and info as the user", func(t *testing.T) {
+		for _, sub := range []string{"version", "info"} {
+			out, err := u.command(os.Getenv("CRICTL_BIN"), "--runtime-endpoint", "unix://"+d.socket, sub).CombinedOutput()
+			if err != nil {
+				t.Fatalf("crictl %s: %v\n%s", sub, err, out)
+			}
+			if sub == "version" && !strings.Contains(string(out), "RuntimeName:  crib") {
+				t.Fatalf("crictl version:\n%s", out)
+			}
+			if sub == "info" && !strings.Contains(string(out), "RuntimeReady") {
+				t.Fatalf("crictl info:\n%s", out)
+			}
+		}
+	})
+
+	t.Run("uid_map inside is the user plus the full subuid range", func(t *testing.T) {
+		pid := d.childPID(t)
+		for _, f := range []struct{ mapFile, subFile string }{{"uid_map", "/etc/subuid"}, {"gid_map", "/etc/subgid"}} {
+			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, f.mapFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			start, count := subRange(t, f.subFile, u.name)
+			lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+			if len(lines) != 2 {
+				t.Fatalf("%s: %q", f.mapFile, data)
+			}
+			first, second := strings.Fields(lines[0]), strings.Fields(lines[1])
+			hostID := u.uid
+			if f.mapFile == "gid_map" {
+				hostID = u.gid
+			}
+			if first[0] != "0" || first[1] != strconv.Itoa(hostID) || first[2] != "1" ||
+				second[0] != "1" || second[1] != strconv.Itoa(start) || second[2] != strconv.Itoa(count) {
+				t.Fatalf("%s = %q, want 0 %d 1 / 1 %d %d", f.mapFile, data, hostID, start, count)
+			}
+		}
+	})
+
+	t.Run("a second instance on the same roots refuses", func(t *testing.T) {
+		out, err := u.command(d.args()...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "already running") {
+			t.Fatalf("second crib: err=%v\n%s", err, out)
+		}
+	})
+
+	t.Run("unshare joins crib's namespaces as root", func(t *testing.T) {
+		out, err := u.command(os.Getenv("CRIB_BIN"), "unshare", "--runroot", d.runroot, "--", "sh", "-c", "id -u; readlink /proc/self/ns/net").CombinedOutput()
+		if err != nil {
+			t.Fatalf("unshare: %v\n%s", err, out)
+		}
+		want, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", d.childPID(t)))
+		if !strings.HasPrefix(string(out), "0\n") || !strings.Contains(string(out), want) {
+			t.Fatalf("unshare printed %q, want uid 0 and %s", out, want)
+		}
+	})
+
+	t.Run("SIGTERM stops cleanly", func(t *testing.T) {
+		child := d.childPID(t)
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-d.exited:
+			if err != nil {
+				t.Fatalf("crib exited with %v:\n%s", err, d.out)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("crib did not stop:\n%s", d.out)
+		}
+		if _, err := os.Stat(d.socket); !os.IsNotExist(err) {
+			t.Errorf("socket left behind: %v", err)
+		}
+		if err := syscall.Kill(child, 0); err == nil {
+			t.Errorf("child %d still alive after stop", child)
+		}
+	})
+}
+
+func TestIntegrationStaleSocketReplaced(t *testing.T) {
+	u := lookupTestUser(t)
+	d := newDaemon(t, u)
+	d.start(t)
+	// SIGKILL the parent: the child dies with it and leaves the socket.
+	d.cmd.Process.Kill()
+	<-d.exited
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(d.childPID(t), 0) == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(d.socket); err != nil {
+		t.Fatalf("expected the killed crib to leave its socket: %v", err)
+	}
+	d.cmd = nil
+	d.start(t)
+}
+
+func subRange(t *testing.T, path, name string) (int, int) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) == 3 && f[0] == name {
+			a, _ := strconv.Atoi(f[1])
+			b, _ := strconv.Atoi(f[2])
+			return a, b
+		}
+	}
+	t.Fatalf("%s has no entry for %s", path, name)
+	return 0, 0
+}
