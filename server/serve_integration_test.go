@@ -4,6 +4,7 @@ package server_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"context"
 	"fmt"
 	"os"
@@ -321,4 +322,72 @@ func subRange(t *testing.T, path, name string) (int, int) {
 	}
 	t.Fatalf("%s has no entry for %s", path, name)
 	return 0, 0
+}
+
+func TestIntegrationServeRootful(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root")
+	}
+	dir := t.TempDir()
+	d := &daemon{root: filepath.Join(dir, "root"), runroot: filepath.Join(dir, "run")}
+	d.socket = filepath.Join(d.runroot, "crib.sock")
+	d.out = &bytes.Buffer{}
+	args := d.args()
+	d.cmd = exec.Command(args[0], args[1:]...)
+	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d.exited = make(chan error, 1)
+	go func() { d.exited <- d.cmd.Wait() }()
+	t.Cleanup(func() { d.stop(t) })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := grpcDial(d.socket)
+		if err == nil {
+			st, err := runtimeapi.NewRuntimeServiceClient(c).Status(context.Background(), &runtimeapi.StatusRequest{Verbose: true})
+			c.Close()
+			if err == nil {
+				if st.Info["rootless"] != "false" {
+					t.Fatalf("rootful crib says rootless=%q", st.Info["rootless"])
+				}
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rootful crib did not serve:\n%s", d.out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(d.runroot, "crib.pid")); err == nil {
+		t.Fatal("rootful crib started a namespaced child")
+	}
+}
+
+func TestIntegrationDoctorAsUser(t *testing.T) {
+	u := lookupTestUser(t)
+	out, err := u.command(os.Getenv("CRIB_BIN"), "doctor", "--json").Output()
+	if err != nil {
+		t.Fatalf("crib doctor --json as %s: %v\n%s", u.name, err, out)
+	}
+	var report struct {
+		OK     bool `json:"ok"`
+		Checks []struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		} `json:"checks"`
+	}
+	if err := json.Unmarshal(out, &report); err != nil {
+		t.Fatalf("doctor JSON: %v\n%s", err, out)
+	}
+	if !report.OK || len(report.Checks) < 10 {
+		t.Fatalf("doctor report: %s", out)
+	}
+	// A user without subordinate ids must be refused with the fix.
+	nobody := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		"env", "-i", "HOME=/nonexistent", "PATH=/usr/bin:/bin:/usr/sbin", "XDG_RUNTIME_DIR=/tmp", os.Getenv("CRIB_BIN"), "doctor")
+	out, err = nobody.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "usermod --add-subuids") {
+		t.Fatalf("doctor as nobody: err=%v\n%s", err, out)
+	}
 }

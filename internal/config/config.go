@@ -22,7 +22,8 @@ type Config struct {
 	// RunRoot holds state that must not survive a reboot: sockets, pinned
 	// namespaces, monitor pid files. It should be on a tmpfs.
 	RunRoot string `toml:"runroot" json:"runroot" flag:"runroot" help:"directory for runtime state (tmpfs; lost on reboot)"`
-	// Listen is the path of the CRI gRPC unix socket.
+	// Listen is the path of the CRI gRPC unix socket; empty means
+	// crib.sock in RunRoot.
 	Listen string `toml:"listen" json:"listen" flag:"listen" help:"path of the CRI gRPC unix socket"`
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string `toml:"log_level" json:"log_level" flag:"log-level" help:"log level: debug, info, warn or error"`
@@ -66,7 +67,8 @@ type Network struct {
 	// auto, slirp4netns, pasta or none. Ignored when running as root.
 	Outbound string `toml:"outbound" json:"outbound" flag:"network-outbound" help:"outbound network for crib's namespace: auto, slirp4netns, pasta or none"`
 	// CNIConfDir holds CNI network configurations; crib writes a default
-	// bridge conflist there on first start when it is empty.
+	// bridge conflist there on first start when it is empty. Empty means
+	// cni/net.d under Root (/etc/crib/cni/net.d as root).
 	CNIConfDir string `toml:"cni_conf_dir" json:"cni_conf_dir" flag:"cni-conf-dir" help:"CNI configuration directory"`
 	// CNIPluginDirs are searched in order for CNI plugin binaries.
 	CNIPluginDirs []string `toml:"cni_plugin_dirs" json:"cni_plugin_dirs" flag:"cni-plugin-dir" help:"CNI plugin directories (repeatable, or comma-separated)"`
@@ -160,26 +162,37 @@ func (e Env) dataHome() string {
 // Default is the configuration crib uses with no file and no flags.
 func Default(e Env) Config {
 	root := filepath.Join(e.dataHome(), "crib")
-	cniConf := filepath.Join(root, "cni", "net.d")
 	if e.Rootful() {
 		root = "/var/lib/crib"
-		cniConf = "/etc/crib/cni/net.d"
 	}
-	runRoot := filepath.Join(e.RuntimeDir(), "crib")
 	return Config{
 		Root:      root,
-		RunRoot:   runRoot,
-		Listen:    filepath.Join(runRoot, "crib.sock"),
+		RunRoot:   filepath.Join(e.RuntimeDir(), "crib"),
 		LogLevel:  "info",
 		LogFormat: "text",
 		Storage:   Storage{Driver: "auto"},
 		Runtime:   Runtime{DefaultHandler: "auto"},
 		Network: Network{
 			Outbound:      "auto",
-			CNIConfDir:    cniConf,
 			CNIPluginDirs: []string{"/usr/lib/cni", "/opt/cni/bin"},
 		},
 		Cgroup:    Cgroup{Manager: "auto"},
 		Streaming: Streaming{Address: "127.0.0.1"},
 	}
+}
+
+// Finalize fills the keys whose defaults follow other keys (the socket in
+// the runroot, the CNI directory in the root), so that moving --runroot
+// moves the socket too unless --listen says otherwise.
+func (c Config) Finalize() Config {
+	if c.Listen == "" {
+		c.Listen = filepath.Join(c.RunRoot, "crib.sock")
+	}
+	if c.Network.CNIConfDir == "" {
+		c.Network.CNIConfDir = filepath.Join(c.Root, "cni", "net.d")
+		if c.Root == "/var/lib/crib" {
+			c.Network.CNIConfDir = "/etc/crib/cni/net.d"
+		}
+	}
+	return c
 }

@@ -22,7 +22,7 @@ func TestDefaults(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := Default(tc.env)
+			c := Default(tc.env).Finalize()
 			if c.Root != tc.root || c.RunRoot != tc.runroot || tc.env.ConfigPath() != tc.cpath {
 				t.Fatalf("got root=%s runroot=%s config=%s", c.Root, c.RunRoot, tc.env.ConfigPath())
 			}
@@ -122,5 +122,26 @@ func TestRenderRoundTrips(t *testing.T) {
 	}
 	if Render(back) != Render(c) {
 		t.Fatalf("round trip differs:\n%s\n---\n%s", Render(c), Render(back))
+	}
+}
+
+func TestSocketFollowsRunroot(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	o := RegisterFlags(fs, Default(testEnv))
+	if err := fs.Parse([]string{"--runroot=/tmp/rr", "--root=/tmp/r"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := o.Apply(Default(testEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "/tmp/rr/crib.sock" || c.Network.CNIConfDir != "/tmp/r/cni/net.d" {
+		t.Fatalf("listen %s cni %s", c.Listen, c.Network.CNIConfDir)
+	}
+	fs = flag.NewFlagSet("t", flag.ContinueOnError)
+	o = RegisterFlags(fs, Default(testEnv))
+	fs.Parse([]string{"--runroot=/tmp/rr", "--listen=/tmp/x.sock"})
+	if c, _ = o.Apply(Default(testEnv)); c.Listen != "/tmp/x.sock" {
+		t.Fatalf("explicit listen lost: %s", c.Listen)
 	}
 }

@@ -133,7 +133,6 @@ func (c Config) Validate() error {
 	checks := []error{
 		nonEmpty("root", c.Root),
 		nonEmpty("runroot", c.RunRoot),
-		nonEmpty("listen", c.Listen),
 		oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error"),
 		oneOf("log_format", c.LogFormat, "text", "json"),
 		oneOf("storage.driver", c.Storage.Driver, "auto", "overlay", "fuse-overlayfs", "vfs"),
@@ -268,7 +267,8 @@ func RegisterFlags(fs *flag.FlagSet, defaults Config) *Overrides {
 	return o
 }
 
-// Apply copies the recorded flag values onto cfg and validates the result.
+// Apply copies the recorded flag values onto cfg, validates the result and
+// fills the derived defaults (Finalize).
 func (o *Overrides) Apply(cfg Config) (Config, error) {
 	for name, vals := range o.set {
 		if err := cfg.setByFlag(name, vals); err != nil {
@@ -278,7 +278,7 @@ func (o *Overrides) Apply(cfg Config) (Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("flags: %w", err)
 	}
-	return cfg, nil
+	return cfg.Finalize(), nil
 }
 
 func (c *Config) setByFlag(name string, vals []string) error {
