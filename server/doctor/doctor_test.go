@@ -1,8 +1,8 @@
 package doctor
 
 import (
-	"encoding/json"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"maps"
 	"reflect"
