@@ -42,6 +42,7 @@ type RuntimeService struct {
 // ImageService implements CRI's ImageService.
 type ImageService struct {
 	runtimeapi.UnimplementedImageServiceServer
+	images ImageStore
 }
 
 // NewRuntimeService builds the RuntimeService.
@@ -49,9 +50,9 @@ func NewRuntimeService(opts Options) *RuntimeService {
 	return &RuntimeService{opts: opts}
 }
 
-// NewImageService builds the ImageService.
-func NewImageService() *ImageService {
-	return &ImageService{}
+// NewImageService builds the ImageService on an image store.
+func NewImageService(images ImageStore) *ImageService {
+	return &ImageService{images: images}
 }
 
 // Register adds both services to a gRPC server.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/crib-dev/crib/cri"
 	"github.com/crib-dev/crib/server/doctor"
+	"github.com/crib-dev/crib/storage"
 )
 
 // daemonEnv is what differs between the rootful daemon and the rootless
@@ -45,10 +47,40 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 	}
 	defer os.Remove(cfg.Listen)
 
+	hostSide, err := startHostSide(ctx, cfg.RunRoot, env, log)
+	if err != nil {
+		return err
+	}
+	defer hostSide.close()
+
+	var proxy func(*url.URL) (*url.URL, error)
+	if hostSide.pullProxy != "" {
+		u, err := url.Parse(hostSide.pullProxy)
+		if err != nil {
+			return err
+		}
+		proxy = func(*url.URL) (*url.URL, error) { return u, nil }
+	}
+	store, err := storage.Open(storage.Options{
+		Proxy:          proxy,
+		Root:           cfg.Root,
+		RunRoot:        cfg.RunRoot,
+		Driver:         cfg.Storage.Driver,
+		StorageConf:    cfg.Storage.StorageConf,
+		RegistriesConf: cfg.Image.RegistriesConf,
+		PolicyPath:     cfg.Image.PolicyPath,
+		Logger:         log,
+	})
+	if err != nil {
+		return fmt.Errorf("opening image storage: %w", err)
+	}
+	defer store.Close()
+	log.Info("image storage", "driver", store.Driver().Name, "reason", store.Driver().Reason)
+
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logUnary(log)))
 	cri.Register(srv,
 		cri.NewRuntimeService(cri.Options{Version: o.Version, Host: hostForCRI(o, report, env)}),
-		cri.NewImageService())
+		cri.NewImageService(store))
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
@@ -194,4 +226,43 @@ func usableHandlers(f doctor.Features) []string {
 		}
 	}
 	return out
+}
+
+// hostSide is the child's end of what the parent does in the host
+// namespaces: the target dialer the portal forwards into, the portal's
+// control client, and the pull proxy in front of the host dialer. All
+// empty when crib already lives in the host namespaces (rootful).
+type hostSide struct {
+	ports     *portalClient
+	pullProxy string
+	closers   []func()
+}
+
+func (h *hostSide) close() {
+	for _, c := range h.closers {
+		c()
+	}
+}
+
+func startHostSide(ctx context.Context, runRoot string, env daemonEnv, log *slog.Logger) (*hostSide, error) {
+	h := &hostSide{}
+	if !env.rootless {
+		return h, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	h.closers = append(h.closers, cancel)
+	target, err := listenRelay(filepath.Join(runRoot, targetDialSocketName))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	go serveTargetDialer(ctx, target, log)
+	h.ports = &portalClient{controlSock: filepath.Join(runRoot, controlSocketName)}
+	front, err := startSocksFront(ctx, env.relaySock, log)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	h.pullProxy = front.URL()
+	return h, nil
 }

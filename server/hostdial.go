@@ -71,6 +71,13 @@ func relayToHost(ctx context.Context, c net.Conn, log *slog.Logger) {
 // dialViaHost opens a connection to target from the host's namespaces
 // through the relay socket at sockPath.
 func dialViaHost(ctx context.Context, sockPath, target string) (net.Conn, error) {
+	return dialViaRelay(ctx, sockPath, target)
+}
+
+// dialViaRelay sends one request line to the relay at sockPath and, once
+// it answers OK, returns the connection carrying the relayed bytes.
+func dialViaRelay(ctx context.Context, sockPath, request string) (net.Conn, error) {
+	target := request
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", sockPath)
 	if err != nil {
@@ -79,7 +86,7 @@ func dialViaHost(ctx context.Context, sockPath, target string) (net.Conn, error)
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
-	if _, err := io.WriteString(c, target+"\n"); err != nil {
+	if _, err := io.WriteString(c, request+"\n"); err != nil {
 		c.Close()
 		return nil, err
 	}

@@ -66,6 +66,14 @@ func runParent(ctx context.Context, o Options) (retErr error) {
 	defer stopRelay()
 	go serveHostDialer(relayCtx, relay, o.Logger)
 
+	control, err := listenRelay(filepath.Join(cfg.RunRoot, controlSocketName))
+	if err != nil {
+		return err
+	}
+	ports := newPortal(filepath.Join(cfg.RunRoot, targetDialSocketName), o.Logger)
+	defer ports.closeAll()
+	go ports.serveControl(relayCtx, control)
+
 	child, syncW, readyR, err := startChild(o)
 	if err != nil {
 		return err

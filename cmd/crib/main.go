@@ -17,6 +17,7 @@ import (
 	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/server"
 	"github.com/crib-dev/crib/server/doctor"
+	"github.com/crib-dev/crib/storage"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -44,6 +45,10 @@ type command struct {
 }
 
 func main() {
+	// The storage library re-executes crib to unpack layers in a chroot.
+	if storage.ReexecInit() {
+		return
+	}
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)

@@ -1,0 +1,136 @@
+#!/bin/bash
+# make conformance: critest v1.37.0 against rootless crib, twice —
+#   host:   critest in the host namespaces, as the same unprivileged user,
+#           against the socket (the way a kubelet outside crib would);
+#   inside: critest through `crib unshare`, inside crib's namespaces (the
+#           way containerd's rootless CI runs it).
+# Each run prints "N passed, M failed, K skipped", the failing specs, writes
+# a JUnit file under conformance/.cache/results/, and is checked against
+# conformance/baseline.txt (a listed spec that fails fails the target).
+#
+# Runs as root (CI, a fresh machine): prepares the user, the registry with
+# the offline images and a delegated cgroup subtree, then drops to the user.
+#
+# Environment: MODES="host inside" (default both), FOCUS=regex (ginkgo
+# focus), WRITE_BASELINE=1 (rewrite the baseline from this run),
+# TEST_USER (default crib-test).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+cache=$here/.cache
+user=${TEST_USER:-crib-test}
+modes=${MODES:-host inside}
+critest_version=v1.37.0
+tags="containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper"
+export PATH=/usr/local/go/bin:$PATH GOFLAGS=-buildvcs=false
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "conformance/run.sh runs as root: it prepares $user, the registry and cgroups, then runs crib and critest as $user" >&2
+	exit 1
+fi
+
+mkdir -p "$cache/results"
+"$repo/scripts/host-setup.sh" "$user"
+"$here/images.sh"
+
+# critest is a test binary: build it from the module cache, once.
+critest=$cache/critest-$critest_version
+if [ ! -x "$critest" ]; then
+	src=$(go mod download -json sigs.k8s.io/cri-tools@$critest_version | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+	rm -rf "$cache/cri-tools"
+	cp -r "$src" "$cache/cri-tools"
+	chmod -R u+w "$cache/cri-tools"
+	(cd "$cache/cri-tools" && go test -c -o "$critest.tmp" ./cmd/critest)
+	mv "$critest.tmp" "$critest"
+fi
+(cd "$repo" && go build -tags "$tags" -o "$cache/junitcheck" ./conformance/junitcheck)
+(cd "$repo" && make -s build)
+
+uid=$(id -u "$user")
+gid=$(id -g "$user")
+home=$(getent passwd "$user" | cut -d: -f6)
+rundir=/run/user/$uid
+root=$home/.local/share/crib-conformance
+runroot=$rundir/crib-conformance
+sock=$runroot/crib.sock
+workdir=$cache/work
+install -d -o "$user" -g "$gid" "$workdir"
+install -m 0755 "$repo/bin/crib" "$cache/crib"
+install -m 0644 "$here/registries.conf" "$cache/registries.conf"
+install -m 0644 "$here/policy.json" "$cache/policy.json"
+chmod 0755 "$cache" "$critest"
+chmod o+x "$here" "$repo" 2>/dev/null || true
+
+as_user() {
+	setpriv --reuid="$uid" --regid="$gid" --init-groups \
+		env -i HOME="$home" USER="$user" LOGNAME="$user" PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+		XDG_RUNTIME_DIR="$rundir" "$@"
+}
+
+# A delegated cgroup subtree so resource and OOM specs run for real.
+cgroup_parent=""
+if [ -x "$repo/scripts/cgroup-delegate.sh" ]; then
+	cgroup_parent=$("$repo/scripts/cgroup-delegate.sh" create "$user" | tail -n1 || true)
+fi
+
+crib_pid=""
+cleanup() {
+	if [ -n "$crib_pid" ]; then
+		kill "$crib_pid" 2>/dev/null || true
+		wait "$crib_pid" 2>/dev/null || true
+	fi
+	if [ -x "$repo/scripts/cgroup-delegate.sh" ]; then
+		"$repo/scripts/cgroup-delegate.sh" remove "$user" >/dev/null 2>&1 || true
+	fi
+}
+trap cleanup EXIT
+
+# Hosts here never reap orphans: catatonit stays above crib and critest as
+# a subreaper so exits are seen and zombies reaped.
+crib_args=(serve --root "$root" --runroot "$runroot"
+	--registries-conf "$cache/registries.conf" --signature-policy "$cache/policy.json")
+if [ -n "$cgroup_parent" ]; then
+	crib_args+=(--cgroup-parent "$cgroup_parent")
+fi
+as_user catatonit -g -- "$cache/crib" "${crib_args[@]}" >"$cache/results/crib.log" 2>&1 &
+crib_pid=$!
+for _ in $(seq 200); do
+	[ -S "$sock" ] && break
+	kill -0 "$crib_pid" 2>/dev/null || { cat "$cache/results/crib.log" >&2; exit 1; }
+	sleep 0.1
+done
+
+skip_regex() {
+	# conformance/skips.txt: MODE<TAB>regex<TAB>reason; MODE "all" applies to both.
+	awk -F'\t' -v m="$1" '!/^#/ && NF>=2 && ($1==m || $1=="all") {print $2}' "$here/skips.txt" | paste -sd'|' -
+}
+
+status=0
+for mode in $modes; do
+	report=$cache/results/junit-$mode.xml
+	rm -f "$report"
+	args=(-runtime-endpoint "unix://$sock" -image-endpoint "unix://$sock"
+		-ginkgo.junit-report "$report" -ginkgo.no-color -ginkgo.timeout 20m)
+	skips=$(skip_regex "$mode")
+	[ -n "$skips" ] && args+=(-ginkgo.skip "$skips")
+	[ -n "${FOCUS:-}" ] && args+=(-ginkgo.focus "$FOCUS")
+	echo "critest ($mode) ..."
+	start=$(date +%s)
+	case $mode in
+	host) (cd "$workdir" && as_user catatonit -g -- "$critest" "${args[@]}") >"$cache/results/critest-$mode.log" 2>&1 || true ;;
+	inside) (cd "$workdir" && as_user "$cache/crib" unshare --runroot "$runroot" -- catatonit -g -- "$critest" "${args[@]}") >"$cache/results/critest-$mode.log" 2>&1 || true ;;
+	*) echo "unknown mode $mode" >&2; exit 2 ;;
+	esac
+	echo "critest ($mode) took $(($(date +%s) - start))s; log: $cache/results/critest-$mode.log"
+	if [ ! -s "$report" ]; then
+		echo "critest ($mode) wrote no report; tail of its log:" >&2
+		tail -n 30 "$cache/results/critest-$mode.log" >&2
+		status=1
+		continue
+	fi
+	write=()
+	[ "${WRITE_BASELINE:-}" = 1 ] && write=(-write)
+	"$cache/junitcheck" -report "$report" -baseline "$here/baseline.txt" -mode "$mode" "${write[@]}" || status=1
+done
+exit $status

@@ -1,0 +1,155 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/crib-dev/crib/internal/errdefs"
+	cstorage "go.podman.io/storage"
+)
+
+// mountLabelKey is the container data item holding the SELinux label the
+// root filesystem is mounted with.
+const mountLabelKey = "crib-mount-label"
+
+// ContainerFS is a container's root filesystem: a writable layer over its
+// image.
+type ContainerFS struct {
+	ID         string
+	Name       string
+	ImageID    string
+	LayerID    string
+	MountLabel string
+	// Metadata is the caller's own string, kept with the container.
+	Metadata string
+	Created  time.Time
+}
+
+// CreateContainer makes the root filesystem of container id (a new id when
+// empty) from the image imageRef names (an id or a name). The name must be
+// unique: a taken name or id is errdefs.ErrAlreadyExists; an unknown image
+// is errdefs.ErrNotFound.
+func (s *Store) CreateContainer(ctx context.Context, id, name, imageRef, mountLabel, metadata string) (ContainerFS, error) {
+	if name == "" {
+		return ContainerFS{}, fmt.Errorf("%w: container name is empty", errdefs.ErrInvalidArgument)
+	}
+	s.act.begin()
+	fs, err := s.createContainer(id, name, imageRef, mountLabel, metadata)
+	s.act.end(err != nil)
+	return fs, err
+}
+
+func (s *Store) createContainer(id, name, imageRef, mountLabel, metadata string) (ContainerFS, error) {
+	r, err := s.lookup(imageRef)
+	if err != nil {
+		return ContainerFS{}, err
+	}
+	opts := &cstorage.ContainerOptions{
+		BigData: []cstorage.ContainerBigDataOption{{Key: mountLabelKey, Data: []byte(mountLabel)}},
+	}
+	c, err := s.store.CreateContainer(id, []string{name}, r.image.ID, "", metadata, opts)
+	switch {
+	case errors.Is(err, cstorage.ErrDuplicateName), errors.Is(err, cstorage.ErrDuplicateID):
+		return ContainerFS{}, fmt.Errorf("%w: container %s (%s): %v", errdefs.ErrAlreadyExists, name, id, err)
+	case errors.Is(err, cstorage.ErrImageUnknown):
+		return ContainerFS{}, fmt.Errorf("image %q: %w", imageRef, errdefs.ErrNotFound)
+	case err != nil:
+		return ContainerFS{}, fmt.Errorf("storage: creating container %s: %w", name, err)
+	}
+	s.log.Debug("container filesystem created", "container", c.ID, "name", name, "image", r.image.ID)
+	return s.containerFS(c), nil
+}
+
+func (s *Store) containerFS(c *cstorage.Container) ContainerFS {
+	fs := ContainerFS{
+		ID:       c.ID,
+		ImageID:  c.ImageID,
+		LayerID:  c.LayerID,
+		Metadata: c.Metadata,
+		Created:  c.Created,
+	}
+	if len(c.Names) > 0 {
+		fs.Name = c.Names[0]
+	}
+	if label, err := s.store.ContainerBigData(c.ID, mountLabelKey); err == nil {
+		fs.MountLabel = string(label)
+	}
+	return fs
+}
+
+// Container describes the root filesystem of container id.
+func (s *Store) Container(id string) (ContainerFS, error) {
+	c, err := s.store.Container(id)
+	if err != nil {
+		return ContainerFS{}, containerError(id, err)
+	}
+	return s.containerFS(c), nil
+}
+
+// ListContainers lists every container root filesystem in the store;
+// all of them are crib's, since the store lives under crib's root.
+func (s *Store) ListContainers() ([]ContainerFS, error) {
+	containers, err := s.store.Containers()
+	if err != nil {
+		return nil, fmt.Errorf("storage: listing containers: %w", err)
+	}
+	out := make([]ContainerFS, 0, len(containers))
+	for i := range containers {
+		out = append(out, s.containerFS(&containers[i]))
+	}
+	return out, nil
+}
+
+// Mount mounts container id's root filesystem (with its mount label) and
+// returns its path. Mounting a mounted one returns the same path.
+func (s *Store) Mount(id string) (string, error) {
+	// The library mounts layers by id too; only containers are ours to mount.
+	if _, err := s.store.Container(id); err != nil {
+		return "", containerError(id, err)
+	}
+	// A container without the item (made by an older crib) mounts
+	// unlabelled; an unknown one fails in Mount below.
+	label, _ := s.store.ContainerBigData(id, mountLabelKey)
+	path, err := s.store.Mount(id, string(label))
+	if err != nil {
+		return "", containerError(id, err)
+	}
+	return path, nil
+}
+
+// Unmount releases container id's root filesystem entirely, however many
+// times it was mounted. An unmounted or unknown container is no error.
+func (s *Store) Unmount(id string) error {
+	if _, err := s.store.Container(id); errors.Is(err, cstorage.ErrContainerUnknown) {
+		return nil
+	}
+	_, err := s.store.Unmount(id, true)
+	if err == nil || errors.Is(err, cstorage.ErrContainerUnknown) || errors.Is(err, cstorage.ErrLayerNotMounted) {
+		return nil
+	}
+	return fmt.Errorf("storage: unmounting container %s: %w", id, err)
+}
+
+// DeleteContainer unmounts and deletes container id's root filesystem.
+// Deleting an unknown container succeeds.
+func (s *Store) DeleteContainer(id string) error {
+	s.act.begin()
+	defer s.act.end(false)
+	if err := s.Unmount(id); err != nil {
+		return err
+	}
+	err := s.store.DeleteContainer(id)
+	if err == nil || errors.Is(err, cstorage.ErrContainerUnknown) || errors.Is(err, cstorage.ErrNotAContainer) {
+		return nil
+	}
+	return fmt.Errorf("storage: deleting container %s: %w", id, err)
+}
+
+func containerError(id string, err error) error {
+	if errors.Is(err, cstorage.ErrContainerUnknown) || errors.Is(err, cstorage.ErrNotAContainer) {
+		return fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
+	}
+	return fmt.Errorf("storage: container %s: %w", id, err)
+}

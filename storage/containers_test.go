@@ -1,0 +1,114 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/crib-dev/crib/internal/errdefs"
+)
+
+// TestContainerFilesystemOnEveryDriver runs a container filesystem's life
+// on each driver this machine offers (native overlay and fuse-overlayfs
+// need root and /dev/fuse, which the test host has).
+func TestContainerFilesystemOnEveryDriver(t *testing.T) {
+	for _, driver := range []string{DriverOverlay, DriverFuseOverlayfs, DriverVFS} {
+		t.Run(driver, func(t *testing.T) {
+			s := newStore(t, func(o *Options) { o.Driver = driver })
+			if got := s.Driver(); got.Name != driver || got.Reason == "" {
+				t.Fatalf("Driver() = %+v, want %s with a reason", got, driver)
+			}
+			containerLifecycle(t, s)
+		})
+	}
+}
+
+func containerLifecycle(t *testing.T, s *Store) {
+	ctx := context.Background()
+	img, err := s.Pull(ctx, ref("app"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := s.ImageConfig(ctx, img.ID)
+	if err != nil || cfg.Config.User != "www-data" {
+		t.Fatalf("ImageConfig = %+v, %v", cfg, err)
+	}
+	c, err := s.CreateContainer(ctx, "", "app-1", ref("app"), "", "meta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ID == "" || c.Name != "app-1" || c.ImageID != img.ID || c.Metadata != "meta" {
+		t.Errorf("CreateContainer = %+v", c)
+	}
+	if _, err := s.CreateContainer(ctx, "", "app-1", img.ID, "", ""); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Errorf("a second container named app-1: %v, want ErrAlreadyExists", err)
+	}
+	if _, err := s.CreateContainer(ctx, "", "app-2", "example.test/test/none", "", ""); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("a container of an unknown image: %v, want ErrNotFound", err)
+	}
+	rootfs, err := s.Mount(c.ID)
+	if err != nil {
+		t.Fatalf("Mount: %v", err)
+	}
+	for file, want := range map[string]string{"etc/os-release": "NAME=crib-test\n", "app/index.html": "<p>app</p>\n"} {
+		if got, err := os.ReadFile(filepath.Join(rootfs, file)); err != nil || string(got) != want {
+			t.Errorf("%s in the rootfs = %q, %v", file, got, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "tmp", "written"), bytes.Repeat([]byte("x"), 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bytesUsed, inodes, err := s.ContainerUsage(ctx, c.ID)
+	if err != nil || bytesUsed < 1<<20 || inodes < 1 {
+		t.Errorf("ContainerUsage = %d bytes, %d inodes, %v; want ≥ 1 MiB and ≥ 1 inode", bytesUsed, inodes, err)
+	}
+	info, err := s.FsInfo(ctx)
+	if err != nil || info.Images.Bytes == 0 || info.Images.Inodes == 0 || info.Containers.Bytes < 1<<20 ||
+		info.Images.Mountpoint != s.GraphRoot() {
+		t.Errorf("FsInfo = %+v, %v", info, err)
+	}
+	listed, err := s.ListContainers()
+	if err != nil || len(listed) != 1 || listed[0].ID != c.ID {
+		t.Errorf("ListContainers = %+v, %v", listed, err)
+	}
+	if err := s.Unmount(c.ID); err != nil {
+		t.Errorf("Unmount: %v", err)
+	}
+	if err := s.Unmount(c.ID); err != nil {
+		t.Errorf("second Unmount: %v", err)
+	}
+	if err := s.DeleteContainer(c.ID); err != nil {
+		t.Fatalf("DeleteContainer: %v", err)
+	}
+	if err := s.DeleteContainer(c.ID); err != nil {
+		t.Errorf("DeleteContainer again: %v", err)
+	}
+	if _, err := s.Mount(c.ID); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("Mount of a deleted container: %v, want ErrNotFound", err)
+	}
+	if err := s.Remove(ctx, img.ID); err != nil {
+		t.Fatal(err)
+	}
+	assertEmpty(t, s)
+}
+
+func TestMountLabelIsKept(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	img, err := s.Pull(ctx, ref("base"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	label := "system_u:object_r:container_file_t:s0:c1,c2"
+	c, err := s.CreateContainer(ctx, "fixed-id-1", "labelled", img.ID, label, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Container(c.ID)
+	if err != nil || got.MountLabel != label || got.ID != "fixed-id-1" {
+		t.Errorf("Container = %+v, %v", got, err)
+	}
+}

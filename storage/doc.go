@@ -1,0 +1,67 @@
+// Package storage owns crib's images and container filesystems, on
+// go.podman.io/storage (layers, images, container layers) and
+// go.podman.io/image/v5 (registries, archives, signature policy).
+//
+// It pulls, lists, inspects, removes and imports images, creates, mounts
+// and deletes container root filesystems, and reports disk usage. It must
+// not know about pods: callers give it image references and container ids,
+// never sandboxes, and it imports no CRI types. Errors that a client can
+// act on wrap a sentinel of internal/errdefs (ErrNotFound, ErrInvalidArgument,
+// ErrUnavailable, ErrPermissionDenied, ErrFailedPrecondition,
+// ErrAlreadyExists) so the cri package can map them to gRPC codes.
+//
+// # Where things live
+//
+// The store's graph root is Options.Root/storage and its run root is
+// Options.RunRoot/storage, whatever storage.conf says: crib's config owns
+// those paths. Everything else of storage.conf is honoured (driver options,
+// pull options, id maps): the file named by Options.StorageConf, or the
+// usual places (containers-storage.conf(5): the user's
+// $XDG_CONFIG_HOME/containers/storage.conf, /etc/containers/storage.conf,
+// /usr/share/containers/storage.conf).
+//
+// # Storage driver
+//
+// Open picks the driver once and reports it with the reason (DriverChoice):
+// a driver forced by Options.Driver wins; otherwise storage.conf's driver
+// wins when it names vfs or another non-overlay driver, or overlay with a
+// mount_program; otherwise crib tries native kernel overlay (which works in
+// a user namespace on kernel >= 5.13), then fuse-overlayfs (its binary and
+// a usable /dev/fuse), then vfs. A store that was once written with
+// fuse-overlayfs stays on it (the storage library records that, because
+// its layers are not readable by kernel overlay).
+//
+// # Registries and signatures
+//
+// Pulls read registries.conf (v2) from the usual places
+// (containers-registries.conf(5): ~/.config/containers/registries.conf,
+// /etc/containers/registries.conf and their registries.conf.d drop-ins),
+// so prefix rewrites, mirrors, insecure (plain HTTP) and blocked
+// registries work as they do for Podman. Options.RegistriesConf names one
+// more file that is read after all of those, as the last drop-in: for
+// every [[registry]] prefix it defines, its entry replaces the usual
+// one, and any top-level key it sets replaces the usual value. Files are
+// read when the first pull needs them; edits take effect at the next Open.
+//
+// The signature policy is Options.PolicyPath, else the user's
+// ~/.config/containers/policy.json, else /etc/containers/policy.json. When
+// none exists crib uses its documented default, which accepts any image
+// without checking signatures ({"default":[{"type":"insecureAcceptAnything"}]}),
+// the same policy Debian and Fedora ship.
+//
+// References are normalized as the kubelet does: "busybox" is
+// "docker.io/library/busybox:latest"; tags and digests are kept, and when
+// a reference has both, the digest wins. Short names are never searched
+// across registries.
+//
+// # Failure and crash safety
+//
+// The storage library commits a pulled image's layers before the image
+// record. When a pull or import fails or is cancelled, crib deletes the
+// layers that no image and no container uses, once no other pull, import
+// or container creation is running; Open does the same after a crash. So a
+// failed pull leaves neither an image nor its layers behind.
+//
+// The program must call ReexecInit first thing in main: the storage
+// library re-executes the binary to unpack layers inside a chroot.
+package storage
