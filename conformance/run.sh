@@ -31,6 +31,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 mkdir -p "$cache/results"
+chown "${TEST_USER:-crib-test}" "$cache/results"
 "$repo/scripts/host-setup.sh" "$user"
 "$here/images.sh"
 
@@ -118,8 +119,8 @@ for mode in $modes; do
 	echo "critest ($mode) ..."
 	start=$(date +%s)
 	case $mode in
-	host) (cd "$workdir" && as_user catatonit -g -- "$critest" "${args[@]}") >"$cache/results/critest-$mode.log" 2>&1 || true ;;
-	inside) (cd "$workdir" && as_user "$cache/crib" unshare --runroot "$runroot" -- catatonit -g -- "$critest" "${args[@]}") >"$cache/results/critest-$mode.log" 2>&1 || true ;;
+	host) (cd "$workdir" && as_user "$critest" "${args[@]}") >"$cache/results/critest-$mode.log" 2>&1 || true ;;
+	inside) (cd "$workdir" && as_user "$cache/crib" unshare --runroot "$runroot" -- "$critest" "${args[@]}") >"$cache/results/critest-$mode.log" 2>&1 || true ;;
 	*) echo "unknown mode $mode" >&2; exit 2 ;;
 	esac
 	echo "critest ($mode) took $(($(date +%s) - start))s; log: $cache/results/critest-$mode.log"

@@ -259,12 +259,14 @@ func TestIntegrationServeRootless(t *testing.T) {
 	})
 
 	t.Run("unshare joins crib's namespaces as root", func(t *testing.T) {
-		out, err := u.command(os.Getenv("CRIB_BIN"), "unshare", "--runroot", d.runroot, "--", "sh", "-c", "id -u; readlink /proc/self/ns/net").CombinedOutput()
+		out, err := u.command(os.Getenv("CRIB_BIN"), "unshare", "--runroot", d.runroot, "--", "sh", "-c", "id -u; readlink /proc/self/ns/net; /bin/pwd -P").CombinedOutput()
 		if err != nil {
 			t.Fatalf("unshare: %v\n%s", err, out)
 		}
 		want, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", d.childPID(t)))
-		if !strings.HasPrefix(string(out), "0\n") || !strings.Contains(string(out), want) {
+		wd, _ := os.Getwd()
+		if !strings.HasPrefix(string(out), "0\n") || !strings.Contains(string(out), want) ||
+			!strings.HasSuffix(string(out), wd+"\n") {
 			t.Fatalf("unshare printed %q, want uid 0 and %s", out, want)
 		}
 	})

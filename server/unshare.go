@@ -40,8 +40,11 @@ func Unshare(cfg config.Config, argv []string) error {
 	if err != nil {
 		return fmt.Errorf("nsenter (util-linux) is needed to join crib's namespaces: %w", err)
 	}
+	// --wdns resolves the directory inside crib's mount namespace; --wd
+	// would open it before joining and leave a working directory that
+	// getcwd reports as unreachable.
 	wd, _ := os.Getwd()
-	args := []string{nsenter, "--target", strconv.Itoa(pid), "--user", "--mount", "--net", "--wd=" + wd, "--"}
+	args := []string{nsenter, "--target", strconv.Itoa(pid), "--user", "--mount", "--net", "--wdns=" + wd, "--"}
 	return syscall.Exec(nsenter, append(args, argv...), os.Environ())
 }
 
