@@ -29,14 +29,24 @@ type Host struct {
 
 // Options wires a Service.
 type Options struct {
-	Version string // crib's own version
-	Host    Host
+	Version    string // crib's own version
+	Host       Host
+	Pods       PodManager
+	Containers ContainerManager
+	Rootfs     RootfsStore
+	Spec       SpecDefaults
 }
 
 // RuntimeService implements CRI's RuntimeService.
 type RuntimeService struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
-	opts Options
+	opts       Options
+	pods       PodManager
+	containers ContainerManager
+	rootfs     RootfsStore
+
+	podNames       *nameIndex
+	containerNames *nameIndex
 }
 
 // ImageService implements CRI's ImageService.
@@ -45,9 +55,28 @@ type ImageService struct {
 	images ImageStore
 }
 
-// NewRuntimeService builds the RuntimeService.
+// NewRuntimeService builds the RuntimeService and reserves the names of
+// the pods and containers that already exist (after a restart).
 func NewRuntimeService(opts Options) *RuntimeService {
-	return &RuntimeService{opts: opts}
+	s := &RuntimeService{
+		opts:           opts,
+		pods:           opts.Pods,
+		containers:     opts.Containers,
+		rootfs:         opts.Rootfs,
+		podNames:       newNameIndex(),
+		containerNames: newNameIndex(),
+	}
+	if s.pods != nil {
+		for _, sb := range s.pods.List() {
+			s.podNames.reserve(podName(sb.Config.GetMetadata()), sb.ID)
+		}
+	}
+	if s.containers != nil {
+		for _, c := range s.containers.List() {
+			s.containerNames.reserve(containerName(c.SandboxID, c.Config.GetMetadata()), c.ID)
+		}
+	}
+	return s
 }
 
 // NewImageService builds the ImageService on an image store.

@@ -4,39 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// waitForMapsThenReexec is the first stage of the child. It was started
-// inside a new user namespace before its id maps existed, so the kernel gave
-// it no capabilities there at exec. Once the parent has written the maps,
-// the child is uid 0 in the namespace, and executing itself again grants it
-// the namespace's full capability set.
-func waitForMapsThenReexec() error {
-	sync := os.NewFile(fdSync, "crib-sync")
-	b := make([]byte, 1)
-	if _, err := io.ReadFull(sync, b); err != nil {
-		// The parent failed before releasing us and already said why.
-		os.Exit(1)
-	}
-	sync.Close()
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	return syscall.Exec(exe, os.Args, withEnv(os.Environ(), stageEnv, stageChild))
-}
-
-// runChild is the second stage: root in crib's user namespace, with its own
-// mount and network namespaces. It prepares them and serves.
+// runChild is the daemon inside crib's namespaces, as root there. It
+// prepares the namespaces (idempotent: a restarted crib rejoins them) and
+// serves.
 func runChild(ctx context.Context, o Options) error {
 	if err := dieWithParent(); err != nil {
 		return err
@@ -53,9 +32,10 @@ func runChild(ctx context.Context, o Options) error {
 	ready := os.NewFile(fdReady, "crib-ready")
 	defer ready.Close()
 	return runDaemon(ctx, o, daemonEnv{
-		rootless:  true,
-		relaySock: filepath.Join(o.Config.RunRoot, relaySocketName),
-		ready:     func() { ready.Write([]byte{1}) },
+		idleMarker: filepath.Join(o.Config.RunRoot, idleMarkerName),
+		rootless:   true,
+		relaySock:  filepath.Join(o.Config.RunRoot, relaySocketName),
+		ready:      func() { ready.Write([]byte{1}) },
 	})
 }
 
@@ -108,6 +88,9 @@ func useNamespaceResolver(runRoot string) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	if mounted, _ := isMounted("/etc/resolv.conf"); mounted {
+		return nil
+	}
 	if !resolvConfUsesLoopback(string(data)) {
 		return nil
 	}
@@ -153,4 +136,19 @@ func withEnv(env []string, key, value string) []string {
 		}
 	}
 	return append(out, key+"="+value)
+}
+
+// isMounted reports whether path is a mount point in crib's namespace.
+func isMounted(path string) (bool, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == path {
+			return true, nil
+		}
+	}
+	return false, nil
 }

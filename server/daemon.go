@@ -26,9 +26,12 @@ import (
 // daemonEnv is what differs between the rootful daemon and the rootless
 // child.
 type daemonEnv struct {
-	rootless  bool
-	relaySock string // host dialer socket; empty when already in the host netns
-	ready     func()
+	// idleMarker is written at stop when no pod or container is left, so
+	// that the parent may stop the namespace holder.
+	idleMarker string
+	rootless   bool
+	relaySock  string // host dialer socket; empty when already in the host netns
+	ready      func()
 }
 
 // drainTimeout bounds how long in-flight RPCs may run after a stop signal.
@@ -77,9 +80,22 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 	defer store.Close()
 	log.Info("image storage", "driver", store.Driver().Name, "reason", store.Driver().Reason)
 
+	parts, err := startParts(ctx, o, report, env, hostSide, store)
+	if err != nil {
+		return err
+	}
+	defer parts.close()
+
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logUnary(log)))
 	cri.Register(srv,
-		cri.NewRuntimeService(cri.Options{Version: o.Version, Host: hostForCRI(o, report, env)}),
+		cri.NewRuntimeService(cri.Options{
+			Version:    o.Version,
+			Host:       hostForCRI(o, report, env, parts),
+			Pods:       parts.pods,
+			Containers: parts.containers,
+			Rootfs:     store,
+			Spec:       parts.spec,
+		}),
 		cri.NewImageService(store))
 
 	served := make(chan error, 1)
@@ -98,6 +114,9 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 	case <-ctx.Done():
 	}
 	stopGracefully(srv)
+	if env.idleMarker != "" && len(parts.pods.List()) == 0 && len(parts.containers.List()) == 0 {
+		os.WriteFile(env.idleMarker, nil, 0o600)
+	}
 	return nil
 }
 
@@ -152,32 +171,33 @@ func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 	}
 }
 
-// containersImplemented says whether this build can run containers; it
-// becomes true when the runtime package lands, and until then RuntimeReady
-// says so instead of pretending.
-const containersImplemented = false
-
-func hostForCRI(o Options, r doctor.Report, env daemonEnv) cri.Host {
+func hostForCRI(o Options, r doctor.Report, env daemonEnv, p *parts) cri.Host {
 	f := r.Features
-	// The systemd driver needs a user systemd that owns crib's cgroup;
-	// until pods have cgroups (sandbox issue), cgroupfs is what crib uses.
+	// The kubelet's driver must match crib's: systemd only when crib
+	// itself drives cgroups through systemd; cgroupfs otherwise, also when
+	// pods run unconfined (the kubelet needs a driver either way).
 	driver := "cgroupfs"
-	if o.Config.Cgroup.Manager == "systemd" {
+	if p.cgroups.Name() == "systemd" {
 		driver = "systemd"
 	}
 	handlers := usableHandlers(f)
 	return cri.Host{
 		RuntimeCondition: func() cri.Condition { return runtimeCondition(r) },
 		NetworkCondition: func() cri.Condition {
-			return cri.Condition{Reason: "NetworkPluginNotReady", Message: "pod networking (CNI) is not implemented in this build of crib yet"}
+			if ok, why := p.pods.NetworkReady(); !ok {
+				return cri.Condition{Reason: "NetworkPluginNotReady", Message: why}
+			}
+			return cri.Condition{Ready: true}
 		},
 		CgroupDriver: driver,
 		Handlers:     handlers,
 		Info: func() map[string]string {
 			return map[string]string{
 				"config":     mustJSON(o.Config),
+				"cgroups":    mustJSON(map[string]string{"manager": p.cgroups.Name(), "reason": p.cgroupReason}),
+				"storage":    mustJSON(p.storageDriver),
 				"host":       mustJSON(f),
-				"checks":     mustJSON(r.Checks),
+				"checks":     mustJSON(map[string]any{"checks": r.Checks}),
 				"rootless":   strconv.FormatBool(env.rootless),
 				"namespaces": mustJSON(namespaceNote(env.rootless)),
 			}
@@ -191,9 +211,6 @@ func runtimeCondition(r doctor.Report) cri.Condition {
 	}
 	if r.Features.Conmon == "" {
 		return cri.Condition{Reason: "NoMonitor", Message: "conmon is missing (run `crib doctor`)"}
-	}
-	if !containersImplemented {
-		return cri.Condition{Reason: "ContainersNotImplemented", Message: "this build of crib serves images and runtime info only; pods and containers are not implemented yet"}
 	}
 	return cri.Condition{Ready: true}
 }

@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -31,17 +30,16 @@ const (
 	parentPIDEnv = "_CRIB_PARENT_PID"
 	configEnv    = "_CRIB_CONFIG"
 
-	stageWait  = "userns-wait" // child: wait for the id maps, then re-exec
-	stageChild = "userns"      // child: mapped, namespaces ready, serve
+	stageChild = "userns" // child: inside crib's namespaces, serve
 
-	// Descriptors handed to the child, in ExtraFiles order.
-	fdSync  = 3 // parent writes one byte once maps and network are set
-	fdReady = 4 // child writes one byte once it serves
+	// fdReady is handed to the child; it writes one byte once it serves.
+	fdReady = 3
 )
 
 // runParent is `crib serve` as an unprivileged user: it locks the roots,
-// starts the child in new namespaces, maps its ids, gives it an outbound
-// network, and then relays signals until the child exits.
+// makes sure crib's namespaces exist (held by a pause process that outlives
+// crib), starts the daemon inside them, and relays signals until the
+// daemon exits.
 func runParent(ctx context.Context, o Options) (retErr error) {
 	cfg := o.Config
 	lock, err := acquireInstanceLock(cfg.Root, cfg.RunRoot)
@@ -74,38 +72,25 @@ func runParent(ctx context.Context, o Options) (retErr error) {
 	defer ports.closeAll()
 	go ports.serveControl(relayCtx, control)
 
-	child, syncW, readyR, err := startChild(o)
+	holder, err := ensureHolder(cfg.RunRoot, cfg.Network.Outbound, uidArgs, gidArgs, o.Logger)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if retErr != nil && child.ProcessState == nil {
-			child.Process.Kill()
-			child.Wait()
-		}
-	}()
-	defer syncW.Close()
+	os.Remove(filepath.Join(cfg.RunRoot, idleMarkerName))
+	defer releaseHolderIfIdle(cfg.RunRoot, o.Logger)
+
+	child, readyR, err := startChild(o, holder.PID)
+	if err != nil {
+		return err
+	}
 	defer readyR.Close()
-
-	pid := child.Process.Pid
-	if err := writeIDMaps(pid, uidArgs, gidArgs); err != nil {
-		return err
-	}
-	ob, err := startOutbound(ctx, cfg.Network.Outbound, pid, o.Logger)
-	if err != nil {
-		return err
-	}
-	defer ob.stop()
-
 	pidFile := filepath.Join(cfg.RunRoot, childPIDFileName)
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(child.Process.Pid)+"\n"), 0o600); err != nil {
+		child.Process.Kill()
+		child.Wait()
 		return fmt.Errorf("recording crib's pid: %w", err)
 	}
 	defer os.Remove(pidFile)
-
-	if _, err := syncW.Write([]byte{1}); err != nil {
-		return fmt.Errorf("releasing crib's child: %w", err)
-	}
 	return superviseChild(ctx, child, readyR, o.Logger)
 }
 
@@ -163,52 +148,48 @@ func listenRelay(path string) (net.Listener, error) {
 	return l, nil
 }
 
-// startChild re-executes crib in new user, mount and network namespaces.
-// The child blocks until the parent has written its id maps.
-func startChild(o Options) (*exec.Cmd, *os.File, *os.File, error) {
-	syncR, syncW, err := os.Pipe()
-	if err != nil {
-		return nil, nil, nil, err
-	}
+// startChild runs crib's daemon inside the holder's user, mount and
+// network namespaces, as uid 0 there. Joining a user namespace needs a
+// single-threaded process, so nsenter does the joining and then executes
+// crib.
+func startChild(o Options, holderPID int) (*exec.Cmd, *os.File, error) {
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
-		syncR.Close()
-		syncW.Close()
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	defer syncR.Close()
 	defer readyW.Close()
-
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("finding crib's own binary: %w", err)
+		readyR.Close()
+		return nil, nil, fmt.Errorf("finding crib's own binary: %w", err)
 	}
-	cmd := exec.Command(exe, o.Args...)
-	cmd.Args[0] = os.Args[0]
+	nsenter, err := exec.LookPath("nsenter")
+	if err != nil {
+		readyR.Close()
+		return nil, nil, fmt.Errorf("nsenter (util-linux) joins crib's namespaces and is missing: %w", err)
+	}
 	cfgJSON, err := json.Marshal(o.Config)
 	if err != nil {
-		return nil, nil, nil, err
+		readyR.Close()
+		return nil, nil, err
 	}
-	cmd.Env = withEnv(withEnv(withEnv(os.Environ(), stageEnv, stageWait),
-		parentPIDEnv, strconv.Itoa(os.Getpid())), configEnv, string(cfgJSON))
+	args := append([]string{"nsenter", "--target", strconv.Itoa(holderPID), "--user", "--mount", "--net", "--", exe}, o.Args...)
+	cmd := &exec.Cmd{Path: nsenter, Args: args}
+	cmd.Env = withEnv(withEnv(withEnv(withEnv(os.Environ(), stageEnv, stageChild),
+		parentPIDEnv, strconv.Itoa(os.Getpid())), configEnv, string(cfgJSON)),
+		hostPortStartEnv, strconv.Itoa(readUnprivilegedPortStart()))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.ExtraFiles = []*os.File{syncR, readyW}
+	cmd.ExtraFiles = []*os.File{readyW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWNET,
 		// Its own process group: a terminal's ^C reaches the parent only,
 		// which then stops the child in order.
-		Setpgid:   true,
-		Pdeathsig: syscall.SIGKILL,
+		Setpgid: true,
 	}
-	// Pdeathsig fires when the thread that forked exits; keep this
-	// goroutine's thread for the life of the process.
-	runtime.LockOSThread()
 	if err := cmd.Start(); err != nil {
-		syncW.Close()
 		readyR.Close()
-		return nil, nil, nil, fmt.Errorf("starting crib in a new user namespace: %w", err)
+		return nil, nil, fmt.Errorf("starting crib in its namespaces: %w", err)
 	}
-	return cmd, syncW, readyR, nil
+	return cmd, readyR, nil
 }
 
 func writeIDMaps(pid int, uidArgs, gidArgs func(int) []string) error {

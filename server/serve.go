@@ -44,9 +44,8 @@ func (e *PrereqError) Error() string {
 // itself; the re-executed stages come back through Serve too, told apart
 // by an internal environment variable.
 func Serve(ctx context.Context, o Options) error {
+	ensureSbinInPath()
 	switch os.Getenv(stageEnv) {
-	case stageWait:
-		return waitForMapsThenReexec()
 	case stageChild:
 		// Uid 0 inside would make the child compute root's defaults: it
 		// takes the parent's effective configuration instead.
@@ -111,4 +110,24 @@ func loadHostReport(runRoot string) (doctor.Report, error) {
 		return r, errors.New("host report is corrupt: " + err.Error())
 	}
 	return r, nil
+}
+
+// ensureSbinInPath adds the sbin directories to PATH: runc, iptables and
+// the tools CNI plugins call live there on Debian, off a normal user's
+// PATH.
+func ensureSbinInPath() {
+	path := os.Getenv("PATH")
+	have := map[string]bool{}
+	for _, d := range filepath.SplitList(path) {
+		have[d] = true
+	}
+	for _, d := range []string{"/usr/local/sbin", "/usr/sbin", "/sbin"} {
+		if !have[d] {
+			if path != "" {
+				path += ":"
+			}
+			path += d
+		}
+	}
+	os.Setenv("PATH", path)
 }

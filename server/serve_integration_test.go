@@ -87,6 +87,7 @@ func newDaemon(t *testing.T, u testUser) *daemon {
 	d.socket = filepath.Join(d.runroot, "crib.sock")
 	t.Cleanup(func() {
 		d.stop(t)
+		d.killHolder()
 		os.RemoveAll(d.root)
 		os.RemoveAll(d.runroot)
 	})
@@ -273,6 +274,7 @@ func TestIntegrationServeRootless(t *testing.T) {
 
 	t.Run("SIGTERM stops cleanly", func(t *testing.T) {
 		child := d.childPID(t)
+		holder := d.holderPID(t)
 		d.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-d.exited:
@@ -287,6 +289,10 @@ func TestIntegrationServeRootless(t *testing.T) {
 		}
 		if err := syscall.Kill(child, 0); err == nil {
 			t.Errorf("child %d still alive after stop", child)
+		}
+		// No pod is left, so the namespace holder goes too.
+		if state := procState(holder); state != "" && state != "Z" {
+			t.Errorf("namespace holder %d still alive (%s) after stop with no pods", holder, state)
 		}
 	})
 }
@@ -307,6 +313,52 @@ func TestIntegrationStaleSocketReplaced(t *testing.T) {
 	}
 	d.cmd = nil
 	d.start(t)
+}
+
+func (d *daemon) holderPID(t *testing.T) int {
+	data, err := os.ReadFile(filepath.Join(d.runroot, "holder.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		PID int `json:"pid"`
+	}
+	if err := json.Unmarshal(data, &h); err != nil {
+		t.Fatal(err)
+	}
+	return h.PID
+}
+
+// killHolder ends what a crib killed with SIGKILL leaves on purpose: the
+// namespace holder and its outbound helper.
+func (d *daemon) killHolder() {
+	data, err := os.ReadFile(filepath.Join(d.runroot, "holder.json"))
+	if err != nil {
+		return
+	}
+	var h struct {
+		PID       int `json:"pid"`
+		HelperPID int `json:"helperPid"`
+	}
+	if json.Unmarshal(data, &h) != nil {
+		return
+	}
+	for _, pid := range []int{h.HelperPID, h.PID} {
+		if pid > 0 && procState(pid) != "" {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// procState is the state letter of a process, "" when it is gone.
+func procState(pid int) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	return strings.Fields(s[i+1:])[0]
 }
 
 func subRange(t *testing.T, path, name string) (int, int) {

@@ -1,13 +1,10 @@
 package server
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/crib-dev/crib/internal/config"
@@ -56,28 +53,12 @@ func execve(argv []string) error {
 	return syscall.Exec(path, argv, os.Environ())
 }
 
-// runningChildPID reads the pid the parent recorded and checks it is still
-// a live process in another user namespace than ours.
+// runningChildPID finds the process that holds a running crib's
+// namespaces.
 func runningChildPID(runRoot string) (int, error) {
-	path := filepath.Join(runRoot, childPIDFileName)
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, fmt.Errorf("crib is not running (no %s): start it with `crib serve`", path)
+	h, ok := loadHolder(runRoot)
+	if !ok {
+		return 0, fmt.Errorf("crib is not running (no live namespace holder recorded in %s): start it with `crib serve`", holderPath(runRoot))
 	}
-	if err != nil {
-		return 0, err
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
-	}
-	theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", pid))
-	if err != nil {
-		return 0, fmt.Errorf("crib is not running (pid %d from %s is gone)", pid, path)
-	}
-	ours, _ := os.Readlink("/proc/self/ns/user")
-	if theirs == ours {
-		return 0, fmt.Errorf("pid %d from %s is not crib's namespaced child", pid, path)
-	}
-	return pid, nil
+	return h.PID, nil
 }

@@ -133,7 +133,11 @@ func (b *layerBuilder) addBusybox(e Entry) error {
 		if _, taken := b.nodes[p]; taken || p == e.Path {
 			continue
 		}
-		if err := b.put(&node{path: p, typ: tar.TypeLink, link: e.Path}); err != nil {
+		// A hard link's header carries its target's mode, as GNU tar and
+		// Docker write it: extractors (go.podman.io/storage among them)
+		// apply it to the shared inode, so mode 0 would make busybox
+		// unexecutable.
+		if err := b.put(&node{path: p, typ: tar.TypeLink, link: e.Path, mode: b.nodes[e.Path].mode}); err != nil {
 			return err
 		}
 	}
@@ -265,7 +269,6 @@ func writeNode(tw *tar.Writer, n *node) error {
 		hdr.Linkname = n.link
 	case tar.TypeLink:
 		hdr.Linkname = strings.TrimPrefix(n.link, "/")
-		hdr.Mode = 0
 	}
 	if err := tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("tar header %s: %w", name, err)

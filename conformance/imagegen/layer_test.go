@@ -103,8 +103,12 @@ func TestBaseLayer(t *testing.T) {
 			t.Errorf("%s: owner %d:%d %q:%q mtime %v; want root and epoch", h.Name, h.Uid, h.Gid, h.Uname, h.Gname, h.ModTime)
 		}
 		if h.Typeflag == tar.TypeLink {
-			if _, ok := byName[h.Linkname]; !ok {
+			target, ok := byName[h.Linkname]
+			if !ok {
 				t.Errorf("hard link %s comes before its target %s", h.Name, h.Linkname)
+			} else if h.Mode != target.Mode {
+				// Extractors apply a link's mode to the shared inode.
+				t.Errorf("hard link %s has mode %o, its target %o", h.Name, h.Mode, target.Mode)
 			}
 			linkNames = append(linkNames, h.Name)
 		} else {

@@ -1,0 +1,289 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/runtime"
+)
+
+// StartContainer starts a created container.
+func (s *RuntimeService) StartContainer(ctx context.Context, req *runtimeapi.StartContainerRequest) (*runtimeapi.StartContainerResponse, error) {
+	c, err := s.findContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.containers.Start(ctx, c.ID); err != nil {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.StartContainerResponse{}, nil
+}
+
+// StopContainer stops a container with its stop signal, then SIGKILL after
+// the timeout. Stopping a stopped or unknown container succeeds.
+func (s *RuntimeService) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
+	c, err := s.findContainer(req.GetContainerId())
+	if status.Code(err) == codes.NotFound {
+		return &runtimeapi.StopContainerResponse{}, nil
+	} else if err != nil {
+		return nil, err
+	}
+	timeout := time.Duration(req.GetTimeout()) * time.Second
+	if err := s.containers.Stop(ctx, c.ID, timeout); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.StopContainerResponse{}, nil
+}
+
+// RemoveContainer removes a container, stopping it first. Removing an
+// unknown container succeeds.
+func (s *RuntimeService) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveContainerRequest) (*runtimeapi.RemoveContainerResponse, error) {
+	c, err := s.findContainer(req.GetContainerId())
+	if status.Code(err) == codes.NotFound {
+		return &runtimeapi.RemoveContainerResponse{}, nil
+	} else if err != nil {
+		return nil, err
+	}
+	if err := s.removeContainer(ctx, c.ID); err != nil {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.RemoveContainerResponse{}, nil
+}
+
+// removeContainer stops and removes a container, its filesystem and name.
+func (s *RuntimeService) removeContainer(ctx context.Context, id string) error {
+	c, err := s.containers.Get(id)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.containers.Stop(ctx, id, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return err
+	}
+	if err := s.containers.Remove(ctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return err
+	}
+	if err := s.rootfs.Unmount(id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return err
+	}
+	if err := s.rootfs.DeleteContainer(id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return err
+	}
+	s.containerNames.release(containerName(c.SandboxID, c.Config.GetMetadata()))
+	return nil
+}
+
+// ContainerStatus reports one container.
+func (s *RuntimeService) ContainerStatus(ctx context.Context, req *runtimeapi.ContainerStatusRequest) (*runtimeapi.ContainerStatusResponse, error) {
+	c, err := s.findContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if fresh, err := s.containers.Status(c.ID); err == nil {
+		c = fresh
+	}
+	resp := &runtimeapi.ContainerStatusResponse{Status: containerStatus(c)}
+	if req.GetVerbose() {
+		info, _ := json.Marshal(c)
+		resp.Info = map[string]string{"info": string(info)}
+	}
+	return resp, nil
+}
+
+func containerStatus(c *runtime.Container) *runtimeapi.ContainerStatus {
+	cfg := c.Config
+	st := &runtimeapi.ContainerStatus{
+		Id:          c.ID,
+		Metadata:    cfg.GetMetadata(),
+		State:       c.State.CRI(),
+		CreatedAt:   c.CreatedAt.UnixNano(),
+		Image:       &runtimeapi.ImageSpec{Image: c.ImageRef},
+		ImageRef:    c.ImageID,
+		ImageId:     c.ImageID,
+		Labels:      c.Labels,
+		Annotations: c.Annotations,
+		LogPath:     c.LogPath,
+		ExitCode:    c.ExitCode,
+		Reason:      c.Reason,
+		Message:     c.Message,
+		Resources:   &runtimeapi.ContainerResources{Linux: cfg.GetLinux().GetResources()},
+	}
+	if !c.StartedAt.IsZero() {
+		st.StartedAt = c.StartedAt.UnixNano()
+	}
+	if !c.FinishedAt.IsZero() {
+		st.FinishedAt = c.FinishedAt.UnixNano()
+	}
+	for _, m := range cfg.GetMounts() {
+		st.Mounts = append(st.Mounts, m)
+	}
+	if u := cfg.GetLinux().GetSecurityContext(); u != nil {
+		st.User = &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{
+			Uid:                u.GetRunAsUser().GetValue(),
+			Gid:                u.GetRunAsGroup().GetValue(),
+			SupplementalGroups: u.GetSupplementalGroups(),
+		}}
+	}
+	return st
+}
+
+// ListContainers lists containers, filtered by id (or prefix), pod,
+// state and labels.
+func (s *RuntimeService) ListContainers(ctx context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
+	f := req.GetFilter()
+	resp := &runtimeapi.ListContainersResponse{}
+	for _, c := range s.containers.List() {
+		if !containerMatches(c, f.GetId(), f.GetPodSandboxId(), f.GetLabelSelector()) {
+			continue
+		}
+		if f.GetState() != nil && f.GetState().GetState() != c.State.CRI() {
+			continue
+		}
+		resp.Containers = append(resp.Containers, &runtimeapi.Container{
+			Id:           c.ID,
+			PodSandboxId: c.SandboxID,
+			Metadata:     c.Config.GetMetadata(),
+			Image:        &runtimeapi.ImageSpec{Image: c.ImageRef},
+			ImageRef:     c.ImageID,
+			ImageId:      c.ImageID,
+			State:        c.State.CRI(),
+			CreatedAt:    c.CreatedAt.UnixNano(),
+			Labels:       c.Labels,
+			Annotations:  c.Annotations,
+		})
+	}
+	return resp, nil
+}
+
+func containerMatches(c *runtime.Container, id, podID string, labels map[string]string) bool {
+	if id != "" && !strings.HasPrefix(c.ID, id) {
+		return false
+	}
+	if podID != "" && !strings.HasPrefix(c.SandboxID, podID) {
+		return false
+	}
+	return labelsMatch(c.Labels, labels)
+}
+
+// ContainerStats reports one container's usage.
+func (s *RuntimeService) ContainerStats(ctx context.Context, req *runtimeapi.ContainerStatsRequest) (*runtimeapi.ContainerStatsResponse, error) {
+	c, err := s.findContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.containers.Stats(ctx, c.ID)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.ContainerStatsResponse{Stats: st}, nil
+}
+
+// ListContainerStats reports the usage of the containers the filter
+// selects.
+func (s *RuntimeService) ListContainerStats(ctx context.Context, req *runtimeapi.ListContainerStatsRequest) (*runtimeapi.ListContainerStatsResponse, error) {
+	f := req.GetFilter()
+	resp := &runtimeapi.ListContainerStatsResponse{}
+	for _, c := range s.containers.List() {
+		if !containerMatches(c, f.GetId(), f.GetPodSandboxId(), f.GetLabelSelector()) {
+			continue
+		}
+		st, err := s.containers.Stats(ctx, c.ID)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		resp.Stats = append(resp.Stats, st)
+	}
+	return resp, nil
+}
+
+// UpdateContainerResources changes a container's resource limits.
+func (s *RuntimeService) UpdateContainerResources(ctx context.Context, req *runtimeapi.UpdateContainerResourcesRequest) (*runtimeapi.UpdateContainerResourcesResponse, error) {
+	c, err := s.findContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.containers.Update(ctx, c.ID, req.GetLinux()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
+}
+
+// ReopenContainerLog makes the monitor reopen the log after rotation.
+func (s *RuntimeService) ReopenContainerLog(ctx context.Context, req *runtimeapi.ReopenContainerLogRequest) (*runtimeapi.ReopenContainerLogResponse, error) {
+	c, err := s.findContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.containers.ReopenLog(ctx, c.ID); err != nil {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.ReopenContainerLogResponse{}, nil
+}
+
+// ExecSync runs a command in a running container and returns its output.
+func (s *RuntimeService) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
+	if len(req.GetCmd()) == 0 {
+		return nil, invalid("exec command is empty")
+	}
+	c, err := s.findContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.containers.ExecSync(ctx, c.ID, req.GetCmd(), time.Duration(req.GetTimeout())*time.Second)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if res.TimedOut {
+		return nil, toStatus(fmt.Errorf("command %q timed out after %ds: %w", strings.Join(req.GetCmd(), " "), req.GetTimeout(), context.DeadlineExceeded))
+	}
+	return &runtimeapi.ExecSyncResponse{Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: res.ExitCode}, nil
+}
+
+// findContainer resolves an id or unique id prefix; the error is already
+// a gRPC status.
+func (s *RuntimeService) findContainer(id string) (*runtime.Container, error) {
+	if id == "" {
+		return nil, invalid("container id is empty")
+	}
+	if c, err := s.containers.Get(id); err == nil {
+		return c, nil
+	}
+	var found *runtime.Container
+	for _, c := range s.containers.List() {
+		if strings.HasPrefix(c.ID, id) {
+			if found != nil {
+				return nil, invalid("container id prefix %s is ambiguous", id)
+			}
+			found = c
+		}
+	}
+	if found == nil {
+		return nil, toStatus(fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound))
+	}
+	return found, nil
+}
+
+func (s *RuntimeService) podContainers(podID string) []*runtime.Container {
+	var out []*runtime.Container
+	for _, c := range s.containers.List() {
+		if c.SandboxID == podID {
+			out = append(out, c)
+		}
+	}
+	return out
+}

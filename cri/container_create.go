@@ -1,0 +1,193 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/runtime"
+	"github.com/crib-dev/crib/sandbox"
+	"github.com/crib-dev/crib/storage"
+)
+
+// CreateContainer makes a container in a ready pod: its filesystem from
+// the image, its OCI spec, and the created (not started) container under
+// its monitor. Every step is undone if a later one fails.
+func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (_ *runtimeapi.CreateContainerResponse, retErr error) {
+	cfg := req.GetConfig()
+	if err := validateContainerConfig(cfg); err != nil {
+		return nil, err
+	}
+	if req.GetPodSandboxId() == "" {
+		return nil, invalid("pod sandbox id is empty")
+	}
+	sb, err := s.findPod(req.GetPodSandboxId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if sb.State != sandbox.StateReady {
+		return nil, toStatus(fmt.Errorf("pod sandbox %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition))
+	}
+	podCfg := req.GetSandboxConfig()
+	if podCfg == nil {
+		podCfg = sb.Config
+	}
+	img, err := s.rootfs.Status(ctx, cfg.GetImage().GetImage())
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil, toStatus(fmt.Errorf("image %q is not present (pull it first): %w", cfg.GetImage().GetImage(), errdefs.ErrNotFound))
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+
+	id := newID()
+	name := containerName(sb.ID, cfg.GetMetadata())
+	if err := s.containerNames.reserve(name, id); err != nil {
+		return nil, toStatus(fmt.Errorf("container %w", err))
+	}
+	defer func() {
+		if retErr != nil {
+			s.containerNames.release(name)
+		}
+	}()
+
+	rootfs, err := s.makeRootfs(ctx, id, name, img, sb)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	defer func() {
+		if retErr != nil {
+			s.dropRootfs(id)
+		}
+	}()
+
+	spec, err := runtime.GenerateSpec(s.specInput(id, sb, podCfg, cfg, img, rootfs))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if b, err := json.Marshal(spec); err == nil {
+		slog.Debug("container spec", "id", id, "spec", string(b))
+	}
+	logPath, err := containerLogPath(podCfg.GetLogDirectory(), cfg.GetLogPath())
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.containers.Create(ctx, runtime.CreateOptions{
+		ID:            id,
+		SandboxID:     sb.ID,
+		Name:          name,
+		Config:        cfg,
+		SandboxConfig: podCfg,
+		Spec:          spec,
+		LogPath:       logPath,
+		Handler:       sb.RuntimeHandler,
+		ImageRef:      cfg.GetImage().GetImage(),
+		ImageID:       img.ID,
+		StopSignal:    imageStopSignal(img),
+		RootfsUsage: func() (uint64, uint64, error) {
+			return s.rootfs.ContainerUsage(context.Background(), id)
+		},
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &runtimeapi.CreateContainerResponse{ContainerId: c.ID}, nil
+}
+
+func validateContainerConfig(cfg *runtimeapi.ContainerConfig) error {
+	if cfg == nil {
+		return invalid("container config is missing")
+	}
+	if cfg.GetMetadata().GetName() == "" {
+		return invalid("container metadata needs a name")
+	}
+	if strings.TrimSpace(cfg.GetImage().GetImage()) == "" {
+		return invalid("container image is empty")
+	}
+	return nil
+}
+
+func (s *RuntimeService) makeRootfs(ctx context.Context, id, name string, img storage.Image, sb *sandbox.Sandbox) (string, error) {
+	if _, err := s.rootfs.CreateContainer(ctx, id, name, img.ID, sb.MountLabel, sb.ID); err != nil {
+		return "", err
+	}
+	path, err := s.rootfs.Mount(id)
+	if err != nil {
+		s.rootfs.DeleteContainer(id)
+		return "", err
+	}
+	return path, nil
+}
+
+func (s *RuntimeService) dropRootfs(id string) {
+	s.rootfs.Unmount(id)
+	s.rootfs.DeleteContainer(id)
+}
+
+func (s *RuntimeService) specInput(id string, sb *sandbox.Sandbox, podCfg *runtimeapi.PodSandboxConfig, cfg *runtimeapi.ContainerConfig, img storage.Image, rootfs string) runtime.SpecInput {
+	nsOpts := podCfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	in := runtime.SpecInput{
+		ID:         id,
+		SandboxID:  sb.ID,
+		Config:     cfg,
+		Sandbox:    podCfg,
+		Image:      img.Config,
+		RootfsPath: rootfs,
+		Namespaces: runtime.PodNamespaces{
+			Network: runtime.NamespacePath{Path: sb.NetNSPath, Host: nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE},
+			IPC:     runtime.NamespacePath{Path: sb.IPCNSPath, Host: nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE},
+			UTS:     runtime.NamespacePath{Path: sb.UTSNSPath, Host: nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE},
+			PID:     sb.PIDNSPath,
+		},
+		PodFiles: runtime.PodFiles{
+			Hosts:      sb.HostsPath,
+			ResolvConf: sb.ResolvPath,
+			Hostname:   sb.HostnamePath,
+			Shm:        sb.ShmPath,
+		},
+		Rootless:           s.opts.Spec.Rootless,
+		Host:               s.opts.Spec.Host,
+		SeccompProfileRoot: s.opts.Spec.SeccompProfileRoot,
+		ProcessLabel:       sb.ProcessLabel,
+		MountLabel:         sb.MountLabel,
+	}
+	if target := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetTargetId(); target != "" {
+		if tc, err := s.containers.Get(target); err == nil && tc.Pid > 0 {
+			in.Namespaces.TargetPID = fmt.Sprintf("/proc/%d/ns/pid", tc.Pid)
+		}
+	}
+	if sb.CgroupParent != "" && s.opts.Spec.ContainerCgroup != nil {
+		in.CgroupsPath = s.opts.Spec.ContainerCgroup(sb.CgroupParent, id)
+	}
+	return in
+}
+
+// containerLogPath joins the pod's log directory and the container's log
+// path, refusing a path that would leave the directory.
+func containerLogPath(dir, rel string) (string, error) {
+	if dir == "" || rel == "" {
+		return "", nil
+	}
+	if filepath.IsAbs(rel) {
+		return "", invalid("container log path %q must be relative to the pod's log directory", rel)
+	}
+	full := filepath.Join(dir, rel)
+	if !strings.HasPrefix(full, filepath.Clean(dir)+string(filepath.Separator)) {
+		return "", invalid("container log path %q leaves the pod's log directory %q", rel, dir)
+	}
+	return full, nil
+}
+
+func imageStopSignal(img storage.Image) string {
+	if img.Config == nil {
+		return ""
+	}
+	return img.Config.Config.StopSignal
+}

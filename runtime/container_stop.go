@@ -1,0 +1,221 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/crib-dev/crib/internal/errdefs"
+)
+
+// killGrace bounds the wait for a SIGKILLed container to be reported dead;
+// beyond it something is wedged (a process in D state, a dead monitor).
+const killGrace = 10 * time.Second
+
+// Stop sends the container's stop signal (SIGTERM unless the image named
+// another), waits up to timeout, then SIGKILLs it; timeout 0 kills at once.
+// Stopping an exited container succeeds; an unknown one is ErrNotFound,
+// which the cri layer turns into success.
+func (m *Manager) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	e, err := m.lookup(id)
+	if err != nil {
+		return err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	return m.stop(ctx, e, timeout)
+}
+
+func (m *Manager) stop(ctx context.Context, e *entry, timeout time.Duration) error {
+	m.handleExit(e.c.ID)
+	c := m.snapshot(e)
+	if c.State == StateExited {
+		return nil
+	}
+	rt, err := m.runtimeFor(c.Handler)
+	if err != nil {
+		return err
+	}
+	// A created container's init is runc's own, waiting to exec the
+	// command: the image's stop signal means nothing to it.
+	if timeout > 0 && c.State == StateRunning {
+		sig, _ := parseSignal(c.StopSignal)
+		if err := rt.kill(ctx, c.ID, strconv.Itoa(int(sig)), false); err != nil {
+			return fmt.Errorf("stopping container %s: %w", c.ID, err)
+		}
+		if m.waitExited(ctx, e, timeout) {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("stopping container %s: %w", c.ID, ctx.Err())
+		}
+		m.log.Info("container ignored its stop signal; killing it", "container", c.ID, "timeout", timeout)
+	}
+	return m.kill(ctx, e, rt)
+}
+
+// kill SIGKILLs every process of the container and waits for its exit.
+func (m *Manager) kill(ctx context.Context, e *entry, rt ociRuntime) error {
+	c := m.snapshot(e)
+	// --all needs the cgroup to find the processes; without one, the init
+	// is all runc knows (its PID namespace dies with it when it is own).
+	all := c.CgroupsPath != ""
+	if err := rt.kill(ctx, c.ID, "KILL", all); err != nil {
+		if !all {
+			return fmt.Errorf("killing container %s: %w", c.ID, err)
+		}
+		if err := rt.kill(ctx, c.ID, "KILL", false); err != nil {
+			return fmt.Errorf("killing container %s: %w", c.ID, err)
+		}
+	}
+	if m.waitExited(ctx, e, killGrace) {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("killing container %s: %w", c.ID, ctx.Err())
+	}
+	return fmt.Errorf("%w: container %s did not exit %s after SIGKILL", errdefs.ErrUnavailable, c.ID, killGrace)
+}
+
+// waitExited waits up to d for the container to be recorded exited. It
+// also watches the monitor: a monitor that died leaves no exit file, and
+// then the runtime's own state decides.
+func (m *Manager) waitExited(ctx context.Context, e *entry, d time.Duration) bool {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.exited:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return false
+		case <-tick.C:
+			m.handleExit(e.c.ID)
+			m.checkMonitor(ctx, e)
+		}
+	}
+}
+
+// checkMonitor records the container as exited with an unknown code when
+// its monitor is gone without writing an exit file and the runtime says
+// the container is not running any more.
+func (m *Manager) checkMonitor(ctx context.Context, e *entry) {
+	c := m.snapshot(e)
+	if c.State == StateExited || isMonitorOf(c.MonitorPid, c.ID) {
+		return
+	}
+	if _, err := os.Stat(m.files(c.ID).exitFile); err == nil {
+		m.handleExit(c.ID)
+		return
+	}
+	rt, err := m.runtimeFor(c.Handler)
+	if err != nil {
+		return
+	}
+	st, err := rt.state(ctx, c.ID)
+	if err == nil && (st.Status == "running" || st.Status == "created" || st.Status == "paused") && processAlive(st.Pid) {
+		return
+	}
+	m.markMonitorGone(e, "the container's monitor (conmon) exited without recording the container's exit code")
+}
+
+// markMonitorGone records an exit nobody saw.
+func (m *Manager) markMonitorGone(e *entry, message string) {
+	changed := false
+	m.update(e, func(c *Container) {
+		if c.State == StateExited {
+			return
+		}
+		changed = true
+		c.State, c.ExitCode, c.FinishedAt = StateExited, exitCodeUnknown, time.Now()
+		c.Reason, c.Message = ReasonHostRestarted, message
+	})
+	m.markDone(e)
+	if changed {
+		m.emit(m.snapshot(e), EventStopped)
+	}
+}
+
+// Remove stops the container if it runs, deletes the runtime's state, the
+// bundle, the exit file and the record. Removing an unknown container
+// succeeds.
+func (m *Manager) Remove(ctx context.Context, id string) error {
+	e, err := m.lookup(id)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	if err := m.stop(ctx, e, 0); err != nil {
+		return err
+	}
+	c := m.snapshot(e)
+	rt, err := m.runtimeFor(c.Handler)
+	if err != nil {
+		return err
+	}
+	if err := m.cleanup(ctx, c.ID, rt); err != nil {
+		return err
+	}
+	if err := m.store.remove(id); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	delete(m.containers, id)
+	m.mu.Unlock()
+	m.rootfsUsage.Delete(id)
+	m.emit(c, EventDeleted)
+	return nil
+}
+
+// cleanup removes what a container left in the runroot and the runtime.
+func (m *Manager) cleanup(ctx context.Context, id string, rt ociRuntime) error {
+	if err := rt.delete(ctx, id); err != nil {
+		return fmt.Errorf("deleting container %s from %s: %w", id, rt.h.Name, err)
+	}
+	f := m.files(id)
+	if err := os.RemoveAll(f.bundle); err != nil {
+		return fmt.Errorf("removing the bundle of container %s: %w", id, err)
+	}
+	if err := os.Remove(f.exitFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing the exit file of container %s: %w", id, err)
+	}
+	return nil
+}
+
+// parseSignal reads a STOPSIGNAL: a name with or without SIG, or a number;
+// "" is SIGTERM.
+func parseSignal(s string) (unix.Signal, error) {
+	if s == "" {
+		return unix.SIGTERM, nil
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n > 64 {
+			return 0, fmt.Errorf("%w: stop signal %q", errdefs.ErrInvalidArgument, s)
+		}
+		return unix.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	if rest, ok := strings.CutPrefix(name, "SIGRTMIN+"); ok {
+		if n, err := strconv.Atoi(rest); err == nil && n >= 0 && 34+n <= 64 {
+			return unix.Signal(34 + n), nil
+		}
+	}
+	return 0, fmt.Errorf("%w: unknown stop signal %q", errdefs.ErrInvalidArgument, s)
+}

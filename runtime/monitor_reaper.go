@@ -1,0 +1,280 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Reaper makes crib a child subreaper and reaps the orphans it adopts.
+//
+// Why: conmon double-forks, so every monitor is an orphan; a killed `runc
+// exec` leaves its process to be adopted; and PID 1 on some hosts never
+// reaps. With PR_SET_CHILD_SUBREAPER those orphans become crib's children,
+// and an unreaped one stays a zombie (and a killed container would never
+// look dead).
+//
+// The race with exec.Cmd.Wait: a blind wait4(-1) would steal the exit
+// status of children crib waits for itself. The reaper therefore never
+// waits on "any" child. On SIGCHLD it lists crib's children from
+// /proc/self/task/*/children and reaps, by pid, only zombies that are
+//   - not registered through Start/Run (runtime's own commands), and
+//   - have stayed zombies for a grace period, so that a plain
+//     exec.Cmd.Wait elsewhere in crib (which reaps its child as soon as it
+//     exits) always wins the race for its own child.
+//
+// Registration happens under a read lock held from before fork until the
+// pid is recorded, and a scan holds the write lock, so a child that exits
+// instantly cannot be mistaken for an orphan. Orphans are never waited on
+// by anyone else, so the grace period only delays their reaping.
+type Reaper struct {
+	log   *slog.Logger
+	grace time.Duration
+
+	starting sync.RWMutex // read: a registered child is being started; write: a scan
+
+	mu    sync.Mutex
+	own   map[int]struct{}
+	first map[int]time.Time // unregistered zombies → when first seen
+
+	kick chan struct{}
+}
+
+// reaperGrace is how long a zombie that crib did not start through the
+// reaper is left for its own waiter.
+const reaperGrace = time.Second
+
+// StartReaper makes the calling process a child subreaper and reaps orphans
+// until ctx ends. The daemon calls it once, early; a nil *Reaper is valid
+// everywhere and runs commands without registration.
+func StartReaper(ctx context.Context, log *slog.Logger) (*Reaper, error) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("becoming a child subreaper: %w", err)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	r := &Reaper{
+		log:   log,
+		grace: reaperGrace,
+		own:   map[int]struct{}{},
+		first: map[int]time.Time{},
+		kick:  make(chan struct{}, 1),
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGCHLD)
+	go r.loop(ctx, sigs)
+	return r, nil
+}
+
+func (r *Reaper) loop(ctx context.Context, sigs chan os.Signal) {
+	defer signal.Stop(sigs)
+	var timer <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sigs:
+		case <-r.kick:
+		case <-timer:
+		}
+		timer = nil
+		if pending := r.scan(); pending {
+			timer = time.After(r.grace / 2)
+		}
+	}
+}
+
+// Start starts cmd as a registered child: the reaper leaves it to
+// cmd.Wait (call r.Wait, which also unregisters it).
+func (r *Reaper) Start(cmd *exec.Cmd) error {
+	if r == nil {
+		return cmd.Start()
+	}
+	r.starting.RLock()
+	defer r.starting.RUnlock()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.own[cmd.Process.Pid] = struct{}{}
+	r.mu.Unlock()
+	return nil
+}
+
+// Wait waits for a child started with Start and unregisters it.
+func (r *Reaper) Wait(cmd *exec.Cmd) error {
+	err := cmd.Wait()
+	if r != nil {
+		r.mu.Lock()
+		delete(r.own, cmd.Process.Pid)
+		r.mu.Unlock()
+	}
+	return err
+}
+
+// Run is Start then Wait.
+func (r *Reaper) Run(cmd *exec.Cmd) error {
+	if err := r.Start(cmd); err != nil {
+		return err
+	}
+	return r.Wait(cmd)
+}
+
+// Kick asks for a scan now, for a caller that just orphaned processes.
+func (r *Reaper) Kick() {
+	if r == nil {
+		return
+	}
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// scan reaps the orphans whose grace has passed and reports whether some
+// zombie is still waiting for its grace to end.
+func (r *Reaper) scan() (pending bool) {
+	r.starting.Lock()
+	defer r.starting.Unlock()
+	now := time.Now()
+	zombies := map[int]bool{}
+	for _, pid := range childPids() {
+		if processState(pid) != 'Z' {
+			continue
+		}
+		zombies[pid] = true
+		r.mu.Lock()
+		_, own := r.own[pid]
+		seen, ok := r.first[pid]
+		if !ok && !own {
+			r.first[pid] = now
+			seen = now
+		}
+		r.mu.Unlock()
+		if own {
+			continue
+		}
+		if now.Sub(seen) < r.grace {
+			pending = true
+			continue
+		}
+		var ws unix.WaitStatus
+		if got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err == nil && got == pid {
+			r.log.Debug("reaped an orphan", "pid", pid, "status", ws.ExitStatus())
+		}
+	}
+	r.mu.Lock()
+	for pid := range r.first {
+		if !zombies[pid] {
+			delete(r.first, pid)
+		}
+	}
+	r.mu.Unlock()
+	return pending
+}
+
+// childPids lists the calling process's children: the kernel keeps one
+// list per thread, and an adopted orphan may land on any thread.
+func childPids() []int {
+	tasks, _ := filepath.Glob("/proc/self/task/*/children")
+	var pids []int
+	for _, t := range tasks {
+		data, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(data)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// processState is the one-letter state of /proc/PID/stat, or 0 when the
+// process does not exist.
+func processState(pid int) byte {
+	st, err := readProcStat(pid)
+	if err != nil {
+		return 0
+	}
+	return st.state
+}
+
+// procStat is the part of /proc/PID/stat crib reads.
+type procStat struct {
+	state     byte
+	ppid      int
+	minflt    uint64
+	majflt    uint64
+	utime     uint64 // clock ticks
+	stime     uint64
+	cutime    uint64 // reaped children's times
+	cstime    uint64
+	starttime uint64
+	rssPages  uint64
+	comm      string
+}
+
+var errBadStat = errors.New("malformed /proc stat line")
+
+func readProcStat(pid int) (procStat, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}, err
+	}
+	return parseProcStat(data)
+}
+
+// parseProcStat reads a stat line; comm may hold spaces and parentheses,
+// so the fields are counted from the last ')'.
+func parseProcStat(data []byte) (procStat, error) {
+	open, close := bytes.IndexByte(data, '('), bytes.LastIndexByte(data, ')')
+	if open < 0 || close < open {
+		return procStat{}, errBadStat
+	}
+	f := strings.Fields(string(data[close+1:]))
+	// f[0] is field 3 (state) of proc(5).
+	if len(f) < 22 {
+		return procStat{}, errBadStat
+	}
+	num := func(i int) uint64 { v, _ := strconv.ParseUint(f[i-3], 10, 64); return v }
+	return procStat{
+		state:     f[0][0],
+		ppid:      int(num(4)),
+		minflt:    num(10),
+		majflt:    num(12),
+		utime:     num(14),
+		stime:     num(15),
+		cutime:    num(16),
+		cstime:    num(17),
+		starttime: num(22),
+		rssPages:  num(24),
+		comm:      string(data[open+1 : close]),
+	}, nil
+}
+
+// processAlive reports whether pid is a process that has not exited
+// (a zombie has).
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	s := processState(pid)
+	return s != 0 && s != 'Z' && s != 'X'
+}

@@ -1,0 +1,146 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+)
+
+// RecoverReport says what Recover found.
+type RecoverReport struct {
+	// Reattached containers still have their monitor; crib watches them
+	// again.
+	Reattached []string
+	// Exited containers exited while crib was away; their exit code is
+	// the monitor's.
+	Exited []string
+	// Lost containers had no monitor and no exit file (the host rebooted
+	// or the monitor was killed): recorded as exited with code 255 and
+	// reason HostRestarted, and killed if they still ran.
+	Lost []string
+	// Cleaned are leftovers with no record (a crash mid-create): bundles,
+	// monitors, runtime state and exit files, now removed.
+	Cleaned []string
+}
+
+const lostMessage = "the container's monitor is gone and left no exit code: the host restarted or the monitor was killed"
+
+// Recover reconciles the records with the live system after crib starts:
+// it re-attaches to containers whose monitor lives, records the exits it
+// missed, marks containers whose monitor vanished, and removes what a
+// crash left half made. Nothing is left for a human to clean up.
+func (m *Manager) Recover(ctx context.Context) (RecoverReport, error) {
+	var rep RecoverReport
+	m.mu.Lock()
+	entries := make([]*entry, 0, len(m.containers))
+	for _, e := range m.containers {
+		if e.c != nil {
+			entries = append(entries, e)
+		}
+	}
+	m.mu.Unlock()
+	known := map[string]bool{}
+	for _, e := range entries {
+		known[e.c.ID] = true
+		if err := m.recoverOne(ctx, e, &rep); err != nil {
+			return rep, err
+		}
+	}
+	m.cleanOrphans(ctx, known, &rep)
+	return rep, nil
+}
+
+func (m *Manager) recoverOne(ctx context.Context, e *entry, rep *RecoverReport) error {
+	e.op.Lock()
+	defer e.op.Unlock()
+	c := m.snapshot(e)
+	if c.State == StateExited {
+		return nil
+	}
+	f := m.files(c.ID)
+	if _, err := os.Stat(f.exitFile); err == nil {
+		m.handleExit(c.ID)
+		rep.Exited = append(rep.Exited, c.ID)
+		return nil
+	}
+	pid := c.MonitorPid
+	if pid == 0 {
+		pid = readPidFile(f.monitorPid)
+	}
+	if isMonitorOf(pid, c.ID) {
+		rep.Reattached = append(rep.Reattached, c.ID)
+		return nil
+	}
+	// The exit file may have landed between the two checks.
+	if _, err := os.Stat(f.exitFile); err == nil {
+		m.handleExit(c.ID)
+		rep.Exited = append(rep.Exited, c.ID)
+		return nil
+	}
+	rt, err := m.runtimeFor(c.Handler)
+	if err != nil {
+		return err
+	}
+	// Unmonitored, a container that still runs has no log and no exit
+	// code: kill it so the kubelet restarts it properly.
+	_ = rt.kill(ctx, c.ID, "KILL", c.CgroupsPath != "")
+	m.markMonitorGone(e, lostMessage)
+	if err := m.cleanup(ctx, c.ID, rt); err != nil {
+		m.log.Warn("cleaning up a lost container", "container", c.ID, "err", err)
+	}
+	rep.Lost = append(rep.Lost, c.ID)
+	return nil
+}
+
+// cleanOrphans removes bundles, runtime state and exit files of ids that
+// have no record.
+func (m *Manager) cleanOrphans(ctx context.Context, known map[string]bool, rep *RecoverReport) {
+	orphans := map[string]bool{}
+	bundles, _ := os.ReadDir(filepath.Join(m.runRoot, "containers"))
+	for _, b := range bundles {
+		orphans[b.Name()] = true
+	}
+	exits, _ := os.ReadDir(m.exitDir)
+	for _, x := range exits {
+		orphans[x.Name()] = true
+	}
+	for _, h := range m.handlers {
+		if !m.ownsRoot(h) {
+			continue
+		}
+		states, _ := os.ReadDir(h.Root)
+		for _, s := range states {
+			if s.IsDir() {
+				orphans[s.Name()] = true
+			}
+		}
+	}
+	for id := range orphans {
+		if known[id] {
+			continue
+		}
+		f := m.files(id)
+		m.killMonitor(readPidFile(f.monitorPid), id)
+		for _, h := range m.handlers {
+			rt := ociRuntime{h: h, reaper: m.reaper}
+			if err := rt.delete(ctx, id); err != nil {
+				m.log.Warn("deleting leftover runtime state", "container", id, "runtime", h.Name, "err", err)
+			}
+		}
+		if err := os.RemoveAll(f.bundle); err != nil {
+			m.log.Warn("removing a leftover bundle", "container", id, "err", err)
+		}
+		if err := os.Remove(f.exitFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			m.log.Warn("removing a leftover exit file", "container", id, "err", err)
+		}
+		rep.Cleaned = append(rep.Cleaned, id)
+	}
+}
+
+// ownsRoot: only a runtime root inside crib's runroot is crib's alone; a
+// shared one (/run/runc) holds other tools' containers.
+func (m *Manager) ownsRoot(h Handler) bool {
+	rel, err := filepath.Rel(m.runRoot, h.Root)
+	return err == nil && rel != ".." && !filepath.IsAbs(rel) && (len(rel) < 3 || rel[:3] != "../")
+}

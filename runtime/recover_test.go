@@ -1,0 +1,122 @@
+package runtime
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestRecover drops a Manager with containers in several states, as a
+// crib restart or crash does, and checks what a new one makes of them.
+func TestRecover(t *testing.T) {
+	e := newEnv(t, false)
+	ctx := context.Background()
+	running := e.run("rec-running", "sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait")
+	lost := e.run("rec-lost", "sleep", "1000")
+	e.run("rec-exits", "sleep", "0.5")
+	e.create("rec-created", config("rec-created", "sleep", "1000"))
+	// A crash in the middle of a create: a bundle and no record.
+	orphan := filepath.Join(e.opts.RunRoot, "containers", "rec-orphan")
+	if err := os.MkdirAll(orphan, 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	e.m.Close() // crib goes away; the monitors stay
+	if err := syscall.Kill(lost.MonitorPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // rec-exits exits while nobody watches
+
+	e.m = e.newManager()
+	rep, err := e.m.Recover(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("recover: %+v", rep)
+	slices.Sort(rep.Reattached)
+	if !slices.Equal(rep.Reattached, []string{"rec-created", "rec-running"}) || !slices.Equal(rep.Exited, []string{"rec-exits"}) ||
+		!slices.Equal(rep.Lost, []string{"rec-lost"}) || !slices.Equal(rep.Cleaned, []string{"rec-orphan"}) {
+		t.Errorf("report %+v", rep)
+	}
+
+	c, _ := e.m.Get("rec-running")
+	if c.State != StateRunning {
+		t.Errorf("re-attached container is %s", c.State)
+	}
+	if err := e.m.Stop(ctx, "rec-running", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ = e.m.Get("rec-running"); c.State != StateExited || c.ExitCode != 0 {
+		t.Errorf("re-attached container after stop: %s code %d", c.State, c.ExitCode)
+	}
+
+	c, _ = e.m.Get("rec-exits")
+	if c.State != StateExited || c.ExitCode != 0 || c.Reason != ReasonCompleted {
+		t.Errorf("container that exited while crib was away: %s %d %s", c.State, c.ExitCode, c.Reason)
+	}
+
+	c, _ = e.m.Get("rec-lost")
+	if c.State != StateExited || c.ExitCode != exitCodeUnknown || c.Reason != ReasonHostRestarted || c.Message == "" {
+		t.Errorf("container whose monitor died: %s %d %s %q", c.State, c.ExitCode, c.Reason, c.Message)
+	}
+	if processAlive(lost.Pid) {
+		t.Errorf("the unmonitored container's process %d still runs", lost.Pid)
+	}
+	if _, err := os.Stat(filepath.Join(e.opts.RunRoot, "runc", "rec-lost")); err == nil {
+		t.Error("runc state of the lost container is left")
+	}
+	if _, err := os.Stat(orphan); err == nil {
+		t.Error("the orphan bundle is left")
+	}
+
+	if err := e.m.Start(ctx, "rec-created"); err != nil {
+		t.Errorf("start of a container created before the restart: %v", err)
+	}
+	for _, id := range []string{"rec-running", "rec-lost", "rec-exits", "rec-created"} {
+		if err := e.m.Remove(ctx, id); err != nil {
+			t.Errorf("remove %s: %v", id, err)
+		}
+		assertNoTraces(t, e, id)
+	}
+	_ = running
+}
+
+// TestRecoverAfterReboot: the runroot is a tmpfs, so after a reboot the
+// records remain and everything else is gone.
+func TestRecoverAfterReboot(t *testing.T) {
+	e := newEnv(t, false)
+	ctx := context.Background()
+	c := e.run("rec-reboot", "sleep", "1000")
+	e.m.Close()
+	// Simulate the reboot: kill the monitor and the container, empty the
+	// runroot.
+	_ = syscall.Kill(c.MonitorPid, syscall.SIGKILL)
+	_ = syscall.Kill(c.Pid, syscall.SIGKILL)
+	time.Sleep(200 * time.Millisecond)
+	entries, _ := os.ReadDir(e.opts.RunRoot)
+	for _, en := range entries {
+		if err := os.RemoveAll(filepath.Join(e.opts.RunRoot, en.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.m = e.newManager()
+	rep, err := e.m.Recover(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rep.Lost, []string{"rec-reboot"}) {
+		t.Errorf("report %+v", rep)
+	}
+	got, _ := e.m.Get("rec-reboot")
+	if got.State != StateExited || got.Reason != ReasonHostRestarted || got.ExitCode != exitCodeUnknown {
+		t.Errorf("after reboot: %s %s %d", got.State, got.Reason, got.ExitCode)
+	}
+	if err := e.m.Remove(ctx, "rec-reboot"); err != nil {
+		t.Fatal(err)
+	}
+	assertNoTraces(t, e, "rec-reboot")
+}

@@ -1,0 +1,220 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// State is where a container is in its life.
+type State string
+
+const (
+	StateCreated State = "created"
+	StateRunning State = "running"
+	StateExited  State = "exited"
+	StateUnknown State = "unknown"
+)
+
+// CRI spells the state as the CRI does.
+func (s State) CRI() runtimeapi.ContainerState {
+	switch s {
+	case StateCreated:
+		return runtimeapi.ContainerState_CONTAINER_CREATED
+	case StateRunning:
+		return runtimeapi.ContainerState_CONTAINER_RUNNING
+	case StateExited:
+		return runtimeapi.ContainerState_CONTAINER_EXITED
+	}
+	return runtimeapi.ContainerState_CONTAINER_UNKNOWN
+}
+
+// Reasons a container exited, as ContainerStatus reports them.
+const (
+	ReasonCompleted = "Completed"
+	ReasonError     = "Error"
+	ReasonOOMKilled = "OOMKilled"
+	// ReasonStartError: the runtime failed to start the created container.
+	ReasonStartError = "StartError"
+	// ReasonHostRestarted: the monitor is gone and left no exit code, so
+	// the host rebooted or the monitor was killed; the exit code is then
+	// exitCodeUnknown.
+	ReasonHostRestarted = "HostRestarted"
+)
+
+// exitCodeUnknown is reported when nobody saw the container exit.
+const exitCodeUnknown = 255
+
+// Container is the durable record of one container, written under
+// Root/containers/<id>/container.json. Values returned by the Manager are
+// copies; changing them changes nothing.
+type Container struct {
+	ID        string `json:"id"`
+	SandboxID string `json:"sandbox_id"`
+	Name      string `json:"name"`
+	Attempt   uint32 `json:"attempt"`
+	// Config is the CRI request the container was created from (stored as
+	// protojson); Update replaces its resources.
+	Config      *runtimeapi.ContainerConfig `json:"-"`
+	ImageRef    string                      `json:"image_ref"`
+	ImageID     string                      `json:"image_id"`
+	LogPath     string                      `json:"log_path,omitempty"`
+	Handler     string                      `json:"handler"`
+	State       State                       `json:"state"`
+	Pid         int                         `json:"pid,omitempty"`
+	MonitorPid  int                         `json:"monitor_pid,omitempty"`
+	CreatedAt   time.Time                   `json:"created_at"`
+	StartedAt   time.Time                   `json:"started_at,omitzero"`
+	FinishedAt  time.Time                   `json:"finished_at,omitzero"`
+	ExitCode    int32                       `json:"exit_code"`
+	Reason      string                      `json:"reason,omitempty"`
+	Message     string                      `json:"message,omitempty"`
+	Labels      map[string]string           `json:"labels,omitempty"`
+	Annotations map[string]string           `json:"annotations,omitempty"`
+	StopSignal  string                      `json:"stop_signal,omitempty"`
+	// CgroupsPath is the spec's cgroup ("" = none); OwnPIDNamespace says
+	// the container's processes are exactly those of its PID namespace.
+	CgroupsPath     string `json:"cgroups_path,omitempty"`
+	OwnPIDNamespace bool   `json:"own_pid_namespace,omitempty"`
+}
+
+// storedContainer is the on-disk form: the record plus its config as
+// protojson, which encoding/json cannot produce for protobuf messages.
+type storedContainer struct {
+	Container
+	ConfigJSON json.RawMessage `json:"config,omitempty"`
+}
+
+func (c *Container) clone() *Container {
+	cp := *c
+	return &cp
+}
+
+func (c *Container) marshal() ([]byte, error) {
+	s := storedContainer{Container: *c}
+	if c.Config != nil {
+		b, err := protojson.Marshal(c.Config)
+		if err != nil {
+			return nil, fmt.Errorf("encoding the config of container %s: %w", c.ID, err)
+		}
+		s.ConfigJSON = b
+	}
+	return json.MarshalIndent(s, "", "  ")
+}
+
+func unmarshalContainer(data []byte) (*Container, error) {
+	var s storedContainer
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, err
+	}
+	c := s.Container
+	if len(s.ConfigJSON) > 0 {
+		c.Config = &runtimeapi.ContainerConfig{}
+		if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(s.ConfigJSON, c.Config); err != nil {
+			return nil, fmt.Errorf("decoding the config of container %s: %w", c.ID, err)
+		}
+	}
+	return &c, nil
+}
+
+// store keeps container records in one directory per container.
+type store struct{ dir string }
+
+const recordFile = "container.json"
+
+func (s store) path(id string) string { return filepath.Join(s.dir, id, recordFile) }
+
+// save writes the record atomically: a crash leaves the old or the new
+// record, never a torn one.
+func (s store) save(c *Container) error {
+	data, err := c.marshal()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(s.dir, c.ID), 0o700); err != nil {
+		return fmt.Errorf("saving container %s: %w", c.ID, err)
+	}
+	if err := writeFileAtomic(s.path(c.ID), data, 0o600); err != nil {
+		return fmt.Errorf("saving container %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+func (s store) remove(id string) error {
+	if err := os.RemoveAll(filepath.Join(s.dir, id)); err != nil {
+		return fmt.Errorf("removing the record of container %s: %w", id, err)
+	}
+	return nil
+}
+
+// loadAll reads every record; an unreadable one is reported, not fatal.
+func (s store) loadAll() ([]*Container, []error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, []error{err}
+	}
+	var out []*Container
+	var errs []error
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		data, err := os.ReadFile(s.path(e.Name()))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("container record %s: %w", e.Name(), err))
+			continue
+		}
+		c, err := unmarshalContainer(data)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("container record %s: %w", e.Name(), err))
+			continue
+		}
+		out = append(out, c)
+	}
+	return out, errs
+}
+
+// writeFileAtomic writes data to a temporary file in the same directory,
+// syncs it, renames it over path and syncs the directory.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

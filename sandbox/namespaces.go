@@ -1,0 +1,344 @@
+package sandbox
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// nsKind is a namespace a pod may own; the name is /proc/<tid>/ns/<name>.
+type nsKind struct {
+	name string
+	flag int
+}
+
+var (
+	nsNet = nsKind{"net", unix.CLONE_NEWNET}
+	nsIPC = nsKind{"ipc", unix.CLONE_NEWIPC}
+	nsUTS = nsKind{"uts", unix.CLONE_NEWUTS}
+)
+
+// nsSetup is what happens inside fresh namespaces before they are pinned.
+type nsSetup struct {
+	kinds    []nsKind
+	hostname string            // set when the pod owns its UTS namespace
+	sysctls  map[string]string // /proc/sys-relative path → value
+}
+
+// pinNamespaces creates the pod's namespaces on a dedicated thread and
+// bind-mounts them onto files in dir, returning kind → pin path.
+//
+// The thread is never unlocked: when the goroutine ends, the Go runtime
+// kills a locked thread instead of returning it to the pool, so no other
+// goroutine ever runs in the pod's namespaces.
+func pinNamespaces(dir string, s nsSetup) (map[string]string, error) {
+	if len(s.kinds) == 0 {
+		return map[string]string{}, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	type result struct {
+		pins map[string]string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		pins, err := pinOnThisThread(dir, s)
+		done <- result{pins, err}
+	}()
+	r := <-done
+	return r.pins, r.err
+}
+
+func pinOnThisThread(dir string, s nsSetup) (map[string]string, error) {
+	flags := 0
+	for _, k := range s.kinds {
+		flags |= k.flag
+	}
+	if err := unix.Unshare(flags); err != nil {
+		return nil, fmt.Errorf("creating the pod's namespaces: %w", err)
+	}
+	if err := s.configure(); err != nil {
+		return nil, err
+	}
+	tid := unix.Gettid()
+	pins := map[string]string{}
+	for _, k := range s.kinds {
+		pin := filepath.Join(dir, k.name)
+		if err := bindNamespace(fmt.Sprintf("/proc/self/task/%d/ns/%s", tid, k.name), pin); err != nil {
+			unpin(pins)
+			return nil, err
+		}
+		pins[k.name] = pin
+	}
+	return pins, nil
+}
+
+// configure runs on the thread inside the new namespaces: sysctls under
+// /proc/sys resolve against the calling thread's namespaces.
+func (s nsSetup) configure() error {
+	for _, k := range s.kinds {
+		switch k {
+		case nsUTS:
+			if err := unix.Sethostname([]byte(s.hostname)); err != nil {
+				return fmt.Errorf("setting the pod's hostname %q: %w", s.hostname, err)
+			}
+		case nsNet:
+			if err := bringUpLoopback(); err != nil {
+				return fmt.Errorf("bringing up the pod's loopback: %w", err)
+			}
+		}
+	}
+	keys := make([]string, 0, len(s.sysctls))
+	for k := range s.sysctls {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := os.WriteFile(filepath.Join("/proc/sys", k), []byte(s.sysctls[k]), 0); err != nil {
+			return fmt.Errorf("%w: setting sysctl %s=%s: %v", errInvalidSysctl, strings.ReplaceAll(k, "/", "."), s.sysctls[k], err)
+		}
+	}
+	return nil
+}
+
+func bindNamespace(src, pin string) error {
+	f, err := os.OpenFile(pin, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+	if err != nil {
+		return fmt.Errorf("creating the namespace pin %s: %w", pin, err)
+	}
+	f.Close()
+	if err := unix.Mount(src, pin, "", unix.MS_BIND, ""); err != nil {
+		os.Remove(pin)
+		return fmt.Errorf("pinning %s on %s: %w", src, pin, err)
+	}
+	return nil
+}
+
+func unpin(pins map[string]string) {
+	for _, p := range pins {
+		unix.Unmount(p, unix.MNT_DETACH)
+		os.Remove(p)
+	}
+}
+
+func bringUpLoopback() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// inNamespace runs fn on a locked thread that joined the namespace pinned
+// at path. If the thread cannot go back to its own namespace it stays
+// locked and dies with the goroutine.
+func inNamespace(path string, kind nsKind, fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		own, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/%s", unix.Gettid(), kind.name))
+		if err != nil {
+			done <- err
+			return
+		}
+		defer own.Close()
+		target, err := os.Open(path)
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- err
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), kind.flag); err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("joining %s: %w", path, err)
+			return
+		}
+		ferr := fn()
+		if unix.Setns(int(own.Fd()), kind.flag) == nil {
+			runtime.UnlockOSThread()
+		}
+		done <- ferr
+	}()
+	return <-done
+}
+
+// isNamespacePin reports whether path is a live bind-mounted namespace (on
+// an nsfs file system), not the empty file a lost mount leaves behind.
+func isNamespacePin(path string) bool {
+	if path == "" {
+		return false
+	}
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
+}
+
+// unmountUnder detaches every mount at or below dir, deepest first, as
+// listed by /proc/self/mountinfo (stacked mounts included).
+func unmountUnder(dir string) error {
+	for range 8 {
+		points, err := mountsUnder(dir)
+		if err != nil || len(points) == 0 {
+			return err
+		}
+		sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+		for _, p := range points {
+			if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("unmounting %s: %w", p, err)
+			}
+		}
+	}
+	return fmt.Errorf("mounts keep reappearing under %s", dir)
+}
+
+func mountsUnder(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		p := unescapeMountPath(fields[4])
+		if p == dir || strings.HasPrefix(p, dir+"/") {
+			out = append(out, p)
+		}
+	}
+	return out, sc.Err()
+}
+
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for space...).
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// startReaper starts catatonit as PID 1 of a new PID namespace. It runs in
+// its own session and is not tied to crib's life: pods outlive restarts.
+// crib reaps it while it is crib's child; after a restart, the subreaper
+// above crib does.
+func startReaper(catatonit string) (pid int, start uint64, err error) {
+	path := catatonit
+	if path == "" {
+		path = "catatonit"
+	}
+	if path, err = exec.LookPath(path); err != nil {
+		return 0, 0, fmt.Errorf("the PID-namespace reaper catatonit: %w", err)
+	}
+	cmd := exec.Command(path, "-P")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, 0, fmt.Errorf("starting the reaper %s: %w", path, err)
+	}
+	go cmd.Wait()
+	pid = cmd.Process.Pid
+	start, err = processStartTime(pid)
+	if err != nil {
+		killProcess(pid, 0)
+		return 0, 0, fmt.Errorf("reading the reaper's start time: %w", err)
+	}
+	return pid, start, nil
+}
+
+// processStartTime is field 22 of /proc/<pid>/stat, in clock ticks since
+// boot: with the pid it names one process for the life of the machine.
+func processStartTime(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	fields, err := statFields(string(b))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(fields[19], 10, 64)
+}
+
+// statFields splits /proc/<pid>/stat after the command name (which may
+// hold spaces and parentheses): index 0 is field 3, the state.
+func statFields(stat string) ([]string, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return nil, errors.New("malformed /proc stat")
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 22 {
+		return nil, errors.New("short /proc stat")
+	}
+	return f, nil
+}
+
+// processAlive reports whether pid still is the process that started at
+// start (0: any) and has not exited.
+func processAlive(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f, err := statFields(string(b))
+	if err != nil || f[0] == "Z" || f[0] == "X" {
+		return false
+	}
+	return start == 0 || f[19] == strconv.FormatUint(start, 10)
+}
+
+// killProcess kills pid if it is still the process that started at start
+// and waits briefly for it to die.
+func killProcess(pid int, start uint64) error {
+	if !processAlive(pid, start) {
+		return nil
+	}
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("killing pid %d: %w", pid, err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if !processAlive(pid, start) {
+			return nil
+		}
+	}
+	return fmt.Errorf("pid %d survived SIGKILL for 5s", pid)
+}

@@ -1,0 +1,122 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// RecoverReport says what Recover found, for the start-up log.
+type RecoverReport struct {
+	Ready    []string // pods whose namespaces survived
+	NotReady []string // pods made NotReady (reboot, lost runroot, dead reaper)
+	Removed  []string // half-made creates and orphaned state removed
+	Errors   []error  // what could not be cleaned; the pods stay listed
+}
+
+// Recover reconciles records with what survived: a Ready pod whose
+// namespace pins and reaper are alive stays Ready and keeps its label; any
+// other becomes NotReady with its network released and its dead pins
+// unmounted. Creates that crashed midway are undone, and run dirs, CNI
+// attachments and leases that no record owns are removed.
+func (m *Manager) Recover(ctx context.Context) (RecoverReport, error) {
+	var r RecoverReport
+	m.mu.Lock()
+	all := make([]*Sandbox, 0, len(m.sandboxes))
+	for _, sb := range m.sandboxes {
+		all = append(all, sb)
+	}
+	m.mu.Unlock()
+	for _, sb := range all {
+		m.recoverOne(ctx, sb, &r)
+	}
+	m.removeOrphans(ctx, &r)
+	return r, errors.Join(r.Errors...)
+}
+
+func (m *Manager) recoverOne(ctx context.Context, sb *Sandbox, r *RecoverReport) {
+	unlock := m.lock(sb.ID)
+	defer unlock()
+	if sb.ProcessLabel != "" {
+		m.labels.Reserve(sb.ProcessLabel)
+	}
+	switch {
+	case sb.State == stateCreating:
+		if err := m.removeLocked(ctx, sb); err != nil {
+			r.Errors = append(r.Errors, fmt.Errorf("undoing the interrupted create of pod %s: %w", sb.ID, err))
+			return
+		}
+		r.Removed = append(r.Removed, sb.ID)
+	case sb.State == StateReady && m.alive(sb):
+		r.Ready = append(r.Ready, sb.ID)
+	default:
+		if err := m.stopLocked(ctx, sb); err != nil {
+			r.Errors = append(r.Errors, err)
+		}
+		if !m.alive(sb) {
+			// Pins whose namespaces died (or mounts lost with the
+			// runroot) are useless: keep only the files.
+			if err := unmountUnder(filepath.Join(m.runDir(sb.ID), "ns")); err != nil {
+				r.Errors = append(r.Errors, err)
+			}
+		}
+		r.NotReady = append(r.NotReady, sb.ID)
+	}
+}
+
+// alive reports whether every namespace the pod owns is still pinned and
+// its reaper still runs.
+func (m *Manager) alive(sb *Sandbox) bool {
+	for _, p := range []string{sb.NetNSPath, sb.IPCNSPath, sb.UTSNSPath} {
+		if p != "" && !isNamespacePin(p) {
+			return false
+		}
+	}
+	return sb.ReaperPID == 0 || processAlive(sb.ReaperPID, sb.ReaperStartTime)
+}
+
+// removeOrphans clears state no record owns: run dirs and record dirs of
+// creates that crashed before their first save, CNI attachments and
+// host-local leases of pods crib no longer knows.
+func (m *Manager) removeOrphans(ctx context.Context, r *RecoverReport) {
+	known := func(id string) bool { return m.lookup(id) != nil }
+	for _, base := range []string{filepath.Join(m.opts.RunRoot, "sandboxes"), filepath.Join(m.opts.Root, "sandboxes")} {
+		entries, _ := os.ReadDir(base)
+		for _, e := range entries {
+			if !e.IsDir() || known(e.Name()) {
+				continue
+			}
+			dir := filepath.Join(base, e.Name())
+			err := unmountUnder(dir)
+			if err == nil {
+				err = os.RemoveAll(dir)
+			}
+			if err != nil {
+				r.Errors = append(r.Errors, fmt.Errorf("removing orphaned %s: %w", dir, err))
+				continue
+			}
+			r.Removed = append(r.Removed, dir)
+		}
+	}
+	for _, id := range m.net.cachedPods() {
+		if known(id) {
+			continue
+		}
+		if err := m.net.detach(ctx, id, nil); err != nil {
+			r.Errors = append(r.Errors, err)
+			continue
+		}
+		r.Removed = append(r.Removed, "cni:"+id)
+	}
+	if list, err := m.net.config(); err == nil {
+		for _, dir := range hostLocalDataDirs(list) {
+			for _, lease := range leasesOf(dir, func(owner string) bool { return !known(owner) }) {
+				if err := os.Remove(lease); err == nil {
+					r.Removed = append(r.Removed, lease)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,93 @@
+package sandbox
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestRecoverAfterRunRootLoss simulates a reboot: the pins are unmounted
+// and the runroot is emptied while the records and leases remain.
+func TestRecoverAfterRunRootLoss(t *testing.T) {
+	needRoot(t)
+	opts := testOptions(t)
+	opts.HostPorts = &recordingPorts{}
+	m := newTestManager(t, opts)
+	ctx := context.Background()
+	lost := mustCreate(t, m, "lost", fullConfig("lost"))
+	kept := mustCreate(t, m, "kept", podConfig("kept"))
+	if n := len(leaseFiles(t, m)); n != 2 {
+		t.Fatalf("%d leases, want 2", n)
+	}
+
+	// The reboot of pod "lost": namespaces, reaper and runtime state gone.
+	if err := unmountUnder(m.runDir("lost")); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(m.runDir("lost"))
+	killProcess(lost.ReaperPID, lost.ReaperStartTime)
+	// A create that crashed before its first record, holding a mount.
+	orphan := filepath.Join(opts.RunRoot, "sandboxes", "orphan", "shm")
+	os.MkdirAll(orphan, 0o755)
+	if err := unix.Mount("shm", orphan, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	// A create that crashed after it pinned namespaces.
+	crashed := mustCreate(t, m, "crashed", podConfig("crashed"))
+	crashed.State = stateCreating
+	if err := m.save(crashed); err != nil {
+		t.Fatal(err)
+	}
+
+	// The restarted crib.
+	m2, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := m2.Recover(ctx)
+	if err != nil {
+		t.Fatalf("Recover: %v (%+v)", err, r)
+	}
+	if !slices.Equal(r.Ready, []string{"kept"}) || !slices.Equal(r.NotReady, []string{"lost"}) {
+		t.Fatalf("report %+v", r)
+	}
+	got, err := m2.Get("lost")
+	if err != nil || got.State != StateNotReady || got.IP != "" {
+		t.Fatalf("lost pod after recovery: %+v, %v", got, err)
+	}
+	if k, _ := m2.Get("kept"); k == nil || k.State != StateReady || k.IP != kept.IP {
+		t.Fatalf("kept pod after recovery: %+v", k)
+	}
+	if _, err := m2.Get("crashed"); err == nil {
+		t.Error("the crashed create is still listed")
+	}
+	leases := leaseFiles(t, m2)
+	if len(leases) != 1 || filepath.Base(leases[0]) != kept.IP {
+		t.Errorf("leases after recovery: %v (kept pod has %s)", leases, kept.IP)
+	}
+	// NAT rules are not checked: a real reboot flushes them, and the
+	// bridge plugin (1.1.1) can only find its masquerade rules through the
+	// pod's interface, which went with the namespace.
+	if ms := mountsBelow(t, filepath.Join(opts.RunRoot, "sandboxes", "orphan")); len(ms) > 0 {
+		t.Errorf("orphan mounts remain: %v", ms)
+	}
+	if _, err := os.Stat(filepath.Join(opts.RunRoot, "sandboxes", "orphan")); !os.IsNotExist(err) {
+		t.Errorf("orphan run dir remains: %v", err)
+	}
+	for _, id := range []string{"lost", "kept"} {
+		if err := m2.Remove(ctx, id); err != nil {
+			t.Fatalf("remove %s after recovery: %v", id, err)
+		}
+	}
+	if fs := filesBelow(t, filepath.Join(opts.RunRoot, "sandboxes")); len(fs) > 0 {
+		t.Errorf("files left: %v", fs)
+	}
+	// The first manager still lists pods the second removed.
+	m.mu.Lock()
+	m.sandboxes = map[string]*Sandbox{}
+	m.mu.Unlock()
+}

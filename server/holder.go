@@ -1,0 +1,243 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The holder keeps crib's user, mount and network namespaces alive while
+// crib itself is stopped, restarted or upgraded: pods' namespace pins live
+// in that mount namespace and their veths on that network's bridge, so
+// containers keep running and a new crib finds them where they were. It is
+// a pause process (catatonit -P), started detached, in the manner of
+// Podman's rootless pause process. slirp4netns serves it, not crib, and is
+// detached the same way.
+//
+// Both are stopped when crib stops with no pod or container left, and a
+// crib that finds them dead (a reboot, a kill) makes new ones.
+
+const holderFileName = "holder.json"
+
+type holderState struct {
+	PID        int    `json:"pid"`
+	StartTime  uint64 `json:"startTime"`
+	Outbound   string `json:"outbound"`
+	HelperPID  int    `json:"helperPid,omitempty"`
+	HelperTime uint64 `json:"helperStartTime,omitempty"`
+}
+
+func holderPath(runRoot string) string { return filepath.Join(runRoot, holderFileName) }
+
+func loadHolder(runRoot string) (holderState, bool) {
+	var h holderState
+	data, err := os.ReadFile(holderPath(runRoot))
+	if err != nil || json.Unmarshal(data, &h) != nil {
+		return h, false
+	}
+	return h, h.PID > 0 && processStartTime(h.PID) == h.StartTime && inOtherUserNS(h.PID)
+}
+
+func saveHolder(runRoot string, h holderState) error {
+	data, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	tmp := holderPath(runRoot) + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, holderPath(runRoot))
+}
+
+// processStartTime reads field 22 of /proc/PID/stat, which tells a live
+// process from a later one that reused its pid; 0 when it is gone.
+func processStartTime(pid int) uint64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 20 || fields[0] == "Z" {
+		return 0
+	}
+	n, _ := strconv.ParseUint(fields[19], 10, 64)
+	return n
+}
+
+func inOtherUserNS(pid int) bool {
+	theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", pid))
+	if err != nil {
+		return false
+	}
+	ours, _ := os.Readlink("/proc/self/ns/user")
+	return theirs != ours
+}
+
+// ensureHolder returns a live holder, reusing the one a previous crib left
+// or starting a new one with its id maps and outbound network.
+func ensureHolder(runRoot, outboundMode string, uidArgs, gidArgs func(int) []string, log *slog.Logger) (holderState, error) {
+	if h, ok := loadHolder(runRoot); ok {
+		if h.HelperPID == 0 || processStartTime(h.HelperPID) == h.HelperTime {
+			log.Info("rejoining crib's namespaces", "holder", h.PID, "outbound", h.Outbound)
+			return h, nil
+		}
+		// The namespaces survived but their way out died: give them a new one.
+		log.Warn("the outbound helper is gone; starting another", "holder", h.PID)
+		h.Outbound, h.HelperPID, h.HelperTime = startDetachedOutbound(outboundMode, h.PID, log)
+		return h, saveHolder(runRoot, h)
+	}
+	os.Remove(holderPath(runRoot))
+	pid, err := startHolder()
+	if err != nil {
+		return holderState{}, err
+	}
+	h := holderState{PID: pid, StartTime: processStartTime(pid)}
+	if err := writeIDMaps(pid, uidArgs, gidArgs); err != nil {
+		stopPID(pid, h.StartTime)
+		return holderState{}, err
+	}
+	h.Outbound, h.HelperPID, h.HelperTime = startDetachedOutbound(outboundMode, pid, log)
+	if err := saveHolder(runRoot, h); err != nil {
+		stopHolder(h)
+		return holderState{}, err
+	}
+	log.Info("created crib's namespaces", "holder", pid, "outbound", h.Outbound)
+	return h, nil
+}
+
+// startHolder starts the pause process in new user, mount and network
+// namespaces, detached from crib so that it outlives it.
+func startHolder() (int, error) {
+	path, err := exec.LookPath("catatonit")
+	if err != nil {
+		return 0, fmt.Errorf("catatonit holds crib's namespaces and is missing: %w (apt-get install catatonit)", err)
+	}
+	cmd := exec.Command(path, "-P")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWNET,
+		Setsid:     true,
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("starting the namespace holder: %w", err)
+	}
+	// Not waited for: the holder outlives crib. crib's parent is a
+	// subreaper and reaps it if it dies first.
+	go cmd.Wait()
+	return cmd.Process.Pid, nil
+}
+
+// startDetachedOutbound gives the holder's network namespace a way out
+// that lives as long as the namespace, not as long as crib.
+func startDetachedOutbound(mode string, pid int, log *slog.Logger) (string, int, uint64) {
+	try := []string{mode}
+	if mode == "auto" {
+		try = []string{"slirp4netns", "pasta"}
+	}
+	for _, name := range try {
+		var helper int
+		var err error
+		switch name {
+		case "none":
+			return "none", 0, 0
+		case "slirp4netns":
+			helper, err = startSlirpDetached(pid)
+		case "pasta":
+			helper, err = startPastaDetached(pid)
+		}
+		if err == nil {
+			return name, helper, processStartTime(helper)
+		}
+		log.Warn("outbound helper failed", "helper", name, "err", err)
+	}
+	log.Warn("crib's namespace has no outbound network (pulls still work through the host dialer)")
+	return "none", 0, 0
+}
+
+func startSlirpDetached(pid int) (int, error) {
+	path, err := exec.LookPath("slirp4netns")
+	if err != nil {
+		return 0, err
+	}
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer readyR.Close()
+	cmd := exec.Command(path, "--configure", "--mtu=65520", "--disable-host-loopback",
+		"--ready-fd=3", strconv.Itoa(pid), "tap0")
+	cmd.ExtraFiles = []*os.File{readyW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		readyW.Close()
+		return 0, err
+	}
+	readyW.Close()
+	go cmd.Wait()
+	if err := waitReadyByte(readyR); err != nil {
+		cmd.Process.Kill()
+		return 0, fmt.Errorf("slirp4netns did not come up: %w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return cmd.Process.Pid, nil
+}
+
+func startPastaDetached(pid int) (int, error) {
+	return startPastaProcess(pid)
+}
+
+// stopHolder ends the holder and its outbound helper; the namespaces go
+// with the last process in them.
+func stopHolder(h holderState) {
+	if h.HelperPID != 0 {
+		stopPID(h.HelperPID, h.HelperTime)
+	}
+	stopPID(h.PID, h.StartTime)
+}
+
+func stopPID(pid int, start uint64) {
+	if processStartTime(pid) != start {
+		return
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(2 * time.Second)
+	for processStartTime(pid) == start && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if processStartTime(pid) == start {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// idleMarkerName is written by the daemon when it stops with no pod and no
+// container: the parent then stops the holder too.
+const idleMarkerName = "idle"
+
+func releaseHolderIfIdle(runRoot string, log *slog.Logger) {
+	marker := filepath.Join(runRoot, idleMarkerName)
+	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
+		log.Info("pods remain: crib's namespaces stay up for them")
+		return
+	}
+	os.Remove(marker)
+	if h, ok := loadHolder(runRoot); ok {
+		stopHolder(h)
+	}
+	os.Remove(holderPath(runRoot))
+}

@@ -1,0 +1,190 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/crib-dev/crib/cri"
+	"github.com/crib-dev/crib/runtime"
+	"github.com/crib-dev/crib/runtime/cgroups"
+	"github.com/crib-dev/crib/sandbox"
+	"github.com/crib-dev/crib/server/doctor"
+	"github.com/crib-dev/crib/storage"
+)
+
+// parts are the pod and container machinery the daemon wires into cri.
+type parts struct {
+	cgroups       cgroups.Manager
+	cgroupReason  string
+	storageDriver storage.DriverChoice
+	pods          *sandbox.Manager
+	containers    *runtime.Manager
+	spec          cri.SpecDefaults
+	closers       []func()
+}
+
+func (p *parts) close() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
+	}
+}
+
+// hostPortStartEnv carries the host's net.ipv4.ip_unprivileged_port_start
+// from the parent: the child's own /proc/sys shows its namespace's value.
+const hostPortStartEnv = "_CRIB_HOST_PORT_START"
+
+func startParts(ctx context.Context, o Options, report doctor.Report, env daemonEnv, hs *hostSide, store *storage.Store) (*parts, error) {
+	cfg := o.Config
+	log := o.Logger
+	p := &parts{storageDriver: store.Driver()}
+	reaper, err := runtime.StartReaper(ctx, log)
+	if err != nil {
+		return nil, fmt.Errorf("starting the reaper: %w", err)
+	}
+	cg, why, err := cgroups.Detect(cgroups.DetectOptions{Manager: cfg.Cgroup.Manager, Parent: cfg.Cgroup.Parent})
+	if err != nil {
+		return nil, fmt.Errorf("cgroups: %w", err)
+	}
+	p.cgroups, p.cgroupReason = cg, why
+	log.Info("cgroups", "manager", cg.Name(), "version", cg.Version(), "reason", why)
+
+	host, err := runtime.ProbeHost()
+	if err != nil {
+		return nil, fmt.Errorf("probing the host for container specs: %w", err)
+	}
+	// runc 1.1 does not know the "rro" option even where the kernel does.
+	host.RecursiveReadOnly = false
+	p.spec = cri.SpecDefaults{
+		Host:               host,
+		Rootless:           env.rootless,
+		SeccompProfileRoot: filepath.Join(cfg.Root, "seccomp"),
+		ContainerCgroup:    cg.ContainerPath,
+	}
+
+	var hostPorts sandbox.HostPorts
+	if hs.ports != nil {
+		hostPorts = portalHostPorts{hs.ports}
+	}
+	p.pods, err = sandbox.New(sandbox.Options{
+		Root:                  cfg.Root,
+		RunRoot:               cfg.RunRoot,
+		Rootless:              env.rootless,
+		CNIConfDir:            cfg.Network.CNIConfDir,
+		CNIPluginDirs:         cfg.Network.CNIPluginDirs,
+		CatatonitPath:         report.Features.Programs["catatonit"],
+		Cgroups:               cg,
+		HostPorts:             hostPorts,
+		UnprivilegedPortStart: hostUnprivilegedPortStart(env),
+		Logger:                log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pods: %w", err)
+	}
+	p.containers, err = runtime.New(runtime.Options{
+		Root:           cfg.Root,
+		RunRoot:        cfg.RunRoot,
+		Handlers:       handlers(report, cfg.RunRoot),
+		DefaultHandler: report.Features.DefaultRuntime,
+		ConmonPath:     report.Features.Conmon,
+		Rootless:       env.rootless,
+		Cgroups:        cg,
+		Host:           &host,
+		Reaper:         reaper,
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("containers: %w", err)
+	}
+	p.closers = append(p.closers, p.containers.Close)
+
+	crep, err := p.containers.Recover(ctx)
+	if err != nil {
+		log.Warn("recovering containers", "err", err)
+	}
+	prep, err := p.pods.Recover(ctx)
+	if err != nil {
+		log.Warn("recovering pods", "err", err)
+	}
+	if hostPorts != nil {
+		reexposeHostPorts(ctx, p.pods, hostPorts, log)
+	}
+	log.Info("recovered state",
+		"containers_reattached", len(crep.Reattached), "containers_exited", len(crep.Exited), "containers_lost", len(crep.Lost),
+		"pods_ready", len(prep.Ready), "pods_not_ready", len(prep.NotReady), "pods_cleaned", len(prep.Removed))
+	return p, nil
+}
+
+func handlers(r doctor.Report, runRoot string) []runtime.Handler {
+	var out []runtime.Handler
+	for _, name := range usableHandlers(r.Features) {
+		out = append(out, runtime.Handler{Name: name, Path: r.Features.OCIRuntimes[name], Root: filepath.Join(runRoot, name)})
+	}
+	return out
+}
+
+func hostUnprivilegedPortStart(env daemonEnv) int {
+	if v, err := strconv.Atoi(os.Getenv(hostPortStartEnv)); err == nil {
+		return v
+	}
+	return readUnprivilegedPortStart()
+}
+
+// portalHostPorts adapts the parent's portal to the sandbox package: a
+// pod's host port forwards to its IP and container port inside crib's
+// namespace, or to crib's own loopback for a pod on crib's network.
+type portalHostPorts struct{ c *portalClient }
+
+func (h portalHostPorts) Expose(ctx context.Context, podID string, ports []sandbox.PortMapping) error {
+	var fwd []PortForward
+	for _, pm := range ports {
+		target := pm.PodIP
+		if target == "" {
+			target = "127.0.0.1"
+		}
+		fwd = append(fwd, PortForward{
+			Protocol: strings.ToLower(pm.Protocol),
+			HostIP:   pm.HostIP,
+			HostPort: pm.HostPort,
+			Target:   target + ":" + strconv.Itoa(pm.ContainerPort),
+		})
+	}
+	return h.c.Expose(ctx, "pod:"+podID, fwd)
+}
+
+func (h portalHostPorts) Unexpose(ctx context.Context, podID string) error {
+	return h.c.Unexpose(ctx, "pod:"+podID)
+}
+
+// reexposeHostPorts asks the new parent to forward the host ports of the
+// pods that survived a restart: the old parent's listeners died with it.
+func reexposeHostPorts(ctx context.Context, pods *sandbox.Manager, hp sandbox.HostPorts, log *slog.Logger) {
+	for _, sb := range pods.List() {
+		if sb.State != sandbox.StateReady {
+			continue
+		}
+		var ports []sandbox.PortMapping
+		for _, pm := range sb.Config.GetPortMappings() {
+			if pm.GetHostPort() <= 0 {
+				continue
+			}
+			ports = append(ports, sandbox.PortMapping{
+				Protocol:      strings.ToLower(pm.GetProtocol().String()),
+				HostIP:        pm.GetHostIp(),
+				HostPort:      int(pm.GetHostPort()),
+				PodIP:         sb.IP,
+				ContainerPort: int(pm.GetContainerPort()),
+			})
+		}
+		if len(ports) == 0 {
+			continue
+		}
+		if err := hp.Expose(ctx, sb.ID, ports); err != nil {
+			log.Warn("re-exposing host ports", "pod", sb.ID, "err", err)
+		}
+	}
+}
