@@ -87,15 +87,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Hosts here never reap orphans: catatonit stays above crib and critest as
-# a subreaper so exits are seen and zombies reaped.
+# Hosts here never reap orphans: crib's parent and its daemon are
+# subreapers themselves (PR_SET_CHILD_SUBREAPER) and reap what they adopt.
 crib_args=(serve --root "$root" --runroot "$runroot"
 	--registries-conf "$cache/registries.conf" --signature-policy "$cache/policy.json")
 if [ -n "$cgroup_parent" ]; then
 	crib_args+=(--cgroup-parent "$cgroup_parent")
 fi
-as_user catatonit -g -- "$cache/crib" "${crib_args[@]}" >"$cache/results/crib.log" 2>&1 &
+# Not through as_user: a function in the background is a subshell, and
+# $! must be crib's own pid for the clean-up to stop it.
+setpriv --reuid="$uid" --regid="$gid" --init-groups \
+	env -i HOME="$home" USER="$user" LOGNAME="$user" PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+	XDG_RUNTIME_DIR="$rundir" "$cache/crib" "${crib_args[@]}" >"$cache/results/crib.log" 2>&1 &
 crib_pid=$!
+if [ -S "$sock" ]; then
+	echo "a crib already serves $sock; stop it first" >&2
+	exit 1
+fi
 for _ in $(seq 200); do
 	[ -S "$sock" ] && break
 	kill -0 "$crib_pid" 2>/dev/null || { cat "$cache/results/crib.log" >&2; exit 1; }
