@@ -72,7 +72,9 @@ as_user() {
 # A delegated cgroup subtree so resource and OOM specs run for real.
 cgroup_parent=""
 if [ -x "$repo/scripts/cgroup-delegate.sh" ]; then
-	cgroup_parent=$("$repo/scripts/cgroup-delegate.sh" create "$user" | tail -n1 || true)
+	if "$repo/scripts/cgroup-delegate.sh" create "$user" >/dev/null; then
+		cgroup_parent=/crib-$user
+	fi
 fi
 
 crib_pid=""
@@ -140,6 +142,7 @@ for mode in $modes; do
 	fi
 	write=()
 	[ "${WRITE_BASELINE:-}" = 1 ] && write=(-write)
+	[ -n "${FOCUS:-}" ] && write+=(-partial)
 	"$cache/junitcheck" -report "$report" -baseline "$here/baseline.txt" -mode "$mode" "${write[@]}" || status=1
 done
 exit $status

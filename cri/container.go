@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -81,6 +82,11 @@ func (s *RuntimeService) removeContainer(ctx context.Context, id string) error {
 	if err := s.rootfs.DeleteContainer(id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return err
 	}
+	for _, imageID := range c.ImageVolumes {
+		if err := s.rootfs.UnmountImage(imageID); err != nil {
+			return err
+		}
+	}
 	s.containerNames.release(containerName(c.SandboxID, c.Config.GetMetadata()))
 	return nil
 }
@@ -127,13 +133,18 @@ func containerStatus(c *runtime.Container) *runtimeapi.ContainerStatus {
 		st.FinishedAt = c.FinishedAt.UnixNano()
 	}
 	for _, m := range cfg.GetMounts() {
+		if ref := m.GetImage().GetImage(); ref != "" {
+			// Report the image volume's resolved image (KEP-5365).
+			m = proto.Clone(m).(*runtimeapi.Mount)
+			m.Image.ImageRef = c.ImageVolumes[ref]
+		}
 		st.Mounts = append(st.Mounts, m)
 	}
-	if u := cfg.GetLinux().GetSecurityContext(); u != nil {
+	if u := c.User; u != nil {
 		st.User = &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{
-			Uid:                u.GetRunAsUser().GetValue(),
-			Gid:                u.GetRunAsGroup().GetValue(),
-			SupplementalGroups: u.GetSupplementalGroups(),
+			Uid:                u.UID,
+			Gid:                u.GID,
+			SupplementalGroups: u.SupplementalGroups,
 		}}
 	}
 	return st

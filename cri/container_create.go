@@ -68,7 +68,22 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 		}
 	}()
 
-	spec, err := runtime.GenerateSpec(s.specInput(id, sb, podCfg, cfg, img, rootfs))
+	volumes, err := s.mountImageVolumes(ctx, cfg)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	defer func() {
+		if retErr != nil {
+			s.unmountImageVolumes(volumes)
+		}
+	}()
+
+	in := s.specInput(id, sb, podCfg, cfg, img, rootfs)
+	in.ImageVolumes = map[string]string{}
+	for ref, v := range volumes {
+		in.ImageVolumes[ref] = v.path
+	}
+	spec, err := runtime.GenerateSpec(in)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -91,6 +106,7 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 		ImageRef:      cfg.GetImage().GetImage(),
 		ImageID:       img.ID,
 		StopSignal:    imageStopSignal(img),
+		ImageVolumes:  imageVolumeIDs(volumes),
 		RootfsUsage: func() (uint64, uint64, error) {
 			return s.rootfs.ContainerUsage(context.Background(), id)
 		},
@@ -190,4 +206,49 @@ func imageStopSignal(img storage.Image) string {
 		return ""
 	}
 	return img.Config.Config.StopSignal
+}
+
+type imageVolume struct{ path, imageID string }
+
+// mountImageVolumes mounts, read-only, each image a Mount names, once per
+// reference; a failure unmounts what was mounted.
+func (s *RuntimeService) mountImageVolumes(ctx context.Context, cfg *runtimeapi.ContainerConfig) (map[string]imageVolume, error) {
+	out := map[string]imageVolume{}
+	for _, m := range cfg.GetMounts() {
+		ref := m.GetImage().GetImage()
+		if ref == "" {
+			continue
+		}
+		if _, done := out[ref]; done {
+			continue
+		}
+		if !m.GetReadonly() {
+			s.unmountImageVolumes(out)
+			return nil, fmt.Errorf("image volume %q at %q must be read-only: %w", ref, m.GetContainerPath(), errdefs.ErrInvalidArgument)
+		}
+		path, id, err := s.rootfs.MountImage(ctx, ref)
+		if err != nil {
+			s.unmountImageVolumes(out)
+			return nil, fmt.Errorf("image volume %q: %w", ref, err)
+		}
+		out[ref] = imageVolume{path: path, imageID: id}
+	}
+	return out, nil
+}
+
+func (s *RuntimeService) unmountImageVolumes(v map[string]imageVolume) {
+	for _, iv := range v {
+		s.rootfs.UnmountImage(iv.imageID)
+	}
+}
+
+func imageVolumeIDs(v map[string]imageVolume) map[string]string {
+	if len(v) == 0 {
+		return nil
+	}
+	out := map[string]string{}
+	for ref, iv := range v {
+		out[ref] = iv.imageID
+	}
+	return out
 }

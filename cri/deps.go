@@ -48,6 +48,8 @@ type RootfsStore interface {
 	Unmount(id string) error
 	DeleteContainer(id string) error
 	ContainerUsage(ctx context.Context, id string) (bytes, inodes uint64, err error)
+	MountImage(ctx context.Context, ref string) (path, imageID string, err error)
+	UnmountImage(imageID string) error
 }
 
 // SpecDefaults is what spec generation needs from the host, measured once

@@ -258,6 +258,9 @@ type CreateOptions struct {
 	ImageRef, ImageID string
 	// StopSignal is the image's STOPSIGNAL ("" = SIGTERM).
 	StopSignal string
+	// ImageVolumes maps the image reference of each image volume to the
+	// image id mounted for it, for ContainerStatus and clean-up.
+	ImageVolumes map[string]string
 	// RootfsUsage measures the writable layer for Stats; may be nil.
 	RootfsUsage func() (bytes, inodes uint64, err error)
 }
@@ -353,7 +356,8 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt ociRuntime) (c
 		}
 		_ = os.Remove(f.exitFile)
 	})
-	started, err := m.startMonitor(ctx, monitorRequest{id: o.ID, name: o.Name, logPath: o.LogPath, rt: rt, files: f})
+	started, err := m.startMonitor(ctx, monitorRequest{id: o.ID, name: o.Name, logPath: o.LogPath, rt: rt, files: f,
+		stdio: monitorStdio{tty: o.Config.GetTty(), stdin: o.Config.GetStdin(), stdinOnce: o.Config.GetStdinOnce()}})
 	if err != nil {
 		return nil, err
 	}
@@ -383,6 +387,8 @@ func newRecord(o CreateOptions, handler string, s monitorStarted) *Container {
 		StopSignal:      o.StopSignal,
 		CgroupsPath:     o.Spec.Linux.CgroupsPath,
 		OwnPIDNamespace: ownPIDNamespace(o.Spec),
+		User:            processUser(o.Spec),
+		ImageVolumes:    o.ImageVolumes,
 	}
 }
 
@@ -662,4 +668,18 @@ func (m *Manager) recordResources(e *entry, r *runtimeapi.LinuxContainerResource
 			m.log.Warn("recording new limits in the bundle", "container", e.c.ID, "err", err)
 		}
 	}
+}
+
+// processUser is the identity the container's first process runs with,
+// as ContainerStatus reports it.
+func processUser(s *specs.Spec) *User {
+	if s == nil || s.Process == nil {
+		return nil
+	}
+	u := s.Process.User
+	groups := make([]int64, 0, len(u.AdditionalGids))
+	for _, g := range u.AdditionalGids {
+		groups = append(groups, int64(g))
+	}
+	return &User{UID: int64(u.UID), GID: int64(u.GID), SupplementalGroups: groups}
 }

@@ -31,8 +31,16 @@ import (
 //     a signal) to <exit-dir>/<id> and <persist-dir>/exit, through a
 //     temporary file and a rename, and an "oom" file in the persist dir
 //     when the cgroup reported an OOM kill.
-//   - It reads "TYPE HEIGHT WIDTH\n" lines on the fifo <bundle>/ctl; type 2
-//     reopens the k8s log file (it creates a new file at the log path).
+//   - It reads "TYPE HEIGHT WIDTH\n" lines on the fifo <bundle>/ctl; type 1
+//     resizes the container's pty, type 2 reopens the k8s log file (it
+//     creates a new file at the log path).
+//   - Attach: <socket-dir-path>/<id> is a symlink to the bundle and
+//     <bundle>/attach a SOCK_SEQPACKET socket. Each packet conmon sends is
+//     one read of the container's output, its first byte the stream (1
+//     stdout, 2 stderr; a pty's output is stdout); each packet a client
+//     sends goes to the container's stdin (with --stdin), read into a 32 KiB
+//     buffer. A client that shuts its write side closes the container's
+//     stdin unless --leave-stdin-open.
 //   - --log-path takes DRIVER:PATH; paths are cut at the first ':' after
 //     the driver.
 
@@ -60,6 +68,16 @@ type monitorRequest struct {
 	logPath  string
 	rt       ociRuntime
 	files    monitorFiles
+	// stdio is how the container's stdin and terminal are set up.
+	stdio monitorStdio
+}
+
+// monitorStdio: tty makes conmon allocate the container's pty (through
+// the runtime's console socket); stdin keeps a pipe to the container's
+// stdin that attach clients write to; stdinOnce closes it when the first
+// attach client closes its stdin (otherwise it stays open for the next).
+type monitorStdio struct {
+	tty, stdin, stdinOnce bool
 }
 
 // monitorStarted is what the monitor reported.
@@ -97,6 +115,15 @@ func (m *Manager) monitorArgs(req monitorRequest) []string {
 	}
 	if req.rt.h.SystemdCgroup {
 		args = append(args, "--systemd-cgroup")
+	}
+	if req.stdio.tty {
+		args = append(args, "--terminal")
+	}
+	if req.stdio.stdin {
+		args = append(args, "--stdin")
+		if !req.stdio.stdinOnce {
+			args = append(args, "--leave-stdin-open")
+		}
 	}
 	return args
 }

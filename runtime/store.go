@@ -82,6 +82,17 @@ type Container struct {
 	// the container's processes are exactly those of its PID namespace.
 	CgroupsPath     string `json:"cgroups_path,omitempty"`
 	OwnPIDNamespace bool   `json:"own_pid_namespace,omitempty"`
+	// User is the identity of the container's first process.
+	User *User `json:"user,omitempty"`
+	// ImageVolumes maps image-volume references to the mounted image ids.
+	ImageVolumes map[string]string `json:"image_volumes,omitempty"`
+}
+
+// User is a process identity in the container's terms.
+type User struct {
+	UID                int64   `json:"uid"`
+	GID                int64   `json:"gid"`
+	SupplementalGroups []int64 `json:"supplemental_groups,omitempty"`
 }
 
 // storedContainer is the on-disk form: the record plus its config as

@@ -3,7 +3,8 @@
 #
 # Delegates a cgroup v1 subtree to USER on a v1 or hybrid host without a
 # user systemd (run as root, e.g. in CI set-up): makes crib-USER under the
-# cpu, cpuacct, pids and cpuset roots, and under the memory cgroup this
+# root of every v1 hierarchy (cpu, cpuacct, pids, cpuset, devices, freezer,
+# blkio, name=systemd ...), and under the memory cgroup this
 # shell sits in (the machine's own processes live in a memory cgroup that
 # must not be moved or limited), then chowns each to USER and prints the
 # paths. crib finds them through `cgroup.parent = "/crib-USER"` or when it
@@ -31,9 +32,15 @@ dir_of() {
 	fi
 }
 
+# Every cgroup v1 hierarchy, not only the ones crib limits: runc joins each
+# mounted hierarchy (named ones such as name=systemd too) at the path it is
+# given, and fails when it may not create that path in one of them.
 controllers=""
-for c in cpu cpuacct pids cpuset memory; do
-	[ -d "$root/$c" ] && controllers="$controllers $c"
+for d in $(awk '$9 == "cgroup" { print $5 }' /proc/self/mountinfo); do
+	case $d in "$root"/*) ;; *) continue ;; esac
+	c=${d#"$root"/}
+	case $c in */*) continue ;; esac
+	controllers="$controllers $c"
 done
 
 case $action in

@@ -153,3 +153,28 @@ func containerError(id string, err error) error {
 	}
 	return fmt.Errorf("storage: container %s: %w", id, err)
 }
+
+// MountImage mounts the image ref names read-only, for a CRI image volume,
+// and returns the path and the image id. Mounts are counted: each
+// MountImage needs one UnmountImage.
+func (s *Store) MountImage(ctx context.Context, ref string) (path, imageID string, err error) {
+	r, err := s.lookup(ref)
+	if err != nil {
+		return "", "", err
+	}
+	path, err = s.store.MountImage(r.image.ID, []string{"ro"}, "")
+	if err != nil {
+		return "", "", fmt.Errorf("storage: mounting image %s: %w", ref, err)
+	}
+	return path, r.image.ID, nil
+}
+
+// UnmountImage releases one MountImage of image id. An image that is not
+// mounted or no longer exists is no error.
+func (s *Store) UnmountImage(imageID string) error {
+	_, err := s.store.UnmountImage(imageID, false)
+	if err == nil || errors.Is(err, cstorage.ErrImageUnknown) || errors.Is(err, cstorage.ErrLayerNotMounted) || errors.Is(err, cstorage.ErrLayerUnknown) {
+		return nil
+	}
+	return fmt.Errorf("storage: unmounting image %s: %w", imageID, err)
+}

@@ -140,9 +140,9 @@ func detectV1(o DetectOptions, own map[string]string) (Manager, string) {
 func v1Base(o DetectOptions, c, ownPath string) string {
 	var candidates []string
 	if filepath.IsAbs(o.Parent) {
-		candidates = append(candidates, filepath.Join(o.Root, c, o.Parent))
+		candidates = append(candidates, filepath.Join(o.Root, hierarchyDir(c), o.Parent))
 	}
-	candidates = append(candidates, filepath.Join(o.Root, c, ownPath, o.Parent))
+	candidates = append(candidates, filepath.Join(o.Root, hierarchyDir(c), ownPath, o.Parent))
 	for _, dir := range candidates {
 		if st, err := os.Stat(dir); err == nil && st.IsDir() && o.Writable(dir) {
 			return dir
@@ -157,9 +157,9 @@ func v1Base(o DetectOptions, c, ownPath string) string {
 func (m *v1) choosePathForm() error {
 	rels, abss := map[string]bool{}, map[string]bool{}
 	for c, base := range m.bases {
-		rel, _ := filepath.Rel(filepath.Join(m.root, c, m.own[c]), base)
+		rel, _ := filepath.Rel(filepath.Join(m.root, hierarchyDir(c), m.own[c]), base)
 		rels[rel] = true
-		abs, _ := filepath.Rel(filepath.Join(m.root, c), base)
+		abs, _ := filepath.Rel(filepath.Join(m.root, hierarchyDir(c)), base)
 		abss[abs] = true
 	}
 	if len(rels) == 1 {

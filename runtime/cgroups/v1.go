@@ -11,8 +11,17 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// v1Controllers are the cgroup v1 controllers crib uses when delegated.
-var v1Controllers = []string{"cpu", "cpuacct", "cpuset", "memory", "pids", "blkio"}
+// v1Controllers are the cgroup v1 hierarchies crib manages when delegated.
+// Beyond those it limits, it makes and removes the pod level in every
+// hierarchy runc joins (devices, freezer, the named systemd one ...):
+// runc creates the container's cgroup below it in each, and would leave
+// the pod level behind.
+var v1Controllers = []string{"cpu", "cpuacct", "cpuset", "memory", "pids", "blkio",
+	"devices", "freezer", "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "name=systemd"}
+
+// hierarchyDir is the directory a v1 hierarchy is mounted at under the
+// cgroup root: a named hierarchy "name=systemd" lives at "systemd".
+func hierarchyDir(c string) string { return strings.TrimPrefix(c, "name=") }
 
 // v1 is the cgroupfs manager of a cgroup v1 (or hybrid) host. Each
 // controller has its own hierarchy and its own delegated base, so a pod
@@ -45,9 +54,9 @@ func (m *v1) Controllers() []string {
 // dir maps a pod path onto controller c's hierarchy.
 func (m *v1) dir(c, path string) string {
 	if m.relative {
-		return filepath.Join(m.root, c, m.own[c], path)
+		return filepath.Join(m.root, hierarchyDir(c), m.own[c], path)
 	}
-	return filepath.Join(m.root, c, path)
+	return filepath.Join(m.root, hierarchyDir(c), path)
 }
 
 func (m *v1) CreatePod(id, parent string, res, overhead *runtimeapi.LinuxContainerResources) (string, error) {
