@@ -38,6 +38,8 @@ type ContainerManager interface {
 	ReopenLog(ctx context.Context, id string) error
 	Stats(ctx context.Context, id string) (*runtimeapi.ContainerStats, error)
 	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (runtime.ExecResult, error)
+	// Events delivers life-cycle changes; cri is its only reader.
+	Events() <-chan runtime.Event
 }
 
 // RootfsStore is the container-filesystem half of package storage.
@@ -61,4 +63,12 @@ type SpecDefaults struct {
 	// ContainerCgroup maps a pod cgroup and a container id to the
 	// container's cgroupsPath ("" when pods run unconfined).
 	ContainerCgroup func(podCgroup, containerID string) string
+}
+
+// StreamingServer hands out the URLs of exec, attach and port-forward
+// sessions (k8s.io/cri-streaming's Server); the server package runs it.
+type StreamingServer interface {
+	GetExec(*runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error)
+	GetAttach(*runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error)
+	GetPortForward(*runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error)
 }

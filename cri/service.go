@@ -35,6 +35,9 @@ type Options struct {
 	Containers ContainerManager
 	Rootfs     RootfsStore
 	Spec       SpecDefaults
+	// Streaming serves exec, attach and port-forward sessions; nil
+	// answers those RPCs Unimplemented.
+	Streaming StreamingServer
 }
 
 // RuntimeService implements CRI's RuntimeService.
@@ -47,6 +50,7 @@ type RuntimeService struct {
 
 	podNames       *nameIndex
 	containerNames *nameIndex
+	events         *eventHub
 }
 
 // ImageService implements CRI's ImageService.
@@ -65,6 +69,7 @@ func NewRuntimeService(opts Options) *RuntimeService {
 		rootfs:         opts.Rootfs,
 		podNames:       newNameIndex(),
 		containerNames: newNameIndex(),
+		events:         newEventHub(),
 	}
 	if s.pods != nil {
 		for _, sb := range s.pods.List() {
@@ -75,6 +80,7 @@ func NewRuntimeService(opts Options) *RuntimeService {
 		for _, c := range s.containers.List() {
 			s.containerNames.reserve(containerName(c.SandboxID, c.Config.GetMetadata()), c.ID)
 		}
+		go s.relayEvents(s.containers.Events())
 	}
 	return s
 }

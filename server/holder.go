@@ -2,7 +2,6 @@ package server
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -229,9 +228,11 @@ func stopPID(pid int, start uint64) {
 // container: the parent then stops the holder too.
 const idleMarkerName = "idle"
 
-func releaseHolderIfIdle(runRoot string, log *slog.Logger) {
+func releaseHolderIfIdle(root, runRoot string, log *slog.Logger) {
 	marker := filepath.Join(runRoot, idleMarkerName)
-	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
+	_, err := os.Stat(marker)
+	idle := err == nil || !hasRecords(root)
+	if !idle {
 		log.Info("pods remain: crib's namespaces stay up for them")
 		return
 	}
@@ -240,4 +241,17 @@ func releaseHolderIfIdle(runRoot string, log *slog.Logger) {
 		stopHolder(h)
 	}
 	os.Remove(holderPath(runRoot))
+}
+
+// hasRecords reports whether any pod or container record exists: a
+// daemon that failed before it could write the idle marker leaves the
+// decision to this look at the durable state.
+func hasRecords(root string) bool {
+	for _, dir := range []string{"sandboxes", "containers"} {
+		entries, err := os.ReadDir(filepath.Join(root, dir))
+		if err == nil && len(entries) > 0 {
+			return true
+		}
+	}
+	return false
 }

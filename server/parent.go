@@ -77,7 +77,7 @@ func runParent(ctx context.Context, o Options) (retErr error) {
 		return err
 	}
 	os.Remove(filepath.Join(cfg.RunRoot, idleMarkerName))
-	defer releaseHolderIfIdle(cfg.RunRoot, o.Logger)
+	defer releaseHolderIfIdle(cfg.Root, cfg.RunRoot, o.Logger)
 
 	child, readyR, err := startChild(o, holder.PID)
 	if err != nil {

@@ -70,6 +70,7 @@ type daemon struct {
 	socket   string
 	exited   chan error
 	userInfo testUser
+	extra    []string // more serve flags
 }
 
 func (d *daemon) args(extra ...string) []string {
@@ -97,7 +98,7 @@ func newDaemon(t *testing.T, u testUser) *daemon {
 func (d *daemon) start(t *testing.T) {
 	t.Helper()
 	d.out = &bytes.Buffer{}
-	d.cmd = d.userInfo.command(d.args("--log-level", "debug")...)
+	d.cmd = d.userInfo.command(d.args(append([]string{"--log-level", "debug"}, d.extra...)...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
