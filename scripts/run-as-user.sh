@@ -43,7 +43,11 @@ if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
 else
 	as_user /usr/local/bin/crib doctor || true
 	log=$rundir/crib.log
-	as_user setsid /usr/local/bin/crib serve >"$log" 2>&1 </dev/null &
+	# Not through as_user: a function in the background runs in a subshell,
+	# and $! must be crib's own pid for `make stop`.
+	setpriv --reuid="$uid" --regid="$gid" --init-groups \
+		env -i HOME="$home" USER="$user" LOGNAME="$user" PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+		XDG_RUNTIME_DIR="$rundir" setsid /usr/local/bin/crib serve >"$log" 2>&1 </dev/null &
 	echo $! >"$pidfile"
 	sock=$rundir/crib/crib.sock
 	i=0
