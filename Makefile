@@ -14,7 +14,7 @@ CRIB_USER ?= crib
 TEST_USER ?= crib-test
 CRICTL_VERSION := v1.37.0
 
-.PHONY: all build unit integration test run stop conformance bench crictl host-setup vet clean
+.PHONY: all build unit integration test run stop conformance bench crictl host-setup vet clean fuzz
 
 all: build
 
@@ -44,7 +44,22 @@ integration: build crictl host-setup
 	CRIB_BIN=$(CURDIR)/bin/crib CRICTL_BIN=$(CURDIR)/bin/crictl CRIB_TEST_USER=$(TEST_USER) \
 		$(GO) test -tags "$(TAGS) integration" -count=1 -v -run Integration ./server/
 
-test: unit integration conformance
+# host-setup first: on a fresh machine the unit tests already need runc,
+# conmon, CNI plugins and the registry binary (as root it installs them).
+test: host-setup unit fuzz integration conformance
+
+# Each fuzz target for a short while (CI-sized); FUZZ_TIME=5m for a real
+# hunt. A failing input is written under the package's testdata/fuzz/ and
+# then runs with every `make unit`.
+FUZZ_TIME ?= 10s
+FUZZ_TARGETS := internal/config:FuzzParseConfig storage:FuzzNormalize storage:FuzzRegistriesConf \
+	runtime:FuzzGenerateSpec cri:FuzzValidate
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name in ./$$pkg for $(FUZZ_TIME)"; \
+		$(GO) test -tags "$(TAGS)" -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZ_TIME) ./$$pkg/; \
+	done
 
 # critest v1.37.0 against rootless crib, from the host and from inside
 # crib's namespaces; fails when a spec in conformance/baseline.txt fails.
@@ -52,7 +67,7 @@ conformance: build
 	conformance/run.sh
 
 bench:
-	@echo "bench: not yet (issue 8: benchmark program)"
+	bench/run.sh
 
 # As root: install what is missing, create $(CRIB_USER), start crib as that
 # user in the background. As a normal user: run crib in the foreground.

@@ -102,6 +102,7 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 		SandboxConfig: podCfg,
 		Spec:          spec,
 		LogPath:       logPath,
+		LogDirectory:  podCfg.GetLogDirectory(),
 		Handler:       sb.RuntimeHandler,
 		ImageRef:      cfg.GetImage().GetImage(),
 		ImageID:       img.ID,

@@ -253,7 +253,10 @@ type CreateOptions struct {
 	// Spec is the OCI spec from GenerateSpec.
 	Spec *specs.Spec
 	// LogPath is the absolute CRI log path; "" means no log.
-	LogPath           string
+	LogPath string
+	// LogDirectory is the pod's log directory LogPath must stay inside,
+	// also through symlinks; "" skips the check.
+	LogDirectory      string
 	Handler           string
 	ImageRef, ImageID string
 	// StopSignal is the image's STOPSIGNAL ("" = SIGTERM).
@@ -345,6 +348,9 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt ociRuntime) (c
 	undo = append(undo, func() { _ = os.RemoveAll(f.bundle) })
 	if err := writeSpec(f.bundle, o.Spec); err != nil {
 		return nil, fmt.Errorf("container %s: %w", o.ID, err)
+	}
+	if err := checkLogInside(o.LogDirectory, o.LogPath); err != nil {
+		return nil, err
 	}
 	if err := m.prepareLog(o.LogPath, &undo); err != nil {
 		return nil, fmt.Errorf("container %s: %w", o.ID, err)
@@ -682,4 +688,43 @@ func processUser(s *specs.Spec) *User {
 		groups = append(groups, int64(g))
 	}
 	return &User{UID: int64(u.UID), GID: int64(u.GID), SupplementalGroups: groups}
+}
+
+// checkLogInside refuses a log path whose directory, once symlinks are
+// resolved, is not inside the pod's log directory: the monitor would
+// otherwise write wherever a planted symlink points.
+func checkLogInside(dir, path string) error {
+	if dir == "" || path == "" {
+		return nil
+	}
+	realDir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // made below; nothing in it can point elsewhere yet
+		}
+		return fmt.Errorf("resolving the log directory %s: %w", dir, err)
+	}
+	parent := filepath.Dir(path)
+	realParent, err := filepath.EvalSymlinks(parent)
+	if errors.Is(err, os.ErrNotExist) {
+		// Not made yet: check the deepest part that exists.
+		for p := filepath.Dir(parent); ; p = filepath.Dir(p) {
+			if rp, err := filepath.EvalSymlinks(p); err == nil {
+				realParent = filepath.Join(rp, strings.TrimPrefix(parent, p))
+				break
+			}
+			if p == "/" || p == "." {
+				break
+			}
+		}
+	} else if err != nil {
+		return fmt.Errorf("resolving %s: %w", parent, err)
+	}
+	if realParent != realDir && !strings.HasPrefix(realParent, realDir+string(filepath.Separator)) {
+		return fmt.Errorf("%w: log path %s leaves the pod's log directory %s through a symlink", errdefs.ErrInvalidArgument, path, dir)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return fmt.Errorf("%w: log path %s is a symlink", errdefs.ErrInvalidArgument, path)
+	}
+	return nil
 }
