@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"strconv"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -37,6 +38,9 @@ func (s *RuntimeService) Status(_ context.Context, req *runtimeapi.StatusRequest
 	}
 	if req.GetVerbose() && s.opts.Host.Info != nil {
 		resp.Info = s.opts.Host.Info()
+		if cidr := s.podCIDR.Load(); cidr != nil {
+			resp.Info["kubeletPodCIDR"] = strconv.Quote(*cidr + " (recorded; crib's CNI conflist decides pod addresses)")
+		}
 	}
 	return resp, nil
 }
@@ -69,4 +73,14 @@ func (s *RuntimeService) RuntimeConfig(_ context.Context, _ *runtimeapi.RuntimeC
 		driver = runtimeapi.CgroupDriver_SYSTEMD
 	}
 	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil
+}
+
+// UpdateRuntimeConfig takes the node's pod CIDR from the kubelet. crib's
+// pod addresses come from its own CNI configuration (the conflist in the
+// CNI conf dir), so the CIDR is recorded for Status and not applied; an
+// operator who wants the kubelet's range edits that conflist.
+func (s *RuntimeService) UpdateRuntimeConfig(_ context.Context, req *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
+	cidr := req.GetRuntimeConfig().GetNetworkConfig().GetPodCidr()
+	s.podCIDR.Store(&cidr)
+	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
 }

@@ -1,6 +1,8 @@
 package cri
 
 import (
+	"sync/atomic"
+
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -51,6 +53,8 @@ type RuntimeService struct {
 	podNames       *nameIndex
 	containerNames *nameIndex
 	events         *eventHub
+	// podCIDR is what the kubelet last sent in UpdateRuntimeConfig.
+	podCIDR atomic.Pointer[string]
 }
 
 // ImageService implements CRI's ImageService.
