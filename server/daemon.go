@@ -281,5 +281,12 @@ func startHostSide(ctx context.Context, runRoot string, env daemonEnv, log *slog
 		return nil, err
 	}
 	h.pullProxy = front.URL()
+	// `crib image pull`, run inside crib's namespaces, pulls through the
+	// same proxy; see imagecmd.go.
+	if unpublish, err := publishPullProxy(runRoot, h.pullProxy); err != nil {
+		log.Warn("`crib image pull` will not reach registries on the host's loopback", "err", err)
+	} else {
+		h.closers = append(h.closers, unpublish)
+	}
 	return h, nil
 }

@@ -48,6 +48,13 @@ type Options struct {
 	Proxy func(*url.URL) (*url.URL, error)
 	// Logger receives crib's own log lines; nil means slog.Default().
 	Logger *slog.Logger
+	// Guest opens the store beside a crib daemon that may be using it at
+	// the same time (the `crib image` commands). A guest spools and
+	// layers registries.conf in directories of its own, removed at Close,
+	// and never collects garbage: layers of a pull the daemon is running
+	// are referenced by no image yet, and only the daemon can tell them
+	// from orphans.
+	Guest bool
 }
 
 // DriverChoice is the storage driver Open picked and why.
@@ -74,6 +81,8 @@ type Store struct {
 	sigDirs     string // registries.d (signature lookaside configuration)
 	pinned      []string
 	proxy       func(*url.URL) (*url.URL, error)
+	guest       bool
+	guestDir    string // the guest's private spool directory, removed at Close
 
 	pullsMu sync.Mutex
 	pulls   map[pullKey]*pullCall
@@ -127,6 +136,10 @@ func Open(opts Options) (*Store, error) {
 	s.stateDir = filepath.Join(opts.Root, "image-state")
 	s.act.cond = sync.NewCond(&s.act.mu)
 	s.act.collect = s.collectGarbage
+	if opts.Guest {
+		s.guest = true
+		s.act.collect = func() {}
+	}
 	if err := s.configure(opts); err != nil {
 		s.Close()
 		return nil, err
@@ -137,8 +150,8 @@ func Open(opts Options) (*Store, error) {
 }
 
 func (s *Store) configure(opts Options) error {
-	if err := resetDir(s.tmpDir); err != nil {
-		return fmt.Errorf("storage: preparing %s: %w", s.tmpDir, err)
+	if err := s.prepareTmpDir(); err != nil {
+		return err
 	}
 	sigDirs, err := prepareImageState(s.stateDir)
 	if err != nil {
@@ -155,12 +168,37 @@ func (s *Store) configure(opts Options) error {
 	sysregistriesv2.InvalidateCache()
 	if opts.RegistriesConf != "" {
 		dir := filepath.Join(s.store.RunRoot(), "crib-registries.conf.d")
+		if s.guest {
+			dir = filepath.Join(s.tmpDir, "registries.conf.d")
+		}
 		s.regConfPath, s.regDirPath, err = layerRegistriesConf(opts.RegistriesConf, dir)
 		if err != nil {
 			return err
 		}
 	}
-	s.collectGarbage()
+	if !s.guest {
+		s.collectGarbage()
+	}
+	return nil
+}
+
+// prepareTmpDir empties the spool directory, or for a guest makes a
+// private one inside it, leaving the daemon's spooled files alone.
+func (s *Store) prepareTmpDir() error {
+	if !s.guest {
+		if err := resetDir(s.tmpDir); err != nil {
+			return fmt.Errorf("storage: preparing %s: %w", s.tmpDir, err)
+		}
+		return nil
+	}
+	if err := os.MkdirAll(s.tmpDir, 0o700); err != nil {
+		return fmt.Errorf("storage: preparing %s: %w", s.tmpDir, err)
+	}
+	dir, err := os.MkdirTemp(s.tmpDir, "guest-")
+	if err != nil {
+		return fmt.Errorf("storage: preparing a spool directory in %s: %w", s.tmpDir, err)
+	}
+	s.tmpDir, s.guestDir = dir, dir
 	return nil
 }
 
@@ -182,6 +220,9 @@ func (s *Store) GraphRoot() string { return s.store.GraphRoot() }
 // Close releases the store. Mounted container root filesystems stay
 // mounted: containers outlive crib.
 func (s *Store) Close() error {
+	if s.guestDir != "" {
+		os.RemoveAll(s.guestDir)
+	}
 	_, err := s.store.Shutdown(false)
 	s.store.Free()
 	if errors.Is(err, cstorage.ErrLayerUsedByContainer) {

@@ -30,6 +30,7 @@ Usage:
   crib doctor  [--json] [flags] check this host's prerequisites and print fixes
   crib config  [flags]          print the effective configuration as TOML
   crib unshare [flags] [-- CMD] run CMD (default: $SHELL) inside a running crib's namespaces
+  crib image ls|pull|import     list, pull or import images in crib's store ('crib image' for help)
   crib version                  print crib's version
 
 Every configuration key is also a flag; 'crib serve --help' lists them.
@@ -59,12 +60,16 @@ func main() {
 var jsonOut bool
 
 func commands() map[string]command {
-	return map[string]command{
+	cmds := map[string]command{
 		"serve":   {name: "serve", run: runServe},
 		"doctor":  {name: "doctor", run: runDoctor, extra: func(fs *flag.FlagSet) { fs.BoolVar(&jsonOut, "json", false, "print the report as JSON") }},
 		"config":  {name: "config", run: runConfig},
 		"unshare": {name: "unshare", run: runUnshare},
 	}
+	for name, cmd := range imageCommands() {
+		cmds[name] = cmd
+	}
+	return cmds
 }
 
 func run(name string, args []string) int {
@@ -75,6 +80,13 @@ func run(name string, args []string) int {
 	case "help", "--help", "-h":
 		fmt.Print(usage)
 		return 0
+	case "image":
+		sub, rest, err := imageSubcommand(args)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%v\n\n%s", err, imageUsage)
+			return 2
+		}
+		name, args = sub, rest
 	}
 	cmd, ok := commands()[name]
 	if !ok {

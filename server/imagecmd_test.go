@@ -1,0 +1,163 @@
+package server
+
+import (
+	"bytes"
+	"flag"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/crib-dev/crib/storage"
+)
+
+var updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata")
+
+func TestWriteImageTableGolden(t *testing.T) {
+	now := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	images := []storage.Image{
+		{
+			ID:       "3f57d9401f8d42f986df300f0c69192fc41da28ccc8d797829467780db3dd741",
+			RepoTags: []string{"docker.io/library/busybox:latest", "docker.io/library/busybox:1.36"},
+			Size:     4_261_550,
+			Created:  now.Add(-3 * 24 * time.Hour),
+		},
+		{
+			ID:       "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+			RepoTags: []string{"localhost:5000/team/app:v2"},
+			Size:     187_000_000,
+			Created:  now.Add(-400 * 24 * time.Hour),
+		},
+		{
+			ID:          "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210",
+			RepoDigests: []string{"registry.k8s.io/pause@sha256:7031c1b283388d2c2e09b57badb803c05ebed362dc88d84b480cc47f72a21097"},
+			Size:        320_000,
+			Created:     now.Add(-90 * time.Second),
+		},
+		{
+			ID:   "aaaaaaaaaaaabbbbbbbbbbbbccccccccccccddddddddddddeeeeeeeeeeeeffff",
+			Size: 999,
+		},
+	}
+	var out bytes.Buffer
+	if err := WriteImageTable(&out, images, now); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "image-ls.golden")
+	if *updateGolden {
+		if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != string(want) {
+		t.Errorf("table differs from %s:\n%s", golden, out.String())
+	}
+}
+
+func TestSplitTag(t *testing.T) {
+	tests := []struct{ name, repo, tag string }{
+		{"docker.io/library/busybox:1.36", "docker.io/library/busybox", "1.36"},
+		{"localhost:5000/app:v2", "localhost:5000/app", "v2"},
+		{"localhost:5000/app", "localhost:5000/app", "<none>"},
+		{"app", "app", "<none>"},
+	}
+	for _, tc := range tests {
+		if repo, tag := splitTag(tc.name); repo != tc.repo || tag != tc.tag {
+			t.Errorf("splitTag(%q) = %q, %q; want %q, %q", tc.name, repo, tag, tc.repo, tc.tag)
+		}
+	}
+}
+
+func TestAge(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	tests := []struct {
+		ago  time.Duration
+		want string
+	}{
+		{10 * time.Second, "less than a minute ago"},
+		{time.Minute, "1 minute ago"},
+		{59 * time.Minute, "59 minutes ago"},
+		{2 * time.Hour, "2 hours ago"},
+		{day, "1 day ago"},
+		{13 * day, "13 days ago"},
+		{20 * day, "2 weeks ago"},
+		{90 * day, "3 months ago"},
+		{800 * day, "2 years ago"},
+		{-time.Hour, "in the future"},
+	}
+	for _, tc := range tests {
+		if got := age(now.Add(-tc.ago), now); got != tc.want {
+			t.Errorf("age(-%v) = %q, want %q", tc.ago, got, tc.want)
+		}
+	}
+	if got := age(time.Time{}, now); got != "unknown" {
+		t.Errorf("age(zero) = %q", got)
+	}
+}
+
+func TestRunningPullProxy(t *testing.T) {
+	live, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+
+	tests := []struct {
+		name      string
+		publish   string // "" publishes nothing
+		wantProxy string
+		wantErr   bool
+	}{
+		{name: "no daemon: direct"},
+		{name: "running daemon", publish: "socks5://" + live.Addr().String(), wantProxy: "socks5://" + live.Addr().String()},
+		{name: "a dead daemon's leftover: direct", publish: "socks5://" + deadAddr},
+		{name: "corrupt file", publish: "::not a url", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			runRoot := t.TempDir()
+			if tc.publish != "" {
+				unpublish, err := publishPullProxy(runRoot, tc.publish)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer func() {
+					unpublish()
+					if _, err := os.Stat(filepath.Join(runRoot, pullProxyFileName)); !os.IsNotExist(err) {
+						t.Errorf("the proxy file outlived unpublish: %v", err)
+					}
+				}()
+			}
+			proxy, err := runningPullProxy(runRoot)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("error %v, want error %v", err, tc.wantErr)
+			}
+			if tc.wantProxy == "" {
+				if proxy != nil {
+					t.Fatal("got a proxy, want direct pulls")
+				}
+				return
+			}
+			if proxy == nil {
+				t.Fatalf("direct pulls, want proxy %s", tc.wantProxy)
+			}
+			u, _ := proxy(&url.URL{Scheme: "https", Host: "registry.example"})
+			if u.String() != tc.wantProxy {
+				t.Fatalf("proxy %s, want %s", u, tc.wantProxy)
+			}
+		})
+	}
+}
