@@ -97,10 +97,11 @@ func sendAttachInput(conn *net.UnixConn, in io.Reader) {
 	conn.CloseWrite()
 }
 
-// Output streams in the first byte of each packet conmon sends.
+// Output streams in the first byte of each packet conmon sends: its
+// stdpipe_t values (1 is stdin, which it never sends).
 const (
-	attachStdout = 1
-	attachStderr = 2
+	attachStdout = 2
+	attachStderr = 3
 )
 
 // copyAttachOutput reads the monitor's packets until it closes the socket

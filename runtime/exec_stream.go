@@ -176,9 +176,11 @@ func execExit(rt ociRuntime, err error, cmd *exec.Cmd, pidFile string, tail *tai
 	return &ExitError{Code: code}
 }
 
-// execTTY runs `runtime exec --tty`: the runtime makes the pty inside the
-// container and sends its master over a console socket; crib copies
-// between the master and the client, and resizes it.
+// execTTY runs `runtime exec --detach --tty`: the runtime makes the pty
+// inside the container, sends its master over a console socket and exits
+// (runc takes a console socket only when it detaches); the command then
+// passes to crib, the subreaper, which waits for it. crib copies between
+// the master and the client, and resizes it.
 func (m *Manager) execTTY(ctx context.Context, rt ociRuntime, id, procFile, pidFile string, s Streams) error {
 	l, sockPath, err := m.listenConsole()
 	if err != nil {
@@ -186,32 +188,16 @@ func (m *Manager) execTTY(ctx context.Context, rt ociRuntime, id, procFile, pidF
 	}
 	defer os.Remove(sockPath)
 	defer l.Close()
-	cmd := exec.Command(rt.h.Path, append(rt.globalArgs(), "exec", "--tty", "--console-socket", sockPath,
-		"--process", procFile, "--pid-file", pidFile, id)...)
-	tail := &tailBuffer{max: 4096}
-	cmd.Stdout, cmd.Stderr = tail, tail
-	cmd.WaitDelay = outputDrain
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := m.reaper.Start(cmd); err != nil {
+	master, pid, err := m.startTTYExec(ctx, rt, id, procFile, pidFile, l, sockPath)
+	if err != nil {
 		return err
 	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = m.reaper.Wait(cmd); close(exited) }()
-
-	master, err := receiveConsole(ctx, l, exited)
-	if err != nil {
-		if errors.Is(err, errRuntimeExited) {
-			return execExit(rt, waitErr, cmd, pidFile, tail)
-		}
-		m.killExec(cmd.Process.Pid, pidFile)
-		<-exited
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("exec in container %s: %w", id, err)
-	}
 	defer master.Close()
+	exited := make(chan struct{})
+	var status unix.WaitStatus
+	var waitErr error
+	go func() { status, waitErr = m.reaper.WaitAdopted(pid); close(exited) }()
+
 	done := make(chan struct{})
 	defer close(done)
 	go resizePty(master, s.Resize, done)
@@ -228,14 +214,71 @@ func (m *Manager) execTTY(ctx context.Context, rt ociRuntime, id, procFile, pidF
 	select {
 	case <-exited:
 	case <-ctx.Done():
-		m.killExec(cmd.Process.Pid, pidFile)
+		m.killExec(pid, pidFile)
 		<-exited
 		return ctx.Err()
 	}
 	// The pty reads EIO once every holder of its other end is gone.
 	master.SetReadDeadline(time.Now().Add(outputDrain))
 	<-copied
-	return execExit(rt, waitErr, cmd, pidFile, tail)
+	if waitErr != nil {
+		return fmt.Errorf("waiting for the command exec'd in container %s: %w", id, waitErr)
+	}
+	return waitStatusError(status)
+}
+
+// startTTYExec runs the runtime until it detaches and returns the pty
+// master and the command's pid.
+func (m *Manager) startTTYExec(ctx context.Context, rt ociRuntime, id, procFile, pidFile string, l *net.UnixListener, sockPath string) (*os.File, int, error) {
+	cmd := exec.Command(rt.h.Path, append(rt.globalArgs(), "exec", "--detach", "--tty", "--console-socket", sockPath,
+		"--process", procFile, "--pid-file", pidFile, id)...)
+	tail := &tailBuffer{max: 4096}
+	cmd.Stdout, cmd.Stderr = tail, tail
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := m.reaper.Start(cmd); err != nil {
+		return nil, 0, err
+	}
+	exited := make(chan struct{})
+	var runErr error
+	go func() { runErr = m.reaper.Wait(cmd); close(exited) }()
+	master, err := receiveConsole(ctx, l, exited)
+	if err != nil {
+		if !errors.Is(err, errRuntimeExited) {
+			m.killExec(cmd.Process.Pid, pidFile)
+		}
+		<-exited
+		if ctx.Err() != nil {
+			return nil, 0, ctx.Err()
+		}
+		return nil, 0, fmt.Errorf("%s exec: %v: %s", rt.h.Name, err, lastLine(tail.Bytes()))
+	}
+	select {
+	case <-exited:
+	case <-ctx.Done():
+		m.killExec(cmd.Process.Pid, pidFile)
+		<-exited
+		master.Close()
+		return nil, 0, ctx.Err()
+	}
+	pid := readPidFile(pidFile)
+	if runErr != nil || pid <= 0 {
+		master.Close()
+		return nil, 0, fmt.Errorf("%s exec: %v: %s", rt.h.Name, runErr, lastLine(tail.Bytes()))
+	}
+	return master, pid, nil
+}
+
+// waitStatusError is a command's exit as Exec reports it; death by a
+// signal is 128+signal, as a shell reports it.
+func waitStatusError(ws unix.WaitStatus) error {
+	code := ws.ExitStatus()
+	if ws.Signaled() {
+		code = 128 + int(ws.Signal())
+	}
+	if code == 0 {
+		return nil
+	}
+	return &ExitError{Code: code}
 }
 
 // listenConsole makes the console socket the runtime sends the pty

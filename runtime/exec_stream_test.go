@@ -107,11 +107,19 @@ func TestExecStreamTTY(t *testing.T) {
 	go func() {
 		done <- e.m.Exec(context.Background(), c.ID, []string{"sh"}, Streams{Stdin: inR, Stdout: &out, TTY: true, Resize: resize})
 	}()
-	resize <- TerminalSize{Width: 101, Height: 41}
+	select {
+	case resize <- TerminalSize{Width: 101, Height: 41}:
+	case err := <-done:
+		t.Fatalf("exec ended early: %v", err)
+	}
 	io.WriteString(inW, "test -t 0 && echo is-a-tty; stty size\n")
 	out.waitFor(t, "41 101")
 	out.waitFor(t, "is-a-tty")
-	resize <- TerminalSize{Width: 77, Height: 22}
+	select {
+	case resize <- TerminalSize{Width: 77, Height: 22}:
+	case err := <-done:
+		t.Fatalf("exec ended early: %v", err)
+	}
 	io.WriteString(inW, "stty size; exit 7\n")
 	out.waitFor(t, "22 77")
 	select {

@@ -36,8 +36,9 @@ import (
 //     creates a new file at the log path).
 //   - Attach: <socket-dir-path>/<id> is a symlink to the bundle and
 //     <bundle>/attach a SOCK_SEQPACKET socket. Each packet conmon sends is
-//     one read of the container's output, its first byte the stream (1
-//     stdout, 2 stderr; a pty's output is stdout); each packet a client
+//     one read of the container's output, its first byte the stream (2
+//     stdout, 3 stderr: conmon's stdpipe_t, 1 being stdin; a pty's output
+//     is stdout); each packet a client
 //     sends goes to the container's stdin (with --stdin), read into a 32 KiB
 //     buffer. A client that shuts its write side closes the container's
 //     stdin unless --leave-stdin-open.

@@ -278,3 +278,29 @@ func processAlive(pid int) bool {
 	s := processState(pid)
 	return s != 0 && s != 'Z' && s != 'X'
 }
+
+// WaitAdopted waits for pid, an orphan crib adopted and wants the exit
+// status of (a command `runtime exec --detach` started: when the runtime
+// exits its command passes to crib, the nearest subreaper), and keeps
+// scans away from it meanwhile. A pid that is not crib's child is
+// unix.ECHILD.
+func (r *Reaper) WaitAdopted(pid int) (unix.WaitStatus, error) {
+	if r != nil {
+		r.mu.Lock()
+		r.own[pid] = struct{}{}
+		r.mu.Unlock()
+		defer func() {
+			r.mu.Lock()
+			delete(r.own, pid)
+			r.mu.Unlock()
+		}()
+	}
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		return ws, err
+	}
+}

@@ -86,6 +86,13 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 	}
 	defer parts.close()
 
+	// Streaming: exec, attach and port-forward sessions (streaming.go).
+	stream, err := startStreaming(ctx, cfg.Streaming, hostSide, streamRuntime{containers: parts.containers, pods: parts.pods}, log)
+	if err != nil {
+		return err
+	}
+	defer stream.close()
+
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logUnary(log)))
 	cri.Register(srv,
 		cri.NewRuntimeService(cri.Options{
@@ -95,6 +102,7 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 			Containers: parts.containers,
 			Rootfs:     store,
 			Spec:       parts.spec,
+			Streaming:  stream.server,
 		}),
 		cri.NewImageService(store))
 

@@ -1,0 +1,92 @@
+package cri
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/runtime"
+	"github.com/crib-dev/crib/sandbox"
+)
+
+// Exec, Attach and PortForward check the target here, so that a client
+// learns at once that it is missing or stopped, and return the URL of a
+// session the streaming server runs. The request the server keeps carries
+// the full id, not the prefix the client may have given.
+
+// Exec prepares a streaming exec in a running container.
+func (s *RuntimeService) Exec(ctx context.Context, req *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
+	if s.opts.Streaming == nil {
+		return nil, status.Error(codes.Unimplemented, "streaming is not configured")
+	}
+	if len(req.GetCmd()) == 0 {
+		return nil, invalid("exec command is empty")
+	}
+	c, err := s.runningContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	r := proto.Clone(req).(*runtimeapi.ExecRequest)
+	r.ContainerId = c.ID
+	return s.opts.Streaming.GetExec(r)
+}
+
+// Attach prepares a streaming attach to a running container's stdio.
+func (s *RuntimeService) Attach(ctx context.Context, req *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
+	if s.opts.Streaming == nil {
+		return nil, status.Error(codes.Unimplemented, "streaming is not configured")
+	}
+	c, err := s.runningContainer(req.GetContainerId())
+	if err != nil {
+		return nil, err
+	}
+	r := proto.Clone(req).(*runtimeapi.AttachRequest)
+	r.ContainerId = c.ID
+	return s.opts.Streaming.GetAttach(r)
+}
+
+// PortForward prepares a port-forward session into a ready pod.
+func (s *RuntimeService) PortForward(ctx context.Context, req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
+	if s.opts.Streaming == nil {
+		return nil, status.Error(codes.Unimplemented, "streaming is not configured")
+	}
+	if req.GetPodSandboxId() == "" {
+		return nil, invalid("pod sandbox id is empty")
+	}
+	for _, p := range req.GetPort() {
+		if p <= 0 || p > 65535 {
+			return nil, invalid("port %d is not a port number", p)
+		}
+	}
+	sb, err := s.findPod(req.GetPodSandboxId())
+	if err != nil {
+		return nil, err
+	}
+	if sb.State != sandbox.StateReady {
+		return nil, toStatus(fmt.Errorf("pod sandbox %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition))
+	}
+	r := proto.Clone(req).(*runtimeapi.PortForwardRequest)
+	r.PodSandboxId = sb.ID
+	return s.opts.Streaming.GetPortForward(r)
+}
+
+// runningContainer resolves id and checks the container runs now; the
+// error is already a gRPC status.
+func (s *RuntimeService) runningContainer(id string) (*runtime.Container, error) {
+	c, err := s.findContainer(id)
+	if err != nil {
+		return nil, err
+	}
+	if fresh, err := s.containers.Status(c.ID); err == nil {
+		c = fresh
+	}
+	if c.State != runtime.StateRunning {
+		return nil, toStatus(fmt.Errorf("container %s is %s, not running: %w", c.ID, c.State, errdefs.ErrFailedPrecondition))
+	}
+	return c, nil
+}
