@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crib-dev/crib/internal/atomicfile"
 	"github.com/crib-dev/crib/internal/errdefs"
 	"github.com/crib-dev/crib/runtime/cgroups"
 )
@@ -417,7 +418,7 @@ func writeSpec(bundle string, s *specs.Spec) error {
 	if err != nil {
 		return fmt.Errorf("encoding the OCI spec: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(bundle, "config.json"), data, 0o600)
+	return atomicfile.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600)
 }
 
 func readSpec(bundle string) (*specs.Spec, error) {

@@ -10,6 +10,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crib-dev/crib/internal/atomicfile"
 )
 
 // State is where a container is in its life.
@@ -151,7 +153,7 @@ func (s store) save(c *Container) error {
 	if err := os.MkdirAll(filepath.Join(s.dir, c.ID), 0o700); err != nil {
 		return fmt.Errorf("saving container %s: %w", c.ID, err)
 	}
-	if err := writeFileAtomic(s.path(c.ID), data, 0o600); err != nil {
+	if err := atomicfile.WriteFile(s.path(c.ID), data, 0o600); err != nil {
 		return fmt.Errorf("saving container %s: %w", c.ID, err)
 	}
 	return nil
@@ -192,40 +194,4 @@ func (s store) loadAll() ([]*Container, []error) {
 		out = append(out, c)
 	}
 	return out, errs
-}
-
-// writeFileAtomic writes data to a temporary file in the same directory,
-// syncs it, renames it over path and syncs the directory.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
+	"github.com/crib-dev/crib/internal/atomicfile"
 	"github.com/crib-dev/crib/internal/errdefs"
 )
 
@@ -94,7 +95,7 @@ func writeDefaultConfList(dir, dataDir string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, defaultConfListName), b, 0o644)
+	return atomicfile.WriteFile(filepath.Join(dir, defaultConfListName), b, 0o644)
 }
 
 // config returns the network list in use: the first file of the conf dir

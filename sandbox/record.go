@@ -9,6 +9,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crib-dev/crib/internal/atomicfile"
 )
 
 // State is a pod sandbox's CRI state.
@@ -106,7 +108,7 @@ func (m *Manager) save(sb *Sandbox) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(m.recordDir(sb.ID), recordFile), b, 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(m.recordDir(sb.ID), recordFile), b, 0o600); err != nil {
 		return fmt.Errorf("saving the record of pod %s: %w", sb.ID, err)
 	}
 	return nil
@@ -122,41 +124,4 @@ func loadRecord(path string) (*Sandbox, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return sb, nil
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
