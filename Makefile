@@ -14,7 +14,7 @@ CRIB_USER ?= crib
 TEST_USER ?= crib-test
 CRICTL_VERSION := v1.37.0
 
-.PHONY: all build unit integration test run stop conformance bench crictl host-setup vet clean fuzz
+.PHONY: all build unit integration test run stop conformance bench crictl host-setup vet clean fuzz install
 
 all: build
 
@@ -77,6 +77,13 @@ run: build crictl
 
 stop:
 	@scripts/run-as-user.sh --stop $(CRIB_USER)
+
+# Install bin/crib and its systemd units (user units as a user, system
+# units as root); prints the systemctl commands that enable them.
+BINDIR ?= $(if $(filter 0,$(shell id -u)),/usr/local/bin,$(HOME)/.local/bin)
+install: build
+	install -D -m 0755 bin/crib $(BINDIR)/crib
+	$(BINDIR)/crib install-service
 
 clean:
 	rm -rf bin

@@ -37,6 +37,8 @@ type ContainerManager interface {
 	Update(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error
 	ReopenLog(ctx context.Context, id string) error
 	Stats(ctx context.Context, id string) (*runtimeapi.ContainerStats, error)
+	// Usage samples resource use without moving Stats' CPU-rate window.
+	Usage(ctx context.Context, id string) (runtime.Usage, error)
 	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (runtime.ExecResult, error)
 	// Events delivers life-cycle changes; cri is its only reader.
 	Events() <-chan runtime.Event

@@ -56,7 +56,9 @@ func condition(kind string, f func() Condition) *runtimeapi.RuntimeCondition {
 func (s *RuntimeService) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 	var out []*runtimeapi.RuntimeHandler
 	for i, name := range s.opts.Host.Handlers {
-		features := &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: false, UserNamespaces: false}
+		// Recursive read-only mounts are emulated where runc lacks "rro"
+		// (runtime.readOnlySubmounts); pod user namespaces are not offered.
+		features := &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: true, UserNamespaces: false}
 		out = append(out, &runtimeapi.RuntimeHandler{Name: name, Features: features})
 		if i == 0 {
 			// The empty name is the default handler, as the kubelet expects.

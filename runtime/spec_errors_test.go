@@ -74,9 +74,6 @@ func TestGenerateSpecErrors(t *testing.T) {
 			in.ImageVolumes = map[string]string{"img": td + "/host/image"}
 			hostMount(in, &runtimeapi.Mount{ContainerPath: "/m", HostPath: td + "/host/vol", Image: &runtimeapi.ImageSpec{Image: "img"}})
 		}, errdefs.ErrInvalidArgument, "both host_path and image"},
-		{"rro unsupported", func(in *SpecInput, td string) {
-			hostMount(in, &runtimeapi.Mount{ContainerPath: "/mnt", HostPath: td + "/host/vol", Readonly: true, RecursiveReadOnly: true})
-		}, errdefs.ErrInvalidArgument, "runc ≥ 1.2"},
 		{"rro without readonly", func(in *SpecInput, td string) {
 			in.Host.RecursiveReadOnly = true
 			hostMount(in, &runtimeapi.Mount{ContainerPath: "/mnt", HostPath: td + "/host/vol", RecursiveReadOnly: true})

@@ -153,6 +153,13 @@ func (b *specBuilder) requestMounts() ([]specs.Mount, error) {
 		}
 		seen[sm.Destination] = true
 		out = append(out, sm)
+		if m.GetRecursiveReadOnly() && !b.in.Host.RecursiveReadOnly {
+			subs, err := b.readOnlySubmounts(sm)
+			if err != nil {
+				return nil, fmt.Errorf("mount %q: %w", m.GetContainerPath(), err)
+			}
+			out = append(out, subs...)
+		}
 	}
 	slices.SortStableFunc(out, func(a, b specs.Mount) int {
 		return strings.Count(a.Destination, "/") - strings.Count(b.Destination, "/")
@@ -270,7 +277,7 @@ func (b *specBuilder) bindOptions(m *runtimeapi.Mount, src string, readonly bool
 	} else {
 		opts = append(opts, "rw")
 	}
-	if m.GetRecursiveReadOnly() {
+	if m.GetRecursiveReadOnly() && b.in.Host.RecursiveReadOnly {
 		opts = append(opts, "rro")
 	}
 	for _, o := range m.GetMountOptions() {
@@ -288,10 +295,40 @@ func (b *specBuilder) checkRecursiveReadOnly(m *runtimeapi.Mount) error {
 		return fmt.Errorf("%w: recursive_read_only needs readonly", errdefs.ErrInvalidArgument)
 	case m.GetPropagation() != runtimeapi.MountPropagation_PROPAGATION_PRIVATE:
 		return fmt.Errorf("%w: recursive_read_only needs private propagation, not %s", errdefs.ErrInvalidArgument, m.GetPropagation())
-	case !b.in.Host.RecursiveReadOnly:
-		return fmt.Errorf("%w: recursive read-only mounts are not supported here: they need Linux ≥ 5.12 and an OCI runtime that knows \"rro\" (runc ≥ 1.2)", errdefs.ErrInvalidArgument)
 	}
 	return nil
+}
+
+// readOnlySubmounts emulates a recursive read-only bind where the kernel or
+// the OCI runtime lacks "rro" (runc 1.1): the rbind brings the source's
+// submounts along writable, so each gets a bind of its own, read-only, at
+// the same place. A submount made after the container starts is not
+// covered; "rro" proper has the same limit for mounts that propagate in,
+// which the private propagation rro requires rules out anyway.
+func (b *specBuilder) readOnlySubmounts(bind specs.Mount) ([]specs.Mount, error) {
+	entries, err := b.probes.mounts()
+	if err != nil {
+		return nil, fmt.Errorf("read the mount table: %w", err)
+	}
+	var out []specs.Mount
+	seen := map[string]bool{}
+	for _, e := range entries {
+		rel, ok := strings.CutPrefix(e.Mountpoint, bind.Source+"/")
+		if !ok || rel == "" || seen[rel] {
+			continue
+		}
+		seen[rel] = true
+		out = append(out, specs.Mount{
+			Destination: path.Join(bind.Destination, rel),
+			Type:        "bind",
+			Source:      e.Mountpoint,
+			Options:     []string{"bind", "rprivate", "ro"},
+		})
+	}
+	slices.SortStableFunc(out, func(a, b specs.Mount) int {
+		return strings.Count(a.Destination, "/") - strings.Count(b.Destination, "/")
+	})
+	return out, nil
 }
 
 // propagation maps the CRI mode to an OCI option. rslave and rshared only

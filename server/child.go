@@ -31,7 +31,12 @@ func runChild(ctx context.Context, o Options) error {
 	}
 	ready := os.NewFile(fdReady, "crib-ready")
 	defer ready.Close()
+	activated, err := inheritedSocket()
+	if err != nil {
+		return err
+	}
 	return runDaemon(ctx, o, daemonEnv{
+		activated:  activated,
 		idleMarker: filepath.Join(o.Config.RunRoot, idleMarkerName),
 		rootless:   true,
 		relaySock:  filepath.Join(o.Config.RunRoot, relaySocketName),

@@ -32,6 +32,11 @@ type daemonEnv struct {
 	rootless   bool
 	relaySock  string // host dialer socket; empty when already in the host netns
 	ready      func()
+	// stopping, when set, tells systemd crib is stopping (rootful; the
+	// rootless parent tells it itself). activated is the CRI socket systemd
+	// passed, nil without socket activation (systemd.go).
+	stopping  func()
+	activated *os.File
 }
 
 // drainTimeout bounds how long in-flight RPCs may run after a stop signal.
@@ -44,11 +49,11 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 	if err != nil {
 		return err
 	}
-	l, err := listenCRI(cfg.Listen)
+	l, closeCRI, err := openCRIListener(cfg.Listen, env.activated)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(cfg.Listen)
+	defer closeCRI()
 
 	hostSide, err := startHostSide(ctx, cfg.RunRoot, env, log)
 	if err != nil {
@@ -93,7 +98,9 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 	}
 	defer stream.close()
 
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logUnary(log)))
+	// Metrics: per-RPC latency and errors, pulls, states, storage (metrics.go).
+	met := newMetrics(o.Version, parts.pods, parts.containers, store)
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logUnary(log), met.unaryInterceptor()))
 	cri.Register(srv,
 		cri.NewRuntimeService(cri.Options{
 			Version:    o.Version,
@@ -104,7 +111,12 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 			Spec:       parts.spec,
 			Streaming:  stream.server,
 		}),
-		cri.NewImageService(store))
+		cri.NewImageService(met.meterPulls(store)))
+	stopMetrics, err := serveMetrics(ctx, cfg.Metrics.Address, met, hostSide, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
@@ -120,6 +132,9 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 	case s := <-sigs:
 		log.Info("stopping", "signal", s.String())
 	case <-ctx.Done():
+	}
+	if env.stopping != nil {
+		env.stopping()
 	}
 	stopGracefully(srv)
 	if env.idleMarker != "" && len(parts.pods.List()) == 0 && len(parts.containers.List()) == 0 {

@@ -40,7 +40,7 @@ const (
 // makes sure crib's namespaces exist (held by a pause process that outlives
 // crib), starts the daemon inside them, and relays signals until the
 // daemon exits.
-func runParent(ctx context.Context, o Options) (retErr error) {
+func runParent(ctx context.Context, o Options, sd systemdHandoff) (retErr error) {
 	cfg := o.Config
 	lock, err := acquireInstanceLock(cfg.Root, cfg.RunRoot)
 	if err != nil {
@@ -79,7 +79,7 @@ func runParent(ctx context.Context, o Options) (retErr error) {
 	os.Remove(filepath.Join(cfg.RunRoot, idleMarkerName))
 	defer releaseHolderIfIdle(cfg.Root, cfg.RunRoot, o.Logger)
 
-	child, readyR, err := startChild(o, holder.PID)
+	child, readyR, err := startChild(o, holder.PID, sd.socket)
 	if err != nil {
 		return err
 	}
@@ -91,7 +91,7 @@ func runParent(ctx context.Context, o Options) (retErr error) {
 		return fmt.Errorf("recording crib's pid: %w", err)
 	}
 	defer os.Remove(pidFile)
-	return superviseChild(ctx, child, readyR, o.Logger)
+	return superviseChild(ctx, child, readyR, o.Logger, sd.notify, o.Config.Listen)
 }
 
 const (
@@ -151,8 +151,8 @@ func listenRelay(path string) (net.Listener, error) {
 // startChild runs crib's daemon inside the holder's user, mount and
 // network namespaces, as uid 0 there. Joining a user namespace needs a
 // single-threaded process, so nsenter does the joining and then executes
-// crib.
-func startChild(o Options, holderPID int) (*exec.Cmd, *os.File, error) {
+// crib. A socket systemd activated is passed down at fdActivated.
+func startChild(o Options, holderPID int, activated *os.File) (*exec.Cmd, *os.File, error) {
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return nil, nil, err
@@ -180,6 +180,10 @@ func startChild(o Options, holderPID int) (*exec.Cmd, *os.File, error) {
 		hostPortStartEnv, strconv.Itoa(readUnprivilegedPortStart()))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{readyW}
+	if activated != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, activated)
+		cmd.Env = withEnv(cmd.Env, listenFDEnv, strconv.Itoa(fdActivated))
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Its own process group: a terminal's ^C reaches the parent only,
 		// which then stops the child in order.
@@ -206,8 +210,10 @@ func writeIDMaps(pid int, uidArgs, gidArgs func(int) []string) error {
 }
 
 // superviseChild waits for the child to report that it serves, then relays
-// SIGTERM/SIGINT to it and waits for it to exit.
-func superviseChild(ctx context.Context, child *exec.Cmd, readyR *os.File, log *slog.Logger) error {
+// SIGTERM/SIGINT to it and waits for it to exit. It is the parent, the
+// process systemd watches, that tells systemd when crib is ready and when
+// it stops.
+func superviseChild(ctx context.Context, child *exec.Cmd, readyR *os.File, log *slog.Logger, notify sdNotifier, socket string) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
@@ -218,6 +224,7 @@ func superviseChild(ctx context.Context, child *exec.Cmd, readyR *os.File, log *
 		b := make([]byte, 1)
 		if n, _ := io.ReadFull(readyR, b); n == 1 {
 			log.Debug("crib child is serving", "pid", child.Process.Pid)
+			notify.ready("serving CRI on " + socket)
 		}
 	}()
 
@@ -227,9 +234,11 @@ func superviseChild(ctx context.Context, child *exec.Cmd, readyR *os.File, log *
 			return childExitError(err)
 		case s := <-sigs:
 			log.Info("stopping", "signal", s.String())
+			notify.stopping()
 			child.Process.Signal(syscall.SIGTERM)
 			return waitChildStop(child, exited, log)
 		case <-ctx.Done():
+			notify.stopping()
 			child.Process.Signal(syscall.SIGTERM)
 			return waitChildStop(child, exited, log)
 		}

@@ -58,6 +58,10 @@ func Serve(ctx context.Context, o Options) error {
 		defer os.Unsetenv(parentPIDEnv)
 		return runChild(ctx, o)
 	}
+	sd, err := takeSystemdHandoff(o.Logger)
+	if err != nil {
+		return err
+	}
 	report := doctor.Run(doctor.CurrentHost(o.Config), o.Config)
 	if len(report.HardFailures()) > 0 {
 		return &PrereqError{Report: report}
@@ -69,18 +73,22 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	if report.Rootful {
-		return runRootful(ctx, o)
+		return runRootful(ctx, o, sd)
 	}
-	return runParent(ctx, o)
+	return runParent(ctx, o, sd)
 }
 
-func runRootful(ctx context.Context, o Options) error {
+func runRootful(ctx context.Context, o Options, sd systemdHandoff) error {
 	lock, err := acquireInstanceLock(o.Config.Root, o.Config.RunRoot)
 	if err != nil {
 		return err
 	}
 	defer lock.release()
-	return runDaemon(ctx, o, daemonEnv{ready: func() {}})
+	return runDaemon(ctx, o, daemonEnv{
+		ready:     func() { sd.notify.ready("serving CRI on " + o.Config.Listen) },
+		stopping:  sd.notify.stopping,
+		activated: sd.socket,
+	})
 }
 
 const hostReportName = "host.json"

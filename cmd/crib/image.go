@@ -14,21 +14,12 @@ import (
 	"github.com/crib-dev/crib/server"
 )
 
-const imageUsage = `Usage:
-  crib image ls     [flags]            list the stored images
-  crib image pull   [flags] REF        pull REF into crib's store
-  crib image import [flags] FILE|-     load an OCI archive or docker-archive (podman save, skopeo copy)
-
-Rootless, these run inside crib's namespaces, which exist while crib runs
-(or while pods remain): start crib with 'crib serve' first.
-`
-
 // imageCommands are the `crib image` subcommands, named "image SUB".
-func imageCommands() map[string]command {
-	return map[string]command{
-		"image ls":     {name: "image ls", run: runImageList},
-		"image pull":   {name: "image pull", run: runImagePull},
-		"image import": {name: "image import", run: runImageImport},
+func imageCommands() []command {
+	return []command{
+		{name: "image ls", run: runImageList},
+		{name: "image pull", run: runImagePull},
+		{name: "image import", run: runImageImport},
 	}
 }
 
@@ -42,7 +33,7 @@ func imageSubcommand(args []string) (string, []string, error) {
 	if sub == "list" {
 		sub = "ls"
 	}
-	if _, ok := imageCommands()["image "+sub]; !ok {
+	if _, ok := commands()["image "+sub]; !ok {
 		return "", nil, fmt.Errorf("crib image: unknown subcommand %q", args[0])
 	}
 	return "image " + sub, args[1:], nil

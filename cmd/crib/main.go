@@ -23,21 +23,6 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
 
-const usage = `crib - a Kubernetes CRI runtime that runs without root
-
-Usage:
-  crib serve   [flags]          serve CRI v1 on a unix socket (rootless unless run as root)
-  crib doctor  [--json] [flags] check this host's prerequisites and print fixes
-  crib config  [flags]          print the effective configuration as TOML
-  crib unshare [flags] [-- CMD] run CMD (default: $SHELL) inside a running crib's namespaces
-  crib image ls|pull|import     list, pull or import images in crib's store ('crib image' for help)
-  crib version                  print crib's version
-
-Every configuration key is also a flag; 'crib serve --help' lists them.
-The configuration file is ~/.config/crib/crib.toml (/etc/crib/crib.toml as
-root); --config names another one.
-`
-
 type command struct {
 	name string
 	run  func(ctx context.Context, cfg config.Config, fs *flag.FlagSet) error
@@ -51,25 +36,41 @@ func main() {
 		return
 	}
 	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
+		writeShortUsage(os.Stderr)
 		os.Exit(2)
 	}
 	os.Exit(run(os.Args[1], os.Args[2:]))
 }
 
-var jsonOut bool
+// commandList is every command that parses flags, in the order the manual
+// lists them; help and completion are generated from it.
+func commandList() []command {
+	cmds := []command{
+		{name: "serve", run: runServe},
+		{name: "doctor", run: runDoctor, extra: func(fs *flag.FlagSet) { fs.Bool("json", false, "print the report as JSON") }},
+		{name: "config", run: runConfig},
+		{name: "unshare", run: runUnshare},
+	}
+	cmds = append(cmds, imageCommands()...)
+	return append(cmds,
+		command{name: "crictl-config", run: runCrictlConfig, extra: func(fs *flag.FlagSet) {
+			fs.Bool("write", false, "write the file instead of printing it")
+			fs.String("file", "", "where --write writes (default /etc/crictl.yaml as root, else ~/.config/crib/crictl.yaml)")
+		}},
+		command{name: "install-service", run: runInstallService, extra: func(fs *flag.FlagSet) {
+			fs.String("dir", "", "where the units go (default ~/.config/systemd/user, or /etc/systemd/system as root)")
+			fs.Bool("print", false, "print the units instead of writing them")
+		}},
+		command{name: "completion", run: runCompletion},
+	)
+}
 
 func commands() map[string]command {
-	cmds := map[string]command{
-		"serve":   {name: "serve", run: runServe},
-		"doctor":  {name: "doctor", run: runDoctor, extra: func(fs *flag.FlagSet) { fs.BoolVar(&jsonOut, "json", false, "print the report as JSON") }},
-		"config":  {name: "config", run: runConfig},
-		"unshare": {name: "unshare", run: runUnshare},
+	m := map[string]command{}
+	for _, c := range commandList() {
+		m[c.name] = c
 	}
-	for name, cmd := range imageCommands() {
-		cmds[name] = cmd
-	}
-	return cmds
+	return m
 }
 
 func run(name string, args []string) int {
@@ -78,32 +79,33 @@ func run(name string, args []string) int {
 		fmt.Printf("crib version %s\nCRI API v1\n", version)
 		return 0
 	case "help", "--help", "-h":
-		fmt.Print(usage)
-		return 0
+		return runHelp(args)
 	case "image":
 		sub, rest, err := imageSubcommand(args)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "%v\n\n%s", err, imageUsage)
+			if len(args) == 1 && isHelpFlag(args[0]) {
+				writeHelp(os.Stdout, "image", config.CurrentEnv())
+				return 0
+			}
+			fmt.Fprintf(os.Stderr, "%v\nRun 'crib image --help' for the subcommands.\n", err)
 			return 2
 		}
 		name, args = sub, rest
 	}
 	cmd, ok := commands()[name]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "crib: unknown command %q\n\n%s", name, usage)
+		fmt.Fprintf(os.Stderr, "crib: unknown command %q\n", name)
+		writeShortUsage(os.Stderr)
 		return 2
 	}
 	env := config.CurrentEnv()
-	fs := flag.NewFlagSet("crib "+name, flag.ContinueOnError)
-	configPath := fs.String("config", "", "configuration file (default "+env.ConfigPath()+")")
-	overrides := config.RegisterFlags(fs, config.Default(env))
-	if cmd.extra != nil {
-		cmd.extra(fs)
-	}
+	fs, configPath, overrides := newFlagSet(cmd, env)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			writeHelp(os.Stdout, name, env)
 			return 0
 		}
+		fmt.Fprintf(os.Stderr, "Run 'crib %s --help' for the options.\n", name)
 		return 2
 	}
 	cfg, err := loadConfig(env, *configPath, overrides)
@@ -128,6 +130,29 @@ func run(name string, args []string) int {
 	return 0
 }
 
+// newFlagSet builds a command's flags: --config, one flag per
+// configuration key, and the command's own.
+func newFlagSet(cmd command, env config.Env) (*flag.FlagSet, *string, *config.Overrides) {
+	fs := flag.NewFlagSet("crib "+cmd.name, flag.ContinueOnError)
+	fs.Usage = func() {} // --help prints the manual page (run); errors name --help
+	configPath := fs.String("config", "", "configuration file (default "+env.ConfigPath()+")")
+	overrides := config.RegisterFlags(fs, config.Default(env))
+	if cmd.extra != nil {
+		cmd.extra(fs)
+	}
+	return fs, configPath, overrides
+}
+
+func isHelpFlag(s string) bool { return s == "-h" || s == "--help" || s == "-help" }
+
+func flagBool(fs *flag.FlagSet, name string) bool {
+	return fs.Lookup(name).Value.(flag.Getter).Get().(bool)
+}
+
+func flagString(fs *flag.FlagSet, name string) string {
+	return fs.Lookup(name).Value.String()
+}
+
 func loadConfig(env config.Env, path string, o *config.Overrides) (config.Config, error) {
 	optional := path == ""
 	if optional {
@@ -140,10 +165,21 @@ func loadConfig(env config.Env, path string, o *config.Overrides) (config.Config
 	return o.Apply(cfg)
 }
 
-func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+// newLogger logs as the configuration says. Under systemd, with standard
+// error connected to the journal, the time is left out: the journal
+// stamps every line itself.
+func newLogger(cfg config.Config, w io.Writer, journal bool) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(strings.ToUpper(cfg.LogLevel)))
 	opts := &slog.HandlerOptions{Level: level}
+	if journal {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
@@ -151,14 +187,14 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 }
 
 func runServe(ctx context.Context, cfg config.Config, _ *flag.FlagSet) error {
-	log := newLogger(cfg, os.Stderr)
+	log := newLogger(cfg, os.Stderr, stderrIsJournal())
 	slog.SetDefault(log)
 	return server.Serve(ctx, server.Options{Config: cfg, Version: version, Logger: log, Args: os.Args[1:]})
 }
 
-func runDoctor(_ context.Context, cfg config.Config, _ *flag.FlagSet) error {
+func runDoctor(_ context.Context, cfg config.Config, fs *flag.FlagSet) error {
 	report := doctor.Run(doctor.CurrentHost(cfg), cfg)
-	if jsonOut {
+	if flagBool(fs, "json") {
 		if err := report.WriteJSON(os.Stdout); err != nil {
 			return err
 		}

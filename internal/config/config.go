@@ -36,6 +36,7 @@ type Config struct {
 	Cgroup    Cgroup    `toml:"cgroup" json:"cgroup"`
 	Image     Image     `toml:"image" json:"image"`
 	Streaming Streaming `toml:"streaming" json:"streaming"`
+	Metrics   Metrics   `toml:"metrics" json:"metrics"`
 }
 
 // Storage configures images and container filesystems.
@@ -101,6 +102,14 @@ type Streaming struct {
 	Port    int    `toml:"port" json:"port" flag:"streaming-port" help:"streaming server port (0: pick a free one)"`
 	TLSCert string `toml:"tls_cert" json:"tls_cert" flag:"streaming-tls-cert" help:"TLS certificate for the streaming server (empty: plain HTTP)"`
 	TLSKey  string `toml:"tls_key" json:"tls_key" flag:"streaming-tls-key" help:"TLS key for the streaming server"`
+}
+
+// Metrics configures the Prometheus metrics listener, which is off
+// unless an address is given. Rootless, crib listens on the same address
+// in its own network namespace and in the host's, as the streaming server
+// does, so a scraper on the host reaches it.
+type Metrics struct {
+	Address string `toml:"address" json:"address" flag:"metrics-address" help:"host:port of the Prometheus metrics listener, e.g. 127.0.0.1:9090 (empty: off)"`
 }
 
 // Env is the part of the process environment defaults depend on; it is a

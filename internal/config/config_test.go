@@ -55,6 +55,9 @@ func TestParse(t *testing.T) {
 		{name: "bad value", toml: "log_level = \"info\"\n[storage]\n\ndriver = \"zfs\"\n", wantErr: `"zfs" is not one of`, wantLine: 4},
 		{name: "bad port", toml: "[streaming]\nport = 70000\n", wantErr: "not a port number", wantLine: 2},
 		{name: "syntax", toml: "root = \n", wantErr: "crib.toml:1"},
+		{name: "metrics on", toml: "[metrics]\naddress = \"127.0.0.1:9090\"\n", check: func(c Config) bool { return c.Metrics.Address == "127.0.0.1:9090" }},
+		{name: "metrics without port", toml: "[metrics]\naddress = \"127.0.0.1\"\n", wantErr: `key "metrics.address": "127.0.0.1" is not host:port`, wantLine: 2},
+		{name: "metrics port zero", toml: "\n[metrics]\naddress = \"127.0.0.1:0\"\n", wantErr: "port must be a number from 1 to 65535", wantLine: 3},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

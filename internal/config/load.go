@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"reflect"
 	"regexp"
@@ -128,6 +129,23 @@ func nonEmpty(key, val string) error {
 	return nil
 }
 
+// listenAddress accepts "" (off) or host:port with a fixed port: the
+// port must be the same in crib's namespace and on the host, so crib
+// cannot let the kernel pick one.
+func listenAddress(key, val string) error {
+	if val == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(val)
+	if err != nil {
+		return &ValueError{Key: key, Msg: fmt.Sprintf("%q is not host:port: %v", val, err)}
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return &ValueError{Key: key, Msg: fmt.Sprintf("%q: port must be a number from 1 to 65535", val)}
+	}
+	return nil
+}
+
 // Validate checks every value that the types alone cannot.
 func (c Config) Validate() error {
 	checks := []error{
@@ -146,6 +164,7 @@ func (c Config) Validate() error {
 	if (c.Streaming.TLSCert == "") != (c.Streaming.TLSKey == "") {
 		checks = append(checks, &ValueError{Key: "streaming.tls_cert", Msg: "tls_cert and tls_key must be set together"})
 	}
+	checks = append(checks, listenAddress("metrics.address", c.Metrics.Address))
 	return errors.Join(slices.DeleteFunc(checks, func(e error) bool { return e == nil })...)
 }
 
