@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // RecoverReport says what Recover found.
@@ -69,6 +70,9 @@ func (m *Manager) recoverOne(ctx context.Context, e *entry, rep *RecoverReport) 
 		pid = readPidFile(f.monitorPid)
 	}
 	if isMonitorOf(pid, c.ID) {
+		if c.State == StateCreated {
+			m.finishStart(ctx, e, c)
+		}
 		rep.Reattached = append(rep.Reattached, c.ID)
 		return nil
 	}
@@ -91,6 +95,25 @@ func (m *Manager) recoverOne(ctx context.Context, e *entry, rep *RecoverReport) 
 	}
 	rep.Lost = append(rep.Lost, c.ID)
 	return nil
+}
+
+// finishStart records a start crib died in the middle of: the runtime
+// started the container, but the record still says created. When exactly
+// it started is unknown; it was no later than now.
+func (m *Manager) finishStart(ctx context.Context, e *entry, c *Container) {
+	rt, err := m.runtimeFor(c.Handler)
+	if err != nil {
+		return
+	}
+	st, err := rt.state(ctx, c.ID)
+	if err != nil || st.Status != "running" {
+		return
+	}
+	m.update(e, func(c *Container) {
+		if c.State == StateCreated {
+			c.State, c.StartedAt = StateRunning, time.Now()
+		}
+	})
 }
 
 // cleanOrphans removes bundles, runtime state and exit files of ids that
@@ -116,9 +139,22 @@ func (m *Manager) cleanOrphans(ctx context.Context, known map[string]bool, rep *
 			}
 		}
 	}
+	// A record dir without its record: a create killed before its first
+	// save, or a removal killed between the record and its directory.
+	records, _ := os.ReadDir(m.store.dir)
+	for _, r := range records {
+		if _, err := os.Stat(m.store.path(r.Name())); r.IsDir() && errors.Is(err, os.ErrNotExist) {
+			orphans[r.Name()] = true
+		}
+	}
 	for id := range orphans {
 		if known[id] {
 			continue
+		}
+		if _, err := os.Stat(m.store.path(id)); errors.Is(err, os.ErrNotExist) {
+			if err := m.store.remove(id); err != nil {
+				m.log.Warn("removing an empty record dir", "container", id, "err", err)
+			}
 		}
 		f := m.files(id)
 		m.killMonitor(readPidFile(f.monitorPid), id)

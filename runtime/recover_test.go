@@ -17,11 +17,25 @@ func TestRecover(t *testing.T) {
 	ctx := context.Background()
 	running := e.run("rec-running", "sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait")
 	lost := e.run("rec-lost", "sleep", "1000")
+	// A crash between the runtime's start and the record's update.
+	e.create("rec-started", config("rec-started", "sleep", "1000"))
+	rt, err := e.m.runtimeFor("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.start(ctx, "rec-started"); err != nil {
+		t.Fatal(err)
+	}
 	e.run("rec-exits", "sleep", "0.5")
 	e.create("rec-created", config("rec-created", "sleep", "1000"))
 	// A crash in the middle of a create: a bundle and no record.
 	orphan := filepath.Join(e.opts.RunRoot, "containers", "rec-orphan")
 	if err := os.MkdirAll(orphan, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// A removal killed after the record went and before its directory.
+	emptyRecord := filepath.Join(e.opts.Root, "containers", "rec-removed")
+	if err := os.MkdirAll(emptyRecord, 0o700); err != nil {
 		t.Fatal(err)
 	}
 
@@ -38,14 +52,20 @@ func TestRecover(t *testing.T) {
 	}
 	t.Logf("recover: %+v", rep)
 	slices.Sort(rep.Reattached)
-	if !slices.Equal(rep.Reattached, []string{"rec-created", "rec-running"}) || !slices.Equal(rep.Exited, []string{"rec-exits"}) ||
-		!slices.Equal(rep.Lost, []string{"rec-lost"}) || !slices.Equal(rep.Cleaned, []string{"rec-orphan"}) {
+	if !slices.Equal(rep.Reattached, []string{"rec-created", "rec-running", "rec-started"}) || !slices.Equal(rep.Exited, []string{"rec-exits"}) ||
+		!slices.Equal(rep.Lost, []string{"rec-lost"}) || !slices.Equal(sorted(rep.Cleaned), []string{"rec-orphan", "rec-removed"}) {
 		t.Errorf("report %+v", rep)
 	}
 
 	c, _ := e.m.Get("rec-running")
 	if c.State != StateRunning {
 		t.Errorf("re-attached container is %s", c.State)
+	}
+	if c, _ = e.m.Get("rec-started"); c.State != StateRunning || c.StartedAt.IsZero() {
+		t.Errorf("container started by the runtime before the crash is %s (started %v), want running", c.State, c.StartedAt)
+	}
+	if c, _ = e.m.Get("rec-created"); c.State != StateCreated {
+		t.Errorf("created container is %s after recovery", c.State)
 	}
 	if err := e.m.Stop(ctx, "rec-running", 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -72,11 +92,14 @@ func TestRecover(t *testing.T) {
 	if _, err := os.Stat(orphan); err == nil {
 		t.Error("the orphan bundle is left")
 	}
+	if _, err := os.Stat(emptyRecord); err == nil {
+		t.Error("the empty record dir is left")
+	}
 
 	if err := e.m.Start(ctx, "rec-created"); err != nil {
 		t.Errorf("start of a container created before the restart: %v", err)
 	}
-	for _, id := range []string{"rec-running", "rec-lost", "rec-exits", "rec-created"} {
+	for _, id := range []string{"rec-running", "rec-lost", "rec-exits", "rec-created", "rec-started"} {
 		if err := e.m.Remove(ctx, id); err != nil {
 			t.Errorf("remove %s: %v", id, err)
 		}
@@ -119,4 +142,10 @@ func TestRecoverAfterReboot(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertNoTraces(t, e, "rec-reboot")
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
 }

@@ -44,6 +44,7 @@ func (m *Manager) recoverOne(ctx context.Context, sb *Sandbox, r *RecoverReport)
 	}
 	switch {
 	case sb.State == stateCreating:
+		m.findInterruptedCgroup(sb)
 		if err := m.removeLocked(ctx, sb); err != nil {
 			r.Errors = append(r.Errors, fmt.Errorf("undoing the interrupted create of pod %s: %w", sb.ID, err))
 			return
@@ -64,6 +65,22 @@ func (m *Manager) recoverOne(ctx context.Context, sb *Sandbox, r *RecoverReport)
 		}
 		r.NotReady = append(r.NotReady, sb.ID)
 	}
+}
+
+// findInterruptedCgroup fills in the pod cgroup of a create killed
+// between making the cgroup and saving its path. The path is a function of
+// the pod, and making an existing cgroup again changes nothing, so asking
+// the manager for it finds the one to remove.
+func (m *Manager) findInterruptedCgroup(sb *Sandbox) {
+	if sb.CgroupParent != "" || sb.Config == nil {
+		return
+	}
+	path, err := m.opts.Cgroups.CreatePod(sb.ID, sb.Config.GetLinux().GetCgroupParent(), nil, nil)
+	if err != nil {
+		m.log.Warn("finding the cgroup of an interrupted pod create", "pod", sb.ID, "err", err)
+		return
+	}
+	sb.CgroupParent = path
 }
 
 // alive reports whether every namespace the pod owns is still pinned and

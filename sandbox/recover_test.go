@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crib-dev/crib/runtime/cgroups"
 )
 
 // TestRecoverAfterRunRootLoss simulates a reboot: the pins are unmounted
@@ -90,4 +93,50 @@ func TestRecoverAfterRunRootLoss(t *testing.T) {
 	m.mu.Lock()
 	m.sandboxes = map[string]*Sandbox{}
 	m.mu.Unlock()
+}
+
+// dirCgroups is a cgroup manager over plain directories, enough to see
+// which pod cgroups exist.
+type dirCgroups struct {
+	cgroups.Manager
+	base string
+}
+
+func (c dirCgroups) Name() string { return "cgroupfs" }
+func (c dirCgroups) CreatePod(id, parent string, _, _ *runtimeapi.LinuxContainerResources) (string, error) {
+	path := filepath.Join(parent, "crib-pod-"+id)
+	return path, os.MkdirAll(filepath.Join(c.base, path), 0o755)
+}
+func (c dirCgroups) RemovePod(path string) error {
+	if path == "" {
+		return nil
+	}
+	return os.Remove(filepath.Join(c.base, path))
+}
+
+// TestRecoverCgroupOfInterruptedCreate: crib killed after making the pod
+// cgroup and before saving its path in the record.
+func TestRecoverCgroupOfInterruptedCreate(t *testing.T) {
+	opts := testOptions(t)
+	opts.Cgroups = dirCgroups{base: t.TempDir()}
+	m := newTestManager(t, opts)
+	sb := &Sandbox{ID: "cut", Config: hostNetwork(podConfig("cut")), State: stateCreating}
+	if err := os.MkdirAll(m.recordDir(sb.ID), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.save(sb); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := opts.Cgroups.CreatePod(sb.ID, "", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	m2 := newTestManager(t, opts)
+	r, err := m2.Recover(context.Background())
+	if err != nil || !slices.Contains(r.Removed, "cut") {
+		t.Fatalf("Recover: %+v, %v", r, err)
+	}
+	if _, err := os.Stat(filepath.Join(opts.Cgroups.(dirCgroups).base, "crib-pod-cut")); !os.IsNotExist(err) {
+		t.Errorf("the interrupted create's cgroup is left: %v", err)
+	}
 }

@@ -102,20 +102,27 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 	}
 	p.closers = append(p.closers, p.containers.Close)
 
-	crep, err := p.containers.Recover(ctx)
-	if err != nil {
-		log.Warn("recovering containers", "err", err)
+	crep, cerr := p.containers.Recover(ctx)
+	if cerr != nil {
+		log.Warn("recovering containers", "err", cerr)
 	}
-	prep, err := p.pods.Recover(ctx)
-	if err != nil {
-		log.Warn("recovering pods", "err", err)
+	prep, perr := p.pods.Recover(ctx)
+	if perr != nil {
+		log.Warn("recovering pods", "err", perr)
+	}
+	rootfs, rerrs := removeOrphanRootfs(store, p.containers)
+	for _, err := range rerrs {
+		log.Warn("recovering container filesystems", "err", err)
 	}
 	if hostPorts != nil {
 		reexposeHostPorts(ctx, p.pods, hostPorts, log)
 	}
 	log.Info("recovered state",
 		"containers_reattached", len(crep.Reattached), "containers_exited", len(crep.Exited), "containers_lost", len(crep.Lost),
-		"pods_ready", len(prep.Ready), "pods_not_ready", len(prep.NotReady), "pods_cleaned", len(prep.Removed))
+		"containers_cleaned", len(crep.Cleaned),
+		"pods_ready", len(prep.Ready), "pods_not_ready", len(prep.NotReady), "pods_cleaned", len(prep.Removed),
+		"rootfs_cleaned", len(rootfs))
+	writeRecovery(cfg.RunRoot, recoveryRecord(crep, prep, rootfs, append([]error{cerr, perr}, rerrs...)), log)
 	return p, nil
 }
 

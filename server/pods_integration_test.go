@@ -39,7 +39,7 @@ func (d *daemon) startWithRegistry(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d.extra = []string{"--registries-conf", filepath.Join(dir, "registries.conf"), "--signature-policy", filepath.Join(dir, "policy.json")}
+	d.extra = append(d.extra, "--registries-conf", filepath.Join(dir, "registries.conf"), "--signature-policy", filepath.Join(dir, "policy.json"))
 	d.start(t)
 }
 

@@ -120,13 +120,16 @@ func (s *Store) Mount(id string) (string, error) {
 }
 
 // Unmount releases container id's root filesystem entirely, however many
-// times it was mounted. An unmounted or unknown container is no error.
+// times it was mounted. An unmounted or unknown container is no error, nor
+// is one whose layer is gone: the library deletes the layer before the
+// container's record, and a crash in between leaves the record alone.
 func (s *Store) Unmount(id string) error {
 	if _, err := s.store.Container(id); errors.Is(err, cstorage.ErrContainerUnknown) {
 		return nil
 	}
 	_, err := s.store.Unmount(id, true)
-	if err == nil || errors.Is(err, cstorage.ErrContainerUnknown) || errors.Is(err, cstorage.ErrLayerNotMounted) {
+	if err == nil || errors.Is(err, cstorage.ErrContainerUnknown) || errors.Is(err, cstorage.ErrLayerNotMounted) ||
+		errors.Is(err, cstorage.ErrLayerUnknown) {
 		return nil
 	}
 	return fmt.Errorf("storage: unmounting container %s: %w", id, err)

@@ -39,6 +39,8 @@
 //	selinux          SELinux state (/sys/fs/selinux) and the container policy when enforcing
 //	xdg-runtime-dir  XDG_RUNTIME_DIR set, existing, owned by the user, mode 0700
 //	linger           with systemd, lingering enabled (/var/lib/systemd/linger/USER)
+//	recovery         informational, also as root: what the daemon's last start-up
+//	                 recovery re-attached, marked exited and cleaned (RUNROOT/recovered.json)
 //
 // As root, the subuid, newuidmap, outbound, xdg-runtime-dir and linger checks
 // pass with "not needed as root", and only oci-runtime and conmon are hard.

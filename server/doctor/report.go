@@ -32,6 +32,7 @@ const (
 	IDSELinux        = "selinux"
 	IDXDGRuntimeDir  = "xdg-runtime-dir"
 	IDLinger         = "linger"
+	IDRecovery       = "recovery"
 )
 
 // CheckIDs lists every check Run reports, in report order.
@@ -42,6 +43,7 @@ func CheckIDs() []string {
 		IDOverlay, IDFuseOverlayfs, IDCgroup,
 		IDOutbound, IDCNIPlugins,
 		IDSELinux, IDXDGRuntimeDir, IDLinger,
+		IDRecovery,
 	}
 }
 

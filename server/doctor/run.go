@@ -50,6 +50,7 @@ func Run(h Host, cfg config.Config) Report {
 		r.checkSELinux(),
 		r.checkXDGRuntimeDir(),
 		r.checkLinger(),
+		r.checkRecovery(),
 	}
 	return Report{Rootful: h.rootful(), Checks: checks, Features: r.f}
 }
