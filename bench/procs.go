@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// procSet names a runtime's resident processes: daemons are what it runs
+// with no pod (crib: parent, daemon, namespace holder, slirp4netns;
+// containerd: containerd), roots are the processes whose descendants are
+// the runtime's per-pod helpers (monitors, shims, pause, reapers).
+type procSet struct {
+	main    int // the process that serves CRI
+	daemons []int
+	roots   []int
+}
+
+// memory is a sum of RSS and PSS in KiB over some processes.
+type memory struct {
+	RSSKiB, PSSKiB int
+	Procs          int
+}
+
+func (m *memory) add(o memory) { m.RSSKiB += o.RSSKiB; m.PSSKiB += o.PSSKiB; m.Procs += o.Procs }
+
+// smapsRollup reads RSS and PSS of one process; a vanished one counts zero.
+func smapsRollup(pid int) (memory, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if os.IsNotExist(err) || (err == nil && len(data) == 0) {
+		return memory{}, nil
+	}
+	if err != nil {
+		return memory{}, fmt.Errorf("memory of pid %d: %w", pid, err)
+	}
+	m := memory{Procs: 1}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.Atoi(f[1])
+		switch f[0] {
+		case "Rss:":
+			m.RSSKiB = v
+		case "Pss:":
+			m.PSSKiB = v
+		}
+	}
+	return m, nil
+}
+
+func sumMemory(pids []int) (memory, error) {
+	var total memory
+	for _, p := range pids {
+		m, err := smapsRollup(p)
+		if err != nil {
+			return total, err
+		}
+		total.add(m)
+	}
+	return total, nil
+}
+
+// children lists the children of pid from every thread's children file.
+func children(pid int) []int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []int
+	for _, t := range tasks {
+		data, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(data)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+func descendants(roots []int) []int {
+	seen := map[int]bool{}
+	queue := slices.Clone(roots)
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children(p) {
+			if !seen[c] {
+				seen[c] = true
+				queue = append(queue, c)
+			}
+		}
+	}
+	out := make([]int, 0, len(seen))
+	for p := range seen {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// isWorkload tells a benchmark container's processes (its shell and its
+// sleep) from a runtime's helpers by their command lines.
+func isWorkload(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	return bytes.Contains(data, []byte(workloadMarker)) || bytes.Equal(data, []byte("sleep\x0086399\x00"))
+}
+
+// helpers lists the runtime's per-pod helper processes: descendants of its
+// roots that are neither its daemons nor container workloads.
+func (ps procSet) helpers() []int {
+	var out []int
+	for _, p := range descendants(ps.roots) {
+		if slices.Contains(ps.daemons, p) || isWorkload(p) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func comm(pid int) string {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(data))
+}
+
+// commCounts summarises a process list as "conmon×10 catatonit×10".
+func commCounts(pids []int) string {
+	counts := map[string]int{}
+	for _, p := range pids {
+		counts[comm(p)]++
+	}
+	var names []string
+	for n := range counts {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var parts []string
+	for _, n := range names {
+		parts = append(parts, fmt.Sprintf("%s×%d", n, counts[n]))
+	}
+	return strings.Join(parts, " ")
+}
