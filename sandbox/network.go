@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -49,28 +50,58 @@ func newNetwork(opts Options) (*network, error) {
 		// holds the exact config (and port mappings) DEL must be given.
 		cni: libcni.NewCNIConfigWithCacheDir(opts.CNIPluginDirs, filepath.Join(opts.Root, "cni", "cache"), nil),
 	}
-	if err := writeDefaultConfList(opts.CNIConfDir, filepath.Join(opts.Root, "cni", "networks")); err != nil {
+	// Rootless, crib owns its network namespace: one static masquerade rule
+	// for the default subnet replaces the bridge plugin's per-pod chains,
+	// which cost several iptables runs on every pod start and stop.
+	perPodMasq := !opts.Rootless
+	if err := writeDefaultConfList(opts.CNIConfDir, filepath.Join(opts.Root, "cni", "networks"), perPodMasq); err != nil {
 		return nil, err
+	}
+	if !perPodMasq {
+		if err := ensureStaticMasquerade(defaultSubnet); err != nil {
+			return nil, err
+		}
 	}
 	return n, nil
 }
 
+// defaultSubnet is the pod range of crib's default network.
+const defaultSubnet = "10.88.0.0/16"
+
+// ensureStaticMasquerade adds, once, the rule that lets pods of the default
+// subnet out through crib's namespace. Pods of another network list
+// (a user's conflist) masquerade as that list says.
+func ensureStaticMasquerade(subnet string) error {
+	rule := []string{"POSTROUTING", "-s", subnet, "!", "-d", subnet,
+		"-m", "comment", "--comment", "crib pods out", "-j", "MASQUERADE"}
+	check := append([]string{"-w", "-t", "nat", "-C"}, rule...)
+	if exec.Command("iptables", check...).Run() == nil {
+		return nil
+	}
+	add := append([]string{"-w", "-t", "nat", "-A"}, rule...)
+	if out, err := exec.Command("iptables", add...).CombinedOutput(); err != nil {
+		return fmt.Errorf("adding the masquerade rule for %s: %w: %s", subnet, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // defaultConfList is the network crib sets up on first start: a bridge in
-// crib's network namespace with masquerading, host-local addresses whose
+// crib's network namespace with masquerading (the bridge plugin's per pod,
+// or crib's one static rule), host-local addresses whose
 // leases live under crib's root (a rootless user cannot write
 // /var/lib/cni), and portmap for host ports.
-func defaultConfList(dataDir string) ([]byte, error) {
+func defaultConfList(dataDir string, perPodMasq bool) ([]byte, error) {
 	conf := map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       "crib",
 		"plugins": []any{
 			map[string]any{
 				"type": "bridge", "bridge": "cni0",
-				"isGateway": true, "ipMasq": true, "hairpinMode": true,
+				"isGateway": true, "ipMasq": perPodMasq, "hairpinMode": true,
 				"ipam": map[string]any{
 					"type":    "host-local",
 					"dataDir": dataDir,
-					"ranges":  [][]map[string]string{{{"subnet": "10.88.0.0/16", "gateway": "10.88.0.1"}}},
+					"ranges":  [][]map[string]string{{{"subnet": defaultSubnet, "gateway": "10.88.0.1"}}},
 					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
 				},
 			},
@@ -80,7 +111,7 @@ func defaultConfList(dataDir string) ([]byte, error) {
 	return json.MarshalIndent(conf, "", "  ")
 }
 
-func writeDefaultConfList(dir, dataDir string) error {
+func writeDefaultConfList(dir, dataDir string, perPodMasq bool) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating the CNI conf dir: %w", err)
 	}
@@ -91,7 +122,7 @@ func writeDefaultConfList(dir, dataDir string) error {
 	if len(files) > 0 {
 		return nil
 	}
-	b, err := defaultConfList(dataDir)
+	b, err := defaultConfList(dataDir, perPodMasq)
 	if err != nil {
 		return err
 	}

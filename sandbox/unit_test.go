@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -75,14 +76,30 @@ func TestResolvConf(t *testing.T) {
 }
 
 func TestParseNetDev(t *testing.T) {
-	data := []byte(`Inter-|   Receive                                                |  Transmit
- face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
-    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0
-  eth0:    1234      10    2    0    0     0          0         0     5678      20    3    0    0     0       0          0
-`)
-	got := parseNetDev(data)
-	if len(got) != 1 || got[0].Name != "eth0" || got[0].RxBytes.Value != 1234 || got[0].RxErrors.Value != 2 || got[0].TxBytes.Value != 5678 || got[0].TxErrors.Value != 3 {
-		t.Fatalf("got %v", got)
+	header := "Inter-|   Receive                                                |  Transmit\n" +
+		" face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n"
+	cases := []struct {
+		name, lines string
+		want        []InterfaceCounters
+	}{
+		{"loopback left out", "" +
+			"    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0\n" +
+			"  eth0:    1234      10    2    4    0     0          0         0     5678      20    3    5    0     0       0          0\n",
+			[]InterfaceCounters{{Name: "eth0", RxBytes: 1234, RxPackets: 10, RxErrors: 2, RxDropped: 4, TxBytes: 5678, TxPackets: 20, TxErrors: 3, TxDropped: 5}}},
+		{"two interfaces, counters past 2^32", "" +
+			"  eth0: 5000000000 4000000 0 1 0 0 0 0 6000000000 5000000 0 2 0 0 0 0\n" +
+			"  net1: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16\n",
+			[]InterfaceCounters{
+				{Name: "eth0", RxBytes: 5000000000, RxPackets: 4000000, RxDropped: 1, TxBytes: 6000000000, TxPackets: 5000000, TxDropped: 2},
+				{Name: "net1", RxBytes: 1, RxPackets: 2, RxErrors: 3, RxDropped: 4, TxBytes: 9, TxPackets: 10, TxErrors: 11, TxDropped: 12}}},
+		{"truncated line skipped", "  eth0: 1 2 3\n", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := parseNetDev([]byte(header + tc.lines)); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }
 
@@ -112,7 +129,7 @@ func TestRecordRoundTrip(t *testing.T) {
 // dir against its golden file, and that a non-empty dir is left alone.
 func TestDefaultConfList(t *testing.T) {
 	dir := t.TempDir()
-	if err := writeDefaultConfList(dir, "/ROOT/cni/networks"); err != nil {
+	if err := writeDefaultConfList(dir, "/ROOT/cni/networks", true); err != nil {
 		t.Fatal(err)
 	}
 	got, err := os.ReadFile(filepath.Join(dir, defaultConfListName))
@@ -132,7 +149,7 @@ func TestDefaultConfList(t *testing.T) {
 	}
 	other := t.TempDir()
 	os.WriteFile(filepath.Join(other, "50-mine.conflist"), []byte(`{"cniVersion":"1.0.0","name":"mine","plugins":[{"type":"bridge"}]}`), 0o644)
-	if err := writeDefaultConfList(other, "/x"); err != nil {
+	if err := writeDefaultConfList(other, "/x", true); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(other, defaultConfListName)); !os.IsNotExist(err) {
