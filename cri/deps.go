@@ -22,6 +22,8 @@ type PodManager interface {
 	Get(id string) (*sandbox.Sandbox, error)
 	List() []*sandbox.Sandbox
 	Stats(ctx context.Context, id string) (*runtimeapi.PodSandboxStats, error)
+	// NetworkCounters reads the pod's interface counters for the metrics.
+	NetworkCounters(ctx context.Context, id string) ([]sandbox.InterfaceCounters, error)
 	NetworkReady() (bool, string)
 }
 
@@ -37,8 +39,9 @@ type ContainerManager interface {
 	Update(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error
 	ReopenLog(ctx context.Context, id string) error
 	Stats(ctx context.Context, id string) (*runtimeapi.ContainerStats, error)
-	// Usage samples resource use without moving Stats' CPU-rate window.
-	Usage(ctx context.Context, id string) (runtime.Usage, error)
+	// Metrics measures a container in detail for the CRI metrics,
+	// without moving Stats' CPU-rate window.
+	Metrics(ctx context.Context, id string) (runtime.Metrics, error)
 	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (runtime.ExecResult, error)
 	// Events delivers life-cycle changes; cri is its only reader.
 	Events() <-chan runtime.Event

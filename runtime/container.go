@@ -51,12 +51,13 @@ type Options struct {
 }
 
 // CgroupReader is the part of cgroups.Manager runtime uses: the driver
-// name and a container cgroup's usage. path is the container's
-// Spec.Linux.CgroupsPath, as given to the OCI runtime (cgroups.Manager's
-// ContainerPath).
+// name and a container cgroup's usage and detail. path is the
+// container's Spec.Linux.CgroupsPath, as given to the OCI runtime
+// (cgroups.Manager's ContainerPath).
 type CgroupReader interface {
 	Name() string
 	Stats(path string) (*cgroups.Stats, error)
+	Metrics(path string) (*cgroups.Metrics, error)
 }
 
 // Manager runs containers through conmon and an OCI runtime and keeps

@@ -161,6 +161,19 @@ func TestTwoPodsGetAddressesAndTalk(t *testing.T) {
 			t.Errorf("ListStats: %d, %v", len(all), err)
 		}
 	})
+	t.Run("network counters", func(t *testing.T) {
+		// The pods talked above: eth0 has received and sent packets.
+		got, err := m.NetworkCounters(context.Background(), a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].Name != "eth0" || got[0].RxPackets == 0 || got[0].TxPackets == 0 || got[0].RxBytes == 0 {
+			t.Errorf("counters of pod a: %+v", got)
+		}
+		if _, err := m.NetworkCounters(context.Background(), "no-such-pod"); !errdefs.IsNotFound(err) {
+			t.Errorf("unknown pod: %v, want ErrNotFound", err)
+		}
+	})
 }
 
 func readFile(t *testing.T, p string) string {

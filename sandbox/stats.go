@@ -60,17 +60,16 @@ func (m *Manager) Stats(ctx context.Context, id string) (*runtimeapi.PodSandboxS
 		Process: &runtimeapi.ProcessUsage{Timestamp: ts, ProcessCount: &runtimeapi.UInt64Value{Value: u.procs}},
 		Network: &runtimeapi.NetworkUsage{Timestamp: ts},
 	}
-	if sb.NetNSPath != "" && isNamespacePin(sb.NetNSPath) {
-		ifaces, err := netDevInNamespace(sb.NetNSPath)
-		if err != nil {
-			return nil, fmt.Errorf("network stats of pod %s: %w", id, err)
+	ifaces, err := podInterfaces(sb)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range ifaces {
+		i := c.usage()
+		if i.Name == podIfName {
+			linux.Network.DefaultInterface = i
 		}
-		for _, i := range ifaces {
-			if i.Name == podIfName {
-				linux.Network.DefaultInterface = i
-			}
-		}
-		linux.Network.Interfaces = ifaces
+		linux.Network.Interfaces = append(linux.Network.Interfaces, i)
 	}
 	return &runtimeapi.PodSandboxStats{
 		Attributes: &runtimeapi.PodSandboxAttributes{
@@ -176,9 +175,46 @@ func processUsage(member func(pid string) bool) (usage, error) {
 // supports for this build.
 const clockTicks = 100
 
+// InterfaceCounters are the kernel's counters of one network interface
+// in a pod's network namespace, as /proc/net/dev shows them.
+type InterfaceCounters struct {
+	Name                                    string
+	RxBytes, RxPackets, RxErrors, RxDropped uint64
+	TxBytes, TxPackets, TxErrors, TxDropped uint64
+}
+
+func (c InterfaceCounters) usage() *runtimeapi.NetworkInterfaceUsage {
+	v := func(n uint64) *runtimeapi.UInt64Value { return &runtimeapi.UInt64Value{Value: n} }
+	return &runtimeapi.NetworkInterfaceUsage{
+		Name: c.Name, RxBytes: v(c.RxBytes), RxErrors: v(c.RxErrors), TxBytes: v(c.TxBytes), TxErrors: v(c.TxErrors),
+	}
+}
+
+// NetworkCounters reads the counters of every interface but loopback in
+// the pod's network namespace; a pod without one of its own (host
+// network, or stopped and its namespace released) has none.
+func (m *Manager) NetworkCounters(ctx context.Context, id string) ([]InterfaceCounters, error) {
+	sb, err := m.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	return podInterfaces(sb)
+}
+
+func podInterfaces(sb *Sandbox) ([]InterfaceCounters, error) {
+	if sb.NetNSPath == "" || !isNamespacePin(sb.NetNSPath) {
+		return nil, nil
+	}
+	ifaces, err := netDevInNamespace(sb.NetNSPath)
+	if err != nil {
+		return nil, fmt.Errorf("network counters of pod %s: %w", sb.ID, err)
+	}
+	return ifaces, nil
+}
+
 // netDevInNamespace reads /proc/<tid>/net/dev from a thread inside the
 // pod's network namespace (sysfs would show crib's).
-func netDevInNamespace(path string) ([]*runtimeapi.NetworkInterfaceUsage, error) {
+func netDevInNamespace(path string) ([]InterfaceCounters, error) {
 	var data []byte
 	err := inNamespace(path, nsNet, func() error {
 		var err error
@@ -191,9 +227,12 @@ func netDevInNamespace(path string) ([]*runtimeapi.NetworkInterfaceUsage, error)
 	return parseNetDev(data), nil
 }
 
-// parseNetDev parses /proc/net/dev, leaving out loopback.
-func parseNetDev(data []byte) []*runtimeapi.NetworkInterfaceUsage {
-	var out []*runtimeapi.NetworkInterfaceUsage
+// parseNetDev parses /proc/net/dev, leaving out loopback. After the name,
+// the columns are receive bytes, packets, errs, drop, fifo, frame,
+// compressed, multicast, then transmit bytes, packets, errs, drop, fifo,
+// colls, carrier, compressed.
+func parseNetDev(data []byte) []InterfaceCounters {
+	var out []InterfaceCounters
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		name, rest, ok := strings.Cut(sc.Text(), ":")
@@ -202,12 +241,11 @@ func parseNetDev(data []byte) []*runtimeapi.NetworkInterfaceUsage {
 		if !ok || name == "lo" || len(f) < 16 {
 			continue
 		}
-		num := func(i int) *runtimeapi.UInt64Value {
-			v, _ := strconv.ParseUint(f[i], 10, 64)
-			return &runtimeapi.UInt64Value{Value: v}
-		}
-		out = append(out, &runtimeapi.NetworkInterfaceUsage{
-			Name: name, RxBytes: num(0), RxErrors: num(2), TxBytes: num(8), TxErrors: num(10),
+		num := func(i int) uint64 { v, _ := strconv.ParseUint(f[i], 10, 64); return v }
+		out = append(out, InterfaceCounters{
+			Name:    name,
+			RxBytes: num(0), RxPackets: num(1), RxErrors: num(2), RxDropped: num(3),
+			TxBytes: num(8), TxPackets: num(9), TxErrors: num(10), TxDropped: num(11),
 		})
 	}
 	return out

@@ -31,6 +31,10 @@ type Manager interface {
 	RemovePod(path string) error
 	// Stats reads the usage of a pod (or container) cgroup.
 	Stats(path string) (*Stats, error)
+	// Metrics reads Stats plus the detail of the kubelet's CRI metrics:
+	// CPU split and throttling, memory detail, limits, block I/O and the
+	// processes in the cgroup.
+	Metrics(path string) (*Metrics, error)
 	// ContainerPath is the OCI cgroupsPath for a container of the pod.
 	ContainerPath(podPath, containerID string) string
 }

@@ -103,6 +103,15 @@ func TestRealV1PodCgroup(t *testing.T) {
 	if s.Pids != 1 || s.CPUUsageNs == 0 || s.MemoryUsage == 0 {
 		t.Errorf("stats %+v", s)
 	}
+	// The detail reads back the limits set above and the one process.
+	md, err := m.Metrics(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md.MemoryLimit != 65<<20 || md.CPUQuotaUs != 20000 || md.CPUPeriodUs == 0 || md.CPUShares == 0 ||
+		md.CPUUserNs+md.CPUSystemNs == 0 || md.MemoryMaxUsage == 0 || len(md.Procs) != 1 || md.Procs[0] != sleep.Process.Pid {
+		t.Errorf("metrics %+v", md)
+	}
 	// Move it back out so the pod cgroup can go.
 	sleep.Process.Kill()
 	sleep.Wait()
