@@ -177,7 +177,7 @@ func (m *Manager) stepReaper(_ context.Context, c *creation) error {
 	if !c.plan.sharedPID {
 		return nil
 	}
-	pid, start, err := startReaper(m.opts.CatatonitPath)
+	pid, start, err := startReaper(m.opts.CatatonitPath, reaperMark(c.sb.ID, m.opts.Root))
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -258,7 +259,15 @@ func unescapeMountPath(s string) string {
 // its own session and is not tied to crib's life: pods outlive restarts.
 // crib reaps it while it is crib's child; after a restart, the subreaper
 // above crib does.
-func startReaper(catatonit string) (pid int, start uint64, err error) {
+// reaperEnv marks a pod's reaper with the pod's id and crib's root, so
+// that start-up recovery can find a reaper whose pod record never learnt
+// its pid (crib killed between starting it and saving the record), and
+// never takes another crib's reaper for one of its own.
+const reaperEnv = "CRIB_POD_REAPER"
+
+func reaperMark(podID, root string) string { return podID + "@" + root }
+
+func startReaper(catatonit, mark string) (pid int, start uint64, err error) {
 	path := catatonit
 	if path == "" {
 		path = "catatonit"
@@ -267,6 +276,7 @@ func startReaper(catatonit string) (pid int, start uint64, err error) {
 		return 0, 0, fmt.Errorf("the PID-namespace reaper catatonit: %w", err)
 	}
 	cmd := exec.Command(path, "-P")
+	cmd.Env = []string{reaperEnv + "=" + mark}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return 0, 0, fmt.Errorf("starting the reaper %s: %w", path, err)
@@ -341,4 +351,27 @@ func killProcess(pid int, start uint64) error {
 		}
 	}
 	return fmt.Errorf("pid %d survived SIGKILL for 5s", pid)
+}
+
+// markedReapers lists the live processes carrying reaperEnv, by mark.
+func markedReapers() map[string][]int {
+	out := map[string][]int{}
+	dirs, _ := os.ReadDir("/proc")
+	prefix := []byte(reaperEnv + "=")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", d.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if id, ok := bytes.CutPrefix(kv, prefix); ok {
+				out[string(id)] = append(out[string(id)], pid)
+			}
+		}
+	}
+	return out
 }

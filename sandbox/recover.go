@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // RecoverReport says what Recover found, for the start-up log.
@@ -33,7 +34,35 @@ func (m *Manager) Recover(ctx context.Context) (RecoverReport, error) {
 		m.recoverOne(ctx, sb, &r)
 	}
 	m.removeOrphans(ctx, &r)
+	m.killStrayReapers(&r)
 	return r, errors.Join(r.Errors...)
+}
+
+// killStrayReapers ends reapers that no ready pod owns: those of creates
+// killed before the record learnt the reaper's pid, and of pods removed
+// since. A reaper holds nothing but its PID namespace.
+func (m *Manager) killStrayReapers(r *RecoverReport) {
+	for mark, pids := range markedReapers() {
+		id, root, ok := strings.Cut(mark, "@")
+		if !ok || root != m.opts.Root {
+			continue // another crib's
+		}
+		sb := m.lookup(id)
+		for _, pid := range pids {
+			if sb != nil && sb.State == StateReady && sb.ReaperPID == pid {
+				continue
+			}
+			start, err := processStartTime(pid)
+			if err != nil {
+				continue // gone meanwhile
+			}
+			if err := killProcess(pid, start); err != nil {
+				r.Errors = append(r.Errors, fmt.Errorf("killing the stray reaper %d of pod %s: %w", pid, id, err))
+				continue
+			}
+			m.log.Info("killed a stray pod reaper", "pod", id, "pid", pid)
+		}
+	}
 }
 
 func (m *Manager) recoverOne(ctx context.Context, sb *Sandbox, r *RecoverReport) {

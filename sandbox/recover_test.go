@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -138,5 +140,31 @@ func TestRecoverCgroupOfInterruptedCreate(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(opts.Cgroups.(dirCgroups).base, "crib-pod-cut")); !os.IsNotExist(err) {
 		t.Errorf("the interrupted create's cgroup is left: %v", err)
+	}
+}
+
+// A reaper whose pod record never learnt its pid is found by its mark and
+// killed; another crib's reaper (another root) is left alone.
+func TestRecoverKillsStrayReaper(t *testing.T) {
+	mine, mineStart, err := startReaper("", reaperMark("stray-pod", "/my/root"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, theirStart, err := startReaper("", reaperMark("stray-pod", "/other/root"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer killProcess(theirs, theirStart)
+	m := &Manager{opts: Options{Root: "/my/root"}, sandboxes: map[string]*Sandbox{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	var r RecoverReport
+	m.killStrayReapers(&r)
+	if len(r.Errors) > 0 {
+		t.Fatal(r.Errors)
+	}
+	if processAlive(mine, mineStart) {
+		t.Error("the stray reaper of this crib survived recovery")
+	}
+	if !processAlive(theirs, theirStart) {
+		t.Error("another crib's reaper was killed")
 	}
 }
