@@ -43,7 +43,14 @@ func TestRecover(t *testing.T) {
 	if err := syscall.Kill(lost.MonitorPid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond) // rec-exits exits while nobody watches
+	// rec-exits exits while nobody watches; wait for its monitor to record
+	// that (a fixed sleep is too short on a loaded machine).
+	exitFile := filepath.Join(e.opts.RunRoot, "exits", "rec-exits")
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(exitFile); err == nil {
+			break
+		}
+	}
 
 	e.m = e.newManager()
 	rep, err := e.m.Recover(ctx)
