@@ -228,7 +228,9 @@ func (s *Store) deleteImage(id, ref string) error {
 	case err == nil:
 		s.log.Info("image removed", "ref", ref, "image", id)
 		return nil
-	case errors.Is(err, cstorage.ErrImageUnknown):
+	case errors.Is(err, cstorage.ErrImageUnknown), errors.Is(err, cstorage.ErrNotAnImage):
+		// A concurrent removal won: the id came from an image lookup, so
+		// "not an image" now means it is gone. Removal is idempotent.
 		return nil
 	case errors.Is(err, cstorage.ErrImageUsedByContainer):
 		return fmt.Errorf("%w: image %s is in use by a container: %v", errdefs.ErrFailedPrecondition, ref, err)

@@ -130,3 +130,28 @@ func linkCount(t *testing.T, path string) uint64 {
 	}
 	return uint64(st.Nlink)
 }
+
+// critest removes one image from several clients at once: every call must
+// succeed, whichever of them deletes it.
+func TestConcurrentRemovalsAllSucceed(t *testing.T) {
+	ctx := context.Background()
+	for round := range 5 {
+		s := newStore(t)
+		img, err := s.Pull(ctx, ref("base"), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, 8)
+		for range 8 {
+			go func() { errs <- s.Remove(ctx, img.ID) }()
+		}
+		for range 8 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: concurrent Remove: %v", round, err)
+			}
+		}
+		if _, err := s.Status(ctx, img.ID); err == nil {
+			t.Fatalf("round %d: image still there", round)
+		}
+	}
+}
