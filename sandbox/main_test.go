@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+
+	"github.com/crib-dev/crib/internal/loopback"
 )
 
 // testNetNSEnv marks the re-executed test binary.
@@ -20,7 +22,7 @@ func TestMain(m *testing.M) {
 		os.Exit(reexecInNamespaces())
 	}
 	if inTestNamespaces() {
-		if err := bringUpLoopback(); err != nil {
+		if err := loopback.Up(); err != nil {
 			fmt.Fprintln(os.Stderr, "loopback:", err)
 			os.Exit(1)
 		}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/crib-dev/crib/internal/loopback"
 )
 
 // nsKind is a namespace a pod may own; the name is /proc/<tid>/ns/<name>.
@@ -98,7 +100,7 @@ func (s nsSetup) configure() error {
 				return fmt.Errorf("setting the pod's hostname %q: %w", s.hostname, err)
 			}
 		case nsNet:
-			if err := bringUpLoopback(); err != nil {
+			if err := loopback.Up(); err != nil {
 				return fmt.Errorf("bringing up the pod's loopback: %w", err)
 			}
 		}
@@ -134,23 +136,6 @@ func unpin(pins map[string]string) {
 		unix.Unmount(p, unix.MNT_DETACH)
 		os.Remove(p)
 	}
-}
-
-func bringUpLoopback() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
 // inNamespace runs fn on a locked thread that joined the namespace pinned

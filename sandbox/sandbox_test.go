@@ -144,10 +144,12 @@ func TestTwoPodsGetAddressesAndTalk(t *testing.T) {
 			if s, err = m.Stats(context.Background(), a.ID); err != nil {
 				t.Fatal(err)
 			}
-			if s.Linux.Process.ProcessCount.Value >= 1 || time.Now().After(deadline) {
+			// Until nsenter has joined and exec'd, and processes of the
+			// subtests before (the listener) have gone.
+			if s.Linux.Process.ProcessCount.Value == 1 || time.Now().After(deadline) {
 				break
 			}
-			time.Sleep(20 * time.Millisecond) // until nsenter has joined and exec'd
+			time.Sleep(20 * time.Millisecond)
 		}
 		l := s.Linux
 		if s.Attributes.Id != a.ID || l.Process.ProcessCount.Value != 1 || l.Memory.WorkingSetBytes.Value == 0 || l.Cpu.UsageCoreNanoSeconds == nil {

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/crib-dev/crib/internal/loopback"
 )
 
 // runChild is the daemon inside crib's namespaces, as root there. It
@@ -23,7 +25,7 @@ func runChild(ctx context.Context, o Options) error {
 	if err := prepareMountNamespace(); err != nil {
 		return err
 	}
-	if err := bringUpLoopback(); err != nil {
+	if err := loopback.Up(); err != nil {
 		return fmt.Errorf("bringing up loopback in crib's network namespace: %w", err)
 	}
 	if err := useNamespaceResolver(o.Config.RunRoot); err != nil {
@@ -65,23 +67,6 @@ func prepareMountNamespace() error {
 		return fmt.Errorf("making / a slave mount in crib's namespace: %w", err)
 	}
 	return nil
-}
-
-func bringUpLoopback() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
 // useNamespaceResolver points /etc/resolv.conf, inside crib's mount
