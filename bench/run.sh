@@ -115,6 +115,9 @@ if [ -S "$crib_sock" ]; then
 	echo "bench/run.sh: a crib already serves $crib_sock; stop it first" >&2
 	exit 1
 fi
+# A fresh root, as containerd gets below: nothing (images, a CNI conflist
+# written by an older crib) carries over from an earlier run.
+rm -rf "$crib_root"
 delegation=$("$repo/scripts/cgroup-delegate.sh" create "$user")
 delegated=yes
 cgroup_procs=$(printf '%s/cgroup.procs\n' $delegation | paste -sd, -)
