@@ -200,7 +200,7 @@ func collectKeys(v reflect.Value, prefix string, keys *[]Key) {
 func (k Key) String() string {
 	switch k.value.Kind() {
 	case reflect.String:
-		return strconv.Quote(k.value.String())
+		return tomlQuote(k.value.String())
 	case reflect.Int:
 		return strconv.FormatInt(k.value.Int(), 10)
 	case reflect.Bool:
@@ -208,7 +208,7 @@ func (k Key) String() string {
 	case reflect.Slice:
 		quoted := make([]string, k.value.Len())
 		for i := range quoted {
-			quoted[i] = strconv.Quote(k.value.Index(i).String())
+			quoted[i] = tomlQuote(k.value.Index(i).String())
 		}
 		return "[" + strings.Join(quoted, ", ") + "]"
 	}
@@ -331,5 +331,32 @@ func Render(cfg Config) string {
 		}
 		fmt.Fprintf(&b, "# %s (--%s)\n%s = %s\n", k.Help, k.Flag, leaf, k.String())
 	}
+	return b.String()
+}
+
+// tomlQuote writes s as a TOML basic string. strconv.Quote would not do:
+// Go escapes such as \a and \x01 are not TOML.
+func tomlQuote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"':
+			b.WriteString(`\"`)
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\u%04X`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
 	return b.String()
 }
