@@ -87,6 +87,9 @@ func newDaemon(t *testing.T, u testUser) *daemon {
 	}
 	d.socket = filepath.Join(d.runroot, "crib.sock")
 	t.Cleanup(func() {
+		// A test that failed midway may have left pods: remove them through
+		// CRI while crib still runs, so no container outlives the test.
+		d.removeAllPods()
 		d.stop(t)
 		d.killHolder()
 		os.RemoveAll(d.root)
@@ -328,6 +331,28 @@ func (d *daemon) holderPID(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return h.PID
+}
+
+// removeAllPods removes every pod of a running crib, best effort.
+func (d *daemon) removeAllPods() {
+	if d.cmd == nil || d.cmd.ProcessState != nil {
+		return
+	}
+	c, err := grpcDial(d.socket)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rs := runtimeapi.NewRuntimeServiceClient(c)
+	pods, err := rs.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		return
+	}
+	for _, p := range pods.Items {
+		rs.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.Id})
+	}
 }
 
 // killHolder ends what a crib killed with SIGKILL leaves on purpose: the
