@@ -296,7 +296,7 @@ func startHostSide(ctx context.Context, runRoot string, env daemonEnv, log *slog
 		cancel()
 		return nil, err
 	}
-	go serveTargetDialer(ctx, target, log)
+	go serveDialRelay(ctx, target, log)
 	h.ports = &portalClient{controlSock: filepath.Join(runRoot, controlSocketName)}
 	front, err := startSocksFront(ctx, env.relaySock, log)
 	if err != nil {

@@ -23,55 +23,19 @@ import (
 // and slirp4netns hides the host's loopback on purpose.
 //
 // Filesystem unix sockets are not bound to a network namespace, so the
-// parent (host namespaces) listens on one; for each connection the child
-// writes "host:port\n", the parent dials it and answers "OK\n" or
-// "ERR reason\n", then both ends copy bytes. Inside crib's namespace a tiny
+// parent (host namespaces) listens on one and serves it with the same dial
+// relay the child serves for the portal (serveDialRelay, portal.go): for
+// each connection the child writes "tcp host:port\n", the parent dials it
+// and answers "OK\n" or "ERR reason\n", then both ends copy bytes. Inside crib's namespace a tiny
 // SOCKS5 front on 127.0.0.1 turns that into a proxy URL that
 // containers/image and net/http understand.
 
 const hostDialTimeout = 15 * time.Second
 
-// serveHostDialer accepts relay requests on l until ctx ends.
-func serveHostDialer(ctx context.Context, l net.Listener, log *slog.Logger) {
-	go func() { <-ctx.Done(); l.Close() }()
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		go relayToHost(ctx, c, log)
-	}
-}
-
-func relayToHost(ctx context.Context, c net.Conn, log *slog.Logger) {
-	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(hostDialTimeout))
-	br := bufio.NewReader(c)
-	line, err := br.ReadString('\n')
-	if err != nil {
-		return
-	}
-	c.SetReadDeadline(time.Time{})
-	target := strings.TrimSpace(line)
-	dctx, cancel := context.WithTimeout(ctx, hostDialTimeout)
-	up, err := (&net.Dialer{}).DialContext(dctx, "tcp", target)
-	cancel()
-	if err != nil {
-		log.Debug("host dial failed", "target", target, "err", err)
-		fmt.Fprintf(c, "ERR %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
-		return
-	}
-	defer up.Close()
-	if _, err := io.WriteString(c, "OK\n"); err != nil {
-		return
-	}
-	splice(up, &bufferedConn{Conn: c, r: br})
-}
-
 // dialViaHost opens a connection to target from the host's namespaces
 // through the relay socket at sockPath.
 func dialViaHost(ctx context.Context, sockPath, target string) (net.Conn, error) {
-	return dialViaRelay(ctx, sockPath, target)
+	return dialViaRelay(ctx, sockPath, "tcp "+target)
 }
 
 // dialViaRelay sends one request line to the relay at sockPath and, once

@@ -23,7 +23,7 @@ func TestHostDialerProxiesHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go serveHostDialer(ctx, l, log)
+	go serveDialRelay(ctx, l, log)
 	front, err := startSocksFront(ctx, sock, log)
 	if err != nil {
 		t.Fatal(err)

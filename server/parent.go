@@ -62,7 +62,7 @@ func runParent(ctx context.Context, o Options, sd systemdHandoff) (retErr error)
 	}
 	relayCtx, stopRelay := context.WithCancel(ctx)
 	defer stopRelay()
-	go serveHostDialer(relayCtx, relay, o.Logger)
+	go serveDialRelay(relayCtx, relay, o.Logger)
 
 	control, err := listenRelay(filepath.Join(cfg.RunRoot, controlSocketName))
 	if err != nil {

@@ -288,20 +288,22 @@ func dialTarget(ctx context.Context, sock, proto, target string) (net.Conn, erro
 	return dialViaRelay(ctx, sock, proto+" "+target)
 }
 
-// serveTargetDialer is the child's side: it dials what the parent names,
-// from inside crib's network namespace.
-func serveTargetDialer(ctx context.Context, l net.Listener, log *slog.Logger) {
+// serveDialRelay dials, from the network namespace it runs in, what each
+// connection names ("tcp host:port" or "udp host:port") and relays bytes.
+// The child serves it for the portal (dialling inside crib's namespace),
+// the parent for the host dialer (dialling from the host's).
+func serveDialRelay(ctx context.Context, l net.Listener, log *slog.Logger) {
 	go func() { <-ctx.Done(); l.Close() }()
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			return
 		}
-		go dialForParent(ctx, c, log)
+		go dialForPeer(ctx, c, log)
 	}
 }
 
-func dialForParent(ctx context.Context, c net.Conn, log *slog.Logger) {
+func dialForPeer(ctx context.Context, c net.Conn, log *slog.Logger) {
 	defer c.Close()
 	br := bufio.NewReader(c)
 	c.SetReadDeadline(time.Now().Add(hostDialTimeout))

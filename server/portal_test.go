@@ -25,7 +25,7 @@ func startTestPortal(t *testing.T) (*portalClient, *portal) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go serveTargetDialer(ctx, tl, log)
+	go serveDialRelay(ctx, tl, log)
 	p := newPortal(targetSock, log)
 	t.Cleanup(p.closeAll)
 	controlSock := filepath.Join(dir, controlSocketName)
