@@ -230,16 +230,23 @@ func (m *Manager) undoNetwork(ctx context.Context, c *creation) error {
 }
 
 func (m *Manager) stepHostPorts(ctx context.Context, c *creation) error {
-	if m.opts.HostPorts == nil || len(c.plan.ports) == 0 {
+	return m.exposeHostPorts(ctx, c.sb, c.plan.ports)
+}
+
+// exposeHostPorts asks crib's parent to forward the pod's host ports; at
+// create, and again at start-up for the pods that survived a restart (the
+// old parent's listeners died with it).
+func (m *Manager) exposeHostPorts(ctx context.Context, sb *Sandbox, planned []PortMapping) error {
+	if m.opts.HostPorts == nil || len(planned) == 0 {
 		return nil
 	}
-	ports := make([]PortMapping, len(c.plan.ports))
-	for i, p := range c.plan.ports {
-		p.PodIP = c.sb.IP
+	ports := make([]PortMapping, len(planned))
+	for i, p := range planned {
+		p.PodIP = sb.IP
 		ports[i] = p
 	}
-	if err := m.opts.HostPorts.Expose(ctx, c.sb.ID, ports); err != nil {
-		return fmt.Errorf("forwarding the host ports of pod %s: %w", c.sb.ID, err)
+	if err := m.opts.HostPorts.Expose(ctx, sb.ID, ports); err != nil {
+		return fmt.Errorf("forwarding the host ports of pod %s: %w", sb.ID, err)
 	}
 	return nil
 }

@@ -81,6 +81,11 @@ func (m *Manager) recoverOne(ctx context.Context, sb *Sandbox, r *RecoverReport)
 		r.Removed = append(r.Removed, sb.ID)
 	case sb.State == StateReady && m.alive(sb):
 		r.Ready = append(r.Ready, sb.ID)
+		if plan, err := m.plan(sb.Config); err == nil {
+			if err := m.exposeHostPorts(ctx, sb, plan.ports); err != nil {
+				r.Errors = append(r.Errors, err)
+			}
+		}
 	default:
 		if err := m.stopLocked(ctx, sb); err != nil {
 			r.Errors = append(r.Errors, err)

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -114,9 +113,6 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 	for _, err := range rerrs {
 		log.Warn("recovering container filesystems", "err", err)
 	}
-	if hostPorts != nil {
-		reexposeHostPorts(ctx, p.pods, hostPorts, log)
-	}
 	log.Info("recovered state",
 		"containers_reattached", len(crep.Reattached), "containers_exited", len(crep.Exited), "containers_lost", len(crep.Lost),
 		"containers_cleaned", len(crep.Cleaned),
@@ -165,33 +161,4 @@ func (h portalHostPorts) Expose(ctx context.Context, podID string, ports []sandb
 
 func (h portalHostPorts) Unexpose(ctx context.Context, podID string) error {
 	return h.c.Unexpose(ctx, "pod:"+podID)
-}
-
-// reexposeHostPorts asks the new parent to forward the host ports of the
-// pods that survived a restart: the old parent's listeners died with it.
-func reexposeHostPorts(ctx context.Context, pods *sandbox.Manager, hp sandbox.HostPorts, log *slog.Logger) {
-	for _, sb := range pods.List() {
-		if sb.State != sandbox.StateReady {
-			continue
-		}
-		var ports []sandbox.PortMapping
-		for _, pm := range sb.Config.GetPortMappings() {
-			if pm.GetHostPort() <= 0 {
-				continue
-			}
-			ports = append(ports, sandbox.PortMapping{
-				Protocol:      strings.ToLower(pm.GetProtocol().String()),
-				HostIP:        pm.GetHostIp(),
-				HostPort:      int(pm.GetHostPort()),
-				PodIP:         sb.IP,
-				ContainerPort: int(pm.GetContainerPort()),
-			})
-		}
-		if len(ports) == 0 {
-			continue
-		}
-		if err := hp.Expose(ctx, sb.ID, ports); err != nil {
-			log.Warn("re-exposing host ports", "pod", sb.ID, "err", err)
-		}
-	}
 }
