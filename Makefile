@@ -14,7 +14,7 @@ CRIB_USER ?= crib
 TEST_USER ?= crib-test
 CRICTL_VERSION := v1.37.0
 
-.PHONY: all build unit integration test run stop conformance bench crictl host-setup vet clean fuzz install
+.PHONY: all build unit integration test run stop conformance bench crictl host-setup vet clean fuzz install test-images
 
 all: build
 
@@ -38,9 +38,15 @@ host-setup:
 	@if [ "$$(id -u)" -eq 0 ]; then scripts/host-setup.sh $(TEST_USER); \
 	else echo "not root: skipping host setup (an admin must have run scripts/host-setup.sh $(TEST_USER))"; fi
 
+# The local registry on 127.0.0.1:5000 with the offline test images
+# (idempotent: pushes only what changed). Integration tests, critest and the
+# benchmarks pull from it, so each target that needs it starts it itself.
+test-images:
+	conformance/images.sh
+
 # Integration tests start the real `crib serve` as $(TEST_USER) and talk to
 # it from the host namespaces.
-integration: build crictl host-setup
+integration: build crictl host-setup test-images
 	CRIB_BIN=$(CURDIR)/bin/crib CRICTL_BIN=$(CURDIR)/bin/crictl CRIB_TEST_USER=$(TEST_USER) \
 		$(GO) test -tags "$(TAGS) integration" -count=1 -v -run Integration ./server/
 
