@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -15,16 +17,22 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/cri-streaming/pkg/streaming"
+	"k8s.io/cri-streaming/pkg/streaming/portforward"
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
+	"k8s.io/streaming/pkg/httpstream/wsstream"
 
 	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/runtime"
 	"github.com/crib-dev/crib/sandbox"
 )
 
-// The streaming server (k8s.io/cri-streaming: SPDY and WebSocket) serves
-// the exec, attach and port-forward URLs the CRI returns. Rootless, it
+// The streaming server serves the exec, attach and port-forward URLs the
+// CRI returns (streamServer: SPDY through k8s.io/cri-streaming's protocol
+// handlers, WebSocket through streaming_ws.go). Rootless, it
 // listens on the same address and port in crib's network namespace and,
 // through the parent's portal, in the host's, so the one URL works for a
 // client in either (crictl on the host, a kubelet joined with `crib
@@ -39,7 +47,7 @@ const streamingOwner = "streaming"
 const streamingPortTries = 20
 
 type streamingService struct {
-	server streaming.Server
+	server *streamServer
 	http   *http.Server
 	conns  *connTracker
 	ports  *portalClient // nil: rootful, nothing forwarded
@@ -68,14 +76,7 @@ func startStreaming(ctx context.Context, cfg config.Streaming, hs *hostSide, rt 
 		inner = tls.NewListener(inner, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 		base.Scheme = "https"
 	}
-	sc := streaming.DefaultConfig
-	sc.Addr = base.Host
-	sc.BaseURL = base
-	s.server, err = streaming.NewServer(sc, rt)
-	if err != nil {
-		s.release(l)
-		return nil, fmt.Errorf("streaming server: %w", err)
-	}
+	s.server = newStreamServer(base, rt, log)
 	s.url = base.String()
 	s.http = &http.Server{
 		Handler:           s.server,
@@ -326,4 +327,255 @@ func convertResizes(ctx context.Context, in <-chan remotecommand.TerminalSize) <
 		}
 	}()
 	return out
+}
+
+// streamServer hands out the single-use URLs of streaming sessions and
+// serves them. It is crib's rather than k8s.io/cri-streaming's Server
+// because that one keeps its tokens to itself and serves WebSocket only
+// up to remotecommand v4, with no SPDY-in-WebSocket port-forward: a
+// WebSocket session must be found by its token here. SPDY sessions still
+// run in the library's protocol handlers, with its default timeouts.
+type streamServer struct {
+	rt       streaming.Runtime
+	base     *url.URL
+	sessions *sessionCache
+	mux      *http.ServeMux
+	log      *slog.Logger
+	// idle ends a session that moved no data for that long; creation
+	// bounds how long a SPDY client may take to open its streams.
+	idle, creation time.Duration
+}
+
+// Bounds of the pending sessions: a URL is used within a minute or
+// never, and a client that asks for URLs without using them cannot make
+// crib hold more than sessionsMax requests.
+const (
+	sessionTTL  = time.Minute
+	sessionsMax = 1000
+)
+
+func newStreamServer(base *url.URL, rt streaming.Runtime, log *slog.Logger) *streamServer {
+	s := &streamServer{
+		rt:       rt,
+		base:     base,
+		sessions: newSessionCache(sessionTTL, sessionsMax, time.Now),
+		mux:      http.NewServeMux(),
+		log:      log,
+		idle:     streaming.DefaultConfig.StreamIdleTimeout,
+		creation: streaming.DefaultConfig.StreamCreationTimeout,
+	}
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		s.mux.HandleFunc(method+" /exec/{token}", s.serveExec)
+		s.mux.HandleFunc(method+" /attach/{token}", s.serveAttach)
+		s.mux.HandleFunc(method+" /portforward/{token}", s.servePortForward)
+	}
+	return s
+}
+
+func (s *streamServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, r)
+}
+
+// GetExec, GetAttach and GetPortForward are what the CRI service calls;
+// their errors are gRPC statuses already, as the cri package passes them
+// on unchanged.
+
+func (s *streamServer) GetExec(req *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
+	if err := checkStdio(req.GetContainerId(), req.GetTty(), req.GetStdin(), req.GetStdout(), req.GetStderr()); err != nil {
+		return nil, err
+	}
+	u, err := s.sessionURL("exec", req)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.ExecResponse{Url: u}, nil
+}
+
+func (s *streamServer) GetAttach(req *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
+	if err := checkStdio(req.GetContainerId(), req.GetTty(), req.GetStdin(), req.GetStdout(), req.GetStderr()); err != nil {
+		return nil, err
+	}
+	u, err := s.sessionURL("attach", req)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.AttachResponse{Url: u}, nil
+}
+
+func (s *streamServer) GetPortForward(req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
+	if req.GetPodSandboxId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "port-forward: pod sandbox id is empty")
+	}
+	u, err := s.sessionURL("portforward", req)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.PortForwardResponse{Url: u}, nil
+}
+
+// checkStdio rejects sessions no client could use: a terminal merges
+// stderr into stdout, and a session with no stream at all has nothing to
+// carry.
+func checkStdio(containerID string, tty, stdin, stdout, stderr bool) error {
+	switch {
+	case containerID == "":
+		return status.Error(codes.InvalidArgument, "container id is empty")
+	case tty && stderr:
+		return status.Error(codes.InvalidArgument, "a terminal session has no separate stderr: tty and stderr cannot both be set")
+	case !stdin && !stdout && !stderr:
+		return status.Error(codes.InvalidArgument, "at least one of stdin, stdout and stderr must be set")
+	}
+	return nil
+}
+
+func (s *streamServer) sessionURL(kind string, req any) (string, error) {
+	token, err := s.sessions.insert(req)
+	if err != nil {
+		return "", err
+	}
+	return s.base.JoinPath(kind, token).String(), nil
+}
+
+func (s *streamServer) serveExec(w http.ResponseWriter, r *http.Request) {
+	req, ok := takeSession[*runtimeapi.ExecRequest](s.sessions, r.PathValue("token"))
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	opts := remotecommand.Options{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, TTY: req.Tty}
+	if wsstream.IsWebSocketRequest(r) {
+		s.serveRemoteCommandWS(w, r, "exec", opts, func(ctx context.Context, in io.Reader, out, errOut io.WriteCloser, resize <-chan remotecommand.TerminalSize) error {
+			return s.rt.Exec(ctx, req.ContainerId, req.Cmd, in, out, errOut, req.Tty, resize)
+		})
+		return
+	}
+	remotecommand.ServeExec(w, r, libAdapter{s.rt}, "", "", req.ContainerId, req.Cmd, &opts,
+		s.idle, s.creation, remotecommand.SupportedStreamingProtocols)
+}
+
+func (s *streamServer) serveAttach(w http.ResponseWriter, r *http.Request) {
+	req, ok := takeSession[*runtimeapi.AttachRequest](s.sessions, r.PathValue("token"))
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	opts := remotecommand.Options{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, TTY: req.Tty}
+	if wsstream.IsWebSocketRequest(r) {
+		s.serveRemoteCommandWS(w, r, "attach", opts, func(ctx context.Context, in io.Reader, out, errOut io.WriteCloser, resize <-chan remotecommand.TerminalSize) error {
+			return s.rt.Attach(ctx, req.ContainerId, in, out, errOut, req.Tty, resize)
+		})
+		return
+	}
+	remotecommand.ServeAttach(w, r, libAdapter{s.rt}, "", "", req.ContainerId, &opts,
+		s.idle, s.creation, remotecommand.SupportedStreamingProtocols)
+}
+
+// servePortForward serves SPDY and the library's own WebSocket
+// port-forward (one channel pair per port) through k8s.io/cri-streaming,
+// and SPDY tunnelled in WebSocket (crictl's and kubectl's) itself.
+func (s *streamServer) servePortForward(w http.ResponseWriter, r *http.Request) {
+	req, ok := takeSession[*runtimeapi.PortForwardRequest](s.sessions, r.PathValue("token"))
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	if wsstream.IsWebSocketRequestWithTunnelingProtocol(r) {
+		s.serveTunneledPortForward(w, r, req)
+		return
+	}
+	s.servePortForwardLib(w, r, req)
+}
+
+func (s *streamServer) servePortForwardLib(w http.ResponseWriter, r *http.Request, req *runtimeapi.PortForwardRequest) {
+	portforward.ServePortForward(w, r, libAdapter{s.rt}, req.PodSandboxId, "", &portforward.V4Options{Ports: req.Port},
+		s.idle, s.creation, portforward.SupportedProtocols)
+}
+
+// libAdapter is streaming.Runtime in the shapes k8s.io/cri-streaming's
+// protocol handlers call; they pass a container or pod id as the name.
+type libAdapter struct{ rt streaming.Runtime }
+
+func (a libAdapter) ExecInContainer(ctx context.Context, _, _ string, container string, cmd []string, in io.Reader, out, errOut io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize, _ time.Duration) error {
+	return a.rt.Exec(ctx, container, cmd, in, out, errOut, tty, resize)
+}
+
+func (a libAdapter) AttachContainer(ctx context.Context, _, _ string, container string, in io.Reader, out, errOut io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
+	return a.rt.Attach(ctx, container, in, out, errOut, tty, resize)
+}
+
+func (a libAdapter) PortForward(ctx context.Context, pod, _ string, port int32, stream io.ReadWriteCloser) error {
+	return a.rt.PortForward(ctx, pod, port, stream)
+}
+
+// sessionCache keeps the request behind each handed-out URL until the
+// URL is used once or expires. The URL is all a client presents, so its
+// token is random and unguessable.
+type sessionCache struct {
+	ttl     time.Duration
+	limit   int
+	now     func() time.Time
+	mu      sync.Mutex
+	pending map[string]pendingSession
+}
+
+type pendingSession struct {
+	req     any
+	expires time.Time
+}
+
+func newSessionCache(ttl time.Duration, limit int, now func() time.Time) *sessionCache {
+	return &sessionCache{ttl: ttl, limit: limit, now: now, pending: map[string]pendingSession{}}
+}
+
+func (c *sessionCache) insert(req any) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	c.dropExpired(now)
+	if len(c.pending) >= c.limit {
+		return "", status.Errorf(codes.ResourceExhausted, "%d streaming sessions wait for their client already", len(c.pending))
+	}
+	token, err := newSessionToken()
+	if err != nil {
+		return "", status.Errorf(codes.Internal, "streaming session token: %v", err)
+	}
+	c.pending[token] = pendingSession{req: req, expires: now.Add(c.ttl)}
+	return token, nil
+}
+
+// take removes the token's request and returns it if it has not expired.
+func (c *sessionCache) take(token string) (any, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.pending[token]
+	if !ok {
+		return nil, false
+	}
+	delete(c.pending, token)
+	return p.req, !c.now().After(p.expires)
+}
+
+func (c *sessionCache) dropExpired(now time.Time) {
+	for token, p := range c.pending {
+		if now.After(p.expires) {
+			delete(c.pending, token)
+		}
+	}
+}
+
+// takeSession takes the token's request if it is of the kind the URL
+// path names: an exec token on /attach/ is used up and refused.
+func takeSession[T any](c *sessionCache, token string) (T, bool) {
+	req, ok := c.take(token)
+	typed, isT := req.(T)
+	return typed, ok && isT
+}
+
+// newSessionToken is 128 random bits, URL-safe.
+func newSessionToken() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }

@@ -24,7 +24,8 @@ import (
 
 // Exec, attach and port-forward against a real rootless crib, driven by
 // crictl from the host namespaces and from inside crib's (crib unshare):
-// the one streaming URL must work from both.
+// the one streaming URL must work from both, over either of crictl's
+// transports (SPDY, WebSocket).
 
 // streamMode runs crictl from the host or through `crib unshare`.
 type streamMode struct {
@@ -98,44 +99,63 @@ func TestIntegrationStreaming(t *testing.T) {
 				t.Fatalf("%v: %s", err, out)
 			}
 		})
-		t.Run(m.name+"/exec -i, stdin closes", func(t *testing.T) {
-			cmd := crictl("exec", "-i", web, "sh", "-c", "cat; echo eof-seen")
-			cmd.Stdin = strings.NewReader("piped-" + m.name + "\n")
-			out, err := cmd.CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "piped-"+m.name+"\neof-seen") {
-				t.Fatalf("%v: %s", err, out)
-			}
-		})
-		t.Run(m.name+"/exec -it with a terminal and its size", func(t *testing.T) {
-			line := "stty rows 21 cols 71; exec " + shellQuote(m.wrap(d.crictlArgs("exec", "-it", web, "sh")...))
-			cmd := u.command("script", "-qc", line, "/dev/null")
-			cmd.Stdin = &slowReader{delay: 2 * time.Second, data: []byte("tty; stty size; exit 5\n")}
-			out, _ := cmd.CombinedOutput()
-			for _, want := range []string{"/dev/pts/", "21 71", "exit code 5"} {
-				if !strings.Contains(string(out), want) {
-					t.Errorf("output lacks %q:\n%s", want, out)
+		// crictl's SPDY transport, and its WebSocket one: remotecommand
+		// v5 for exec and attach, SPDY tunnelled in WebSocket for
+		// port-forward.
+		for _, transport := range []string{"spdy", "websocket"} {
+			name := m.name + "/" + transport
+			flag := "--transport=" + transport
+			t.Run(name+"/exec reports output and the exit code", func(t *testing.T) {
+				out, err := crictl("exec", flag, web, "sh", "-c", "echo out-"+name+"; echo err-"+name+" >&2; exit 3").CombinedOutput()
+				for _, want := range []string{"out-" + name + "\n", "err-" + name + "\n", "exit code 3"} {
+					if !strings.Contains(string(out), want) {
+						t.Errorf("output lacks %q (%v):\n%s", want, err, out)
+					}
 				}
-			}
-		})
-		t.Run(m.name+"/attach sees the container's output", func(t *testing.T) {
-			cmd := crictl("attach", ticker)
-			out := &lockedBuffer{}
-			cmd.Stdout, cmd.Stderr = out, out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() { cmd.Process.Kill(); cmd.Wait() }()
-			waitOutput(t, out, "tick-", 10*time.Second)
-		})
-		t.Run(m.name+"/port-forward into the pod", func(t *testing.T) {
-			local := freeHostPort(t)
-			script := fmt.Sprintf("%s & pf=$!; for i in $(seq 50); do out=$(busybox wget -qO- http://127.0.0.1:%d/ 2>/dev/null) && break; sleep 0.2; done; kill $pf; echo \"$out\"",
-				shellQuote(d.crictlArgs("port-forward", podID, fmt.Sprintf("%d:8080", local))), local)
-			out, err := u.command(m.wrap("sh", "-c", script)...).CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "hello-from-pod") {
-				t.Fatalf("%v: %s", err, out)
-			}
-		})
+				if err == nil {
+					t.Errorf("crictl exec succeeded for a command that exited 3:\n%s", out)
+				}
+			})
+			t.Run(name+"/exec -i, stdin closes", func(t *testing.T) {
+				cmd := crictl("exec", flag, "-i", web, "sh", "-c", "cat; echo eof-seen")
+				cmd.Stdin = strings.NewReader("piped-" + name + "\n")
+				out, err := cmd.CombinedOutput()
+				if err != nil || !strings.Contains(string(out), "piped-"+name+"\neof-seen") {
+					t.Fatalf("%v: %s", err, out)
+				}
+			})
+			t.Run(name+"/exec -it with a terminal and its size", func(t *testing.T) {
+				line := "stty rows 21 cols 71; exec " + shellQuote(m.wrap(d.crictlArgs("exec", flag, "-it", web, "sh")...))
+				cmd := u.command("script", "-qc", line, "/dev/null")
+				cmd.Stdin = &slowReader{delay: 2 * time.Second, data: []byte("tty; stty size; exit 5\n")}
+				out, _ := cmd.CombinedOutput()
+				for _, want := range []string{"/dev/pts/", "21 71", "exit code 5"} {
+					if !strings.Contains(string(out), want) {
+						t.Errorf("output lacks %q:\n%s", want, out)
+					}
+				}
+			})
+			t.Run(name+"/attach sees the container's output", func(t *testing.T) {
+				cmd := crictl("attach", flag, ticker)
+				out := &lockedBuffer{}
+				cmd.Stdout, cmd.Stderr = out, out
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				defer func() { cmd.Process.Kill(); cmd.Wait() }()
+				waitOutput(t, out, "tick-", 10*time.Second)
+			})
+			t.Run(name+"/port-forward into the pod", func(t *testing.T) {
+				local := freeHostPort(t)
+				// Two requests over one forward: each is its own stream pair.
+				script := fmt.Sprintf("%s & pf=$!; for i in $(seq 50); do out=$(busybox wget -qO- http://127.0.0.1:%d/ 2>/dev/null) && break; sleep 0.2; done; again=$(busybox wget -qO- http://127.0.0.1:%d/ 2>&1); kill $pf; echo \"$out $again\"",
+					shellQuote(d.crictlArgs("port-forward", flag, podID, fmt.Sprintf("%d:8080", local))), local, local)
+				out, err := u.command(m.wrap("sh", "-c", script)...).CombinedOutput()
+				if err != nil || !strings.Contains(string(out), "hello-from-pod hello-from-pod") {
+					t.Fatalf("%v: %s", err, out)
+				}
+			})
+		}
 	}
 
 	t.Run("exec into unknown and stopped containers", func(t *testing.T) {
@@ -170,39 +190,53 @@ func TestIntegrationStreaming(t *testing.T) {
 		}
 	})
 
-	t.Run("200 aborted execs leave nothing behind", func(t *testing.T) {
-		child := d.childPID(t)
-		before := streamFootprint(child, "sleep 4242")
-		const total, batch = 200, 20
-		for done := 0; done < total; done += batch {
-			var cmds []*exec.Cmd
-			for range batch {
-				cmd := u.command(d.crictlArgs("exec", web, "sleep", "4242")...)
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				cmds = append(cmds, cmd)
+	// Clients that die mid-exec: 200 over SPDY, and fewer over WebSocket
+	// (the same runtime; what differs is how the server notices).
+	for _, run := range []struct {
+		transport string
+		total     int
+	}{{"spdy", 200}, {"websocket", 60}} {
+		t.Run(fmt.Sprintf("%d aborted execs over %s leave nothing behind", run.total, run.transport), func(t *testing.T) {
+			abortedExecs(t, d, u, web, run.transport, run.total)
+		})
+	}
+}
+
+// abortedExecs starts total execs of a long sleep in batches, kills each
+// batch's clients with SIGKILL once all of it runs, and waits for crib's
+// child to be back to the processes and descriptors it had.
+func abortedExecs(t *testing.T, d *daemon, u testUser, web, transport string, total int) {
+	child := d.childPID(t)
+	before := streamFootprint(child, "sleep 4242")
+	const batch = 20
+	for done := 0; done < total; done += batch {
+		var cmds []*exec.Cmd
+		for range batch {
+			cmd := u.command(d.crictlArgs("exec", "--transport="+transport, web, "sleep", "4242")...)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
 			}
-			// Until every exec runs, then the clients die without a word.
-			waitCount(t, func() int { return countProcs("sleep 4242") }, batch, 20*time.Second)
-			for _, cmd := range cmds {
-				cmd.Process.Signal(syscall.SIGKILL)
-				cmd.Wait()
-			}
+			cmds = append(cmds, cmd)
 		}
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			after := streamFootprint(child, "sleep 4242")
-			if after.procs == 0 && after.fds <= before.fds && after.children <= before.children {
-				t.Logf("before %+v after %+v", before, after)
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("left behind: before %+v after %+v\n%s", before, after, d.out)
-			}
-			time.Sleep(200 * time.Millisecond)
+		// Until every exec runs, then the clients die without a word.
+		waitCount(t, func() int { return countProcs("sleep 4242") }, batch, 20*time.Second)
+		for _, cmd := range cmds {
+			cmd.Process.Signal(syscall.SIGKILL)
+			cmd.Wait()
 		}
-	})
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		after := streamFootprint(child, "sleep 4242")
+		if after.procs == 0 && after.fds <= before.fds && after.children <= before.children {
+			t.Logf("before %+v after %+v", before, after)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("left behind: before %+v after %+v\n%s", before, after, d.out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // footprint is what an exec could leave behind in crib's child.

@@ -1,0 +1,171 @@
+package server
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+func TestSessionCache(t *testing.T) {
+	now := time.Unix(1000, 0)
+	clock := func() time.Time { return now }
+	cases := []struct {
+		name string
+		// run inserts and takes on a cache of ttl 1m and limit 2
+		run func(t *testing.T, c *sessionCache)
+	}{{
+		name: "a token serves once",
+		run: func(t *testing.T, c *sessionCache) {
+			token := mustInsert(t, c, "req")
+			if req, ok := c.take(token); !ok || req != "req" {
+				t.Fatalf("first take: %v %v", req, ok)
+			}
+			if _, ok := c.take(token); ok {
+				t.Fatal("second take succeeded")
+			}
+		},
+	}, {
+		name: "an expired token serves no more",
+		run: func(t *testing.T, c *sessionCache) {
+			token := mustInsert(t, c, "req")
+			now = now.Add(time.Minute + time.Second)
+			if _, ok := c.take(token); ok {
+				t.Fatal("expired token served")
+			}
+		},
+	}, {
+		name: "an unknown token serves nothing",
+		run: func(t *testing.T, c *sessionCache) {
+			if _, ok := c.take("nope"); ok {
+				t.Fatal("unknown token served")
+			}
+		},
+	}, {
+		name: "the limit refuses more, and expiry makes room",
+		run: func(t *testing.T, c *sessionCache) {
+			a, b := mustInsert(t, c, "a"), mustInsert(t, c, "b")
+			if a == b {
+				t.Fatal("two sessions share a token")
+			}
+			if _, err := c.insert("c"); status.Code(err) != codes.ResourceExhausted {
+				t.Fatalf("third insert: %v", err)
+			}
+			now = now.Add(2 * time.Minute)
+			mustInsert(t, c, "c")
+		},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.run(t, newSessionCache(time.Minute, 2, clock))
+		})
+	}
+}
+
+func mustInsert(t *testing.T, c *sessionCache, req any) string {
+	t.Helper()
+	token, err := c.insert(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
+func TestSessionRequestsAreChecked(t *testing.T) {
+	s := newStreamServer(&url.URL{Scheme: "http", Host: "127.0.0.1:1"}, &fakeStreamRuntime{}, nil)
+	cases := []struct {
+		name     string
+		get      func() (string, error)
+		wantCode codes.Code
+		wantPath string
+	}{
+		{"exec", urlOf(s.GetExec(&runtimeapi.ExecRequest{ContainerId: "c", Cmd: []string{"sh"}, Stdout: true})), codes.OK, "/exec/"},
+		{"exec with no container", urlOf(s.GetExec(&runtimeapi.ExecRequest{Cmd: []string{"sh"}, Stdout: true})), codes.InvalidArgument, ""},
+		{"exec with a terminal and stderr", urlOf(s.GetExec(&runtimeapi.ExecRequest{ContainerId: "c", Tty: true, Stdout: true, Stderr: true})), codes.InvalidArgument, ""},
+		{"exec with no stream", urlOf(s.GetExec(&runtimeapi.ExecRequest{ContainerId: "c", Cmd: []string{"sh"}})), codes.InvalidArgument, ""},
+		{"attach", urlOf(s.GetAttach(&runtimeapi.AttachRequest{ContainerId: "c", Stdin: true})), codes.OK, "/attach/"},
+		{"attach with no stream", urlOf(s.GetAttach(&runtimeapi.AttachRequest{ContainerId: "c"})), codes.InvalidArgument, ""},
+		{"port-forward", urlOf(s.GetPortForward(&runtimeapi.PortForwardRequest{PodSandboxId: "p", Port: []int32{80}})), codes.OK, "/portforward/"},
+		{"port-forward with no pod", urlOf(s.GetPortForward(&runtimeapi.PortForwardRequest{Port: []int32{80}})), codes.InvalidArgument, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			u, err := tc.get()
+			if status.Code(err) != tc.wantCode {
+				t.Fatalf("got %v, want %v", err, tc.wantCode)
+			}
+			if tc.wantPath != "" && !strings.HasPrefix(u, "http://127.0.0.1:1"+tc.wantPath) {
+				t.Errorf("url %q, want under %s", u, tc.wantPath)
+			}
+		})
+	}
+}
+
+// urlOf makes a Get* call's result one shape.
+func urlOf[R interface{ GetUrl() string }](resp R, err error) func() (string, error) {
+	return func() (string, error) {
+		if err != nil {
+			return "", err
+		}
+		return resp.GetUrl(), nil
+	}
+}
+
+func TestSessionURLsAreSingleUseAndOfOneKind(t *testing.T) {
+	s, rt := newTestStreamServer(t)
+	exec, err := s.GetExec(&runtimeapi.ExecRequest{ContainerId: "c1", Cmd: []string{"echo"}, Stdout: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := s.GetExec(&runtimeapi.ExecRequest{ContainerId: "c1", Cmd: []string{"echo"}, Stdout: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := dialSession(exec.Url, v5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newWSClient(ws).waitEnd(t)
+	ws.Close()
+	cases := []struct {
+		name   string
+		method string
+		url    string
+		want   int
+	}{
+		{"a used URL", http.MethodGet, exec.Url, http.StatusNotFound},
+		{"an exec token on the attach path", http.MethodGet, strings.Replace(other.Url, "/exec/", "/attach/", 1), http.StatusNotFound},
+		{"the exec token after it was used up on the wrong path", http.MethodGet, other.Url, http.StatusNotFound},
+		{"a method no client uses", http.MethodPut, exec.Url, http.StatusMethodNotAllowed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code := requestStatus(t, tc.method, tc.url)
+			if code != tc.want {
+				t.Errorf("got %d, want %d", code, tc.want)
+			}
+		})
+	}
+	if calls := rt.recorded(); len(calls) != 1 {
+		t.Errorf("runtime calls %q, want the one exec", calls)
+	}
+}
+
+func requestStatus(t *testing.T, method, rawURL string) int {
+	t.Helper()
+	req, err := http.NewRequest(method, rawURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
