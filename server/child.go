@@ -7,12 +7,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/crib-dev/crib/internal/loopback"
+	"github.com/crib-dev/crib/internal/mountinfo"
 )
 
 // runChild is the daemon inside crib's namespaces, as root there. It
@@ -23,6 +25,10 @@ func runChild(ctx context.Context, o Options) error {
 		return err
 	}
 	if err := prepareMountNamespace(); err != nil {
+		return err
+	}
+	keep := []string{o.Config.Root, o.Config.RunRoot, filepath.Dir(o.Config.Listen)}
+	if err := copyUpAll(o.Config.Rootless.CopyUp, keep); err != nil {
 		return err
 	}
 	if err := loopback.Up(); err != nil {
@@ -87,8 +93,16 @@ func useNamespaceResolver(runRoot string) error {
 	if !linkExists("tap0") {
 		return nil // pasta copies the host's addresses and forwards DNS itself
 	}
+	conf := []byte("nameserver " + slirpDNS + "\n")
+	if copiedUp("/etc") {
+		// /etc is crib's own tmpfs: replace the link to the host's file.
+		if err := os.Remove("/etc/resolv.conf"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return os.WriteFile("/etc/resolv.conf", conf, 0o644)
+	}
 	path := filepath.Join(runRoot, "resolv.conf")
-	if err := os.WriteFile(path, []byte("nameserver "+slirpDNS+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(path, conf, 0o644); err != nil {
 		return err
 	}
 	return unix.Mount(path, "/etc/resolv.conf", "", unix.MS_BIND, "")
@@ -130,15 +144,6 @@ func withEnv(env []string, key, value string) []string {
 
 // isMounted reports whether path is a mount point in crib's namespace.
 func isMounted(path string) (bool, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && f[4] == path {
-			return true, nil
-		}
-	}
-	return false, nil
+	points, err := mountinfo.Points()
+	return slices.Contains(points, path), err
 }

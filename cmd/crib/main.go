@@ -57,6 +57,11 @@ func commandList() []command {
 			fs.Bool("write", false, "write the file instead of printing it")
 			fs.String("file", "", "where --write writes (default /etc/crictl.yaml as root, else ~/.config/crib/crictl.yaml)")
 		}},
+		command{name: "kubelet-config", run: runKubeletConfig, extra: func(fs *flag.FlagSet) {
+			fs.Bool("standalone", false, "a kubelet with no API server: anonymous access on crib's loopback")
+			fs.Bool("write", false, "write the file and make the directories it names, instead of printing it")
+			fs.String("file", "", "where --write writes (default kubelet.yaml beside crib's config file)")
+		}},
 		command{name: "install-service", run: runInstallService, extra: func(fs *flag.FlagSet) {
 			fs.String("dir", "", "where the units go (default ~/.config/systemd/user, or /etc/systemd/system as root)")
 			fs.Bool("print", false, "print the units instead of writing them")

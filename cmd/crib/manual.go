@@ -126,6 +126,33 @@ prints the export line for your shell profile.`,
 		examples: `crib crictl-config --write && export CRI_CONFIG_FILE=~/.config/crib/crictl.yaml
 crictl ps`,
 	},
+	"kubelet-config": {
+		summary:  "print or write a KubeletConfiguration for a kubelet on this crib",
+		synopsis: []string{"crib kubelet-config [--standalone] [--write [--file FILE]] [OPTIONS]"},
+		description: `Prints the KubeletConfiguration (kubelet.config.k8s.io/v1beta1) that a
+kubelet v1.37 needs to run inside this crib's namespaces: crib's socket,
+the cgroup driver crib's RuntimeConfig reports (crib must be running),
+failCgroupV1: false on a cgroup v1 host and, rootless, the
+KubeletInUserNamespace feature gate, no QoS cgroups and no
+local-storage isolation. Static pod manifests, pod logs and the kubelet's
+root directory are directories of the user's on the host, so manifests
+can be dropped in and logs read without entering crib's namespaces.
+
+The kubelet itself runs through 'crib unshare', which gives it crib's
+network and a mount namespace where /etc, /run, /var/lib and /var/log are
+writable copies (see rootless.copy_up): contrib/kubelet/crib-kubelet.sh
+does all of it. With --standalone the kubelet's API, on crib's loopback
+only, takes anonymous requests; without it, the kubelet asks the API
+server it joins (webhook authentication and authorization).`,
+		files: `~/.config/crib/kubelet.yaml
+    The configuration --write writes.
+~/.config/crib/manifests/
+    Static pod manifests (staticPodPath).
+~/.local/share/crib/pod-logs/, ~/.local/share/crib/kubelet/
+    Pod logs (podLogsDir) and the kubelet's --root-dir.`,
+		examples: `crib kubelet-config --standalone --write
+crib unshare kubelet --config ~/.config/crib/kubelet.yaml --root-dir ~/.local/share/crib/kubelet`,
+	},
 	"install-service": {
 		summary:  "install crib as a systemd service",
 		synopsis: []string{"crib install-service [--dir DIR] [--print] [OPTIONS]"},
@@ -164,7 +191,7 @@ crib completion fish > ~/.config/fish/completions/crib.fish  # fish`,
 }
 
 // topLevel is the command list of `crib --help`, in order.
-var topLevel = []string{"serve", "doctor", "config", "unshare", "image", "crictl-config", "install-service", "completion", "version", "help"}
+var topLevel = []string{"serve", "doctor", "config", "unshare", "image", "crictl-config", "kubelet-config", "install-service", "completion", "version", "help"}
 
 func runHelp(args []string) int {
 	name := strings.Join(args, " ")

@@ -33,6 +33,7 @@ type Config struct {
 	Storage   Storage   `toml:"storage" json:"storage"`
 	Runtime   Runtime   `toml:"runtime" json:"runtime"`
 	Network   Network   `toml:"network" json:"network"`
+	Rootless  Rootless  `toml:"rootless" json:"rootless"`
 	Cgroup    Cgroup    `toml:"cgroup" json:"cgroup"`
 	Image     Image     `toml:"image" json:"image"`
 	Streaming Streaming `toml:"streaming" json:"streaming"`
@@ -73,6 +74,19 @@ type Network struct {
 	CNIConfDir string `toml:"cni_conf_dir" json:"cni_conf_dir" flag:"cni-conf-dir" help:"CNI configuration directory"`
 	// CNIPluginDirs are searched in order for CNI plugin binaries.
 	CNIPluginDirs []string `toml:"cni_plugin_dirs" json:"cni_plugin_dirs" flag:"cni-plugin-dir" help:"CNI plugin directories (repeatable, or comma-separated)"`
+}
+
+// Rootless configures crib's own namespaces when it runs unprivileged.
+type Rootless struct {
+	// CopyUp lists directories that crib's mount namespace replaces with a
+	// writable tmpfs holding the host's entries (sub-directories bound,
+	// files linked), as rootlesskit's --copy-up does, so that a program
+	// run through `crib unshare` (a rootless kubelet) can create
+	// /var/lib/kubelet, /etc/kubernetes or /run/... without touching the
+	// host. Only new entries are writable; the host's stay as they are.
+	// Takes effect when crib's namespaces are made; an empty list turns
+	// it off.
+	CopyUp []string `toml:"copy_up" json:"copy_up" flag:"copy-up" help:"directories crib's mount namespace makes writable as tmpfs copies (repeatable, or comma-separated)"`
 }
 
 // Cgroup configures how pods and containers are confined.
@@ -185,6 +199,7 @@ func Default(e Env) Config {
 			Outbound:      "auto",
 			CNIPluginDirs: []string{"/usr/lib/cni", "/opt/cni/bin"},
 		},
+		Rootless:  Rootless{CopyUp: []string{"/etc", "/run", "/var/lib", "/var/log"}},
 		Cgroup:    Cgroup{Manager: "auto"},
 		Streaming: Streaming{Address: "127.0.0.1"},
 	}

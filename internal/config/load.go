@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -146,6 +147,22 @@ func listenAddress(key, val string) error {
 	return nil
 }
 
+// copyUpDirs accepts absolute, clean paths other than / (a tmpfs over / would
+// hide everything) and the kernel's own trees, whose entries cannot be
+// bound back.
+func copyUpDirs(key string, dirs []string) error {
+	for _, d := range dirs {
+		switch {
+		case !filepath.IsAbs(d) || filepath.Clean(d) != d:
+			return &ValueError{Key: key, Msg: fmt.Sprintf("%q is not an absolute, clean path", d)}
+		case d == "/" || d == "/proc" || d == "/sys" || d == "/dev" ||
+			strings.HasPrefix(d, "/proc/") || strings.HasPrefix(d, "/sys/") || strings.HasPrefix(d, "/dev/"):
+			return &ValueError{Key: key, Msg: fmt.Sprintf("%q cannot be copied up", d)}
+		}
+	}
+	return nil
+}
+
 // Validate checks every value that the types alone cannot.
 func (c Config) Validate() error {
 	checks := []error{
@@ -165,6 +182,7 @@ func (c Config) Validate() error {
 		checks = append(checks, &ValueError{Key: "streaming.tls_cert", Msg: "tls_cert and tls_key must be set together"})
 	}
 	checks = append(checks, listenAddress("metrics.address", c.Metrics.Address))
+	checks = append(checks, copyUpDirs("rootless.copy_up", c.Rootless.CopyUp))
 	return errors.Join(slices.DeleteFunc(checks, func(e error) bool { return e == nil })...)
 }
 

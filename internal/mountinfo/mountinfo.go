@@ -1,0 +1,51 @@
+// Package mountinfo reads the mount points of the calling process's mount
+// namespace from /proc/self/mountinfo. It only reads; mounting and
+// unmounting belong to the packages that own what is mounted.
+package mountinfo
+
+import (
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Points returns every mount point, in mount order, with stacked mounts
+// listed once per mount.
+func Points() ([]string, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	return parse(string(data)), nil
+}
+
+// parse takes the mount point, the fifth field, of each mountinfo line.
+func parse(data string) []string {
+	var out []string
+	for _, line := range strings.Split(data, "\n") {
+		if f := strings.Fields(line); len(f) > 4 {
+			out = append(out, unescape(f[4]))
+		}
+	}
+	return out
+}
+
+// unescape undoes mountinfo's octal escapes (\040 for a space, \011,
+// \012, \134).
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

@@ -1,0 +1,38 @@
+package mountinfo
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []string
+	}{
+		{"plain", "22 1 0:21 / /proc rw - proc proc rw\n", []string{"/proc"}},
+		{"space escaped", `30 1 0:5 / /mnt/a\040b rw - tmpfs t rw` + "\n", []string{"/mnt/a b"}},
+		{"backslash escaped", `30 1 0:5 / /x\134y rw - tmpfs t rw`, []string{`/x\y`}},
+		{"escape at the very end", `30 1 0:5 / /z\040 rw - tmpfs t rw`, []string{"/z "}},
+		{"a lone backslash stays", `30 1 0:5 / /q\4 rw - tmpfs t rw`, []string{`/q\4`}},
+		{"stacked mounts listed twice", "1 0 0:1 / /m rw - tmpfs a rw\n2 1 0:2 / /m rw - tmpfs b rw\n", []string{"/m", "/m"}},
+		{"short and empty lines skipped", "\n1 2 3\n", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := parse(tt.in); !slices.Equal(got, tt.want) {
+				t.Fatalf("parse = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPointsListsRoot(t *testing.T) {
+	points, err := Points()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(points, "/") {
+		t.Fatalf("/ is not among this process's mount points: %q", points)
+	}
+}
