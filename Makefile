@@ -14,7 +14,7 @@ CRIB_USER ?= crib
 TEST_USER ?= crib-test
 CRICTL_VERSION := v1.37.0
 
-.PHONY: all build unit integration test run stop conformance bench crictl host-setup vet clean fuzz install test-images
+.PHONY: all build unit integration test run stop conformance bench crictl host-setup vet clean fuzz install test-images kubelet
 
 all: build
 
@@ -44,10 +44,19 @@ host-setup:
 test-images:
 	conformance/images.sh
 
+# A kubelet for the end-to-end test of a rootless kubelet on crib, built
+# once from the Go module proxy (a few minutes) and kept in .cache/.
+KUBELET_VERSION := v1.37.2
+KUBELET_BIN := $(CURDIR)/.cache/kubelet-$(KUBELET_VERSION)
+$(KUBELET_BIN):
+	KUBELET_VERSION=$(KUBELET_VERSION) contrib/kubelet/build-kubelet.sh $@
+
+kubelet: $(KUBELET_BIN)
+
 # Integration tests start the real `crib serve` as $(TEST_USER) and talk to
-# it from the host namespaces.
-integration: build crictl host-setup test-images
-	CRIB_BIN=$(CURDIR)/bin/crib CRICTL_BIN=$(CURDIR)/bin/crictl CRIB_TEST_USER=$(TEST_USER) \
+# it from the host namespaces; one runs a real kubelet on it.
+integration: build crictl host-setup test-images $(KUBELET_BIN)
+	KUBELET_BIN=$(KUBELET_BIN) CRIB_BIN=$(CURDIR)/bin/crib CRICTL_BIN=$(CURDIR)/bin/crictl CRIB_TEST_USER=$(TEST_USER) \
 		$(GO) test -tags "$(TAGS) integration" -count=1 -v -run Integration ./server/
 
 # host-setup first: on a fresh machine the unit tests already need runc,
@@ -69,7 +78,7 @@ fuzz:
 
 # critest v1.37.0 against rootless crib, from the host and from inside
 # crib's namespaces; fails when a spec in conformance/baseline.txt fails.
-conformance: build
+conformance: build crictl
 	conformance/run.sh
 
 bench:

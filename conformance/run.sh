@@ -80,6 +80,9 @@ fi
 crib_pid=""
 cleanup() {
 	if [ -n "$crib_pid" ]; then
+		# A pod critest left behind (a spec that failed half-way) would keep
+		# crib's namespaces up after crib stops, and into the next run.
+		as_user "$repo/bin/crictl" --runtime-endpoint "unix://$sock" rmp --all --force >/dev/null 2>&1 || true
 		kill "$crib_pid" 2>/dev/null || true
 		wait "$crib_pid" 2>/dev/null || true
 	fi

@@ -18,6 +18,7 @@ if [[ -x $out ]] && "$out" --version 2>/dev/null | grep -qx "Kubernetes $version
 	exit 0
 fi
 command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin
+mkdir -p "$(dirname "$out")"
 staging=v0.${version#v1.}
 
 work=$(mktemp -d)
