@@ -1,9 +1,11 @@
 #!/bin/bash
-# make conformance: critest v1.37.0 against rootless crib, twice —
+# make conformance: critest v1.37.0 against rootless crib, in two places —
 #   host:   critest in the host namespaces, as the same unprivileged user,
 #           against the socket (the way a kubelet outside crib would);
 #   inside: critest through `crib unshare`, inside crib's namespaces (the
-#           way containerd's rootless CI runs it).
+#           way containerd's rootless CI runs it);
+# and in each of them the Streaming specs once more over crictl's WebSocket
+# transport (modes host-websocket and inside-websocket).
 # Each run prints "N passed, M failed, K skipped", the failing specs, writes
 # a JUnit file under conformance/.cache/results/, and is checked against
 # conformance/baseline.txt (a listed spec that fails fails the target).
@@ -11,7 +13,8 @@
 # Runs as root (CI, a fresh machine): prepares the user, the registry with
 # the offline images and a delegated cgroup subtree, then drops to the user.
 #
-# Environment: MODES="host inside" (default both), FOCUS=regex (ginkgo
+# Environment: MODES="host inside host-websocket inside-websocket" (the
+# default), FOCUS=regex (ginkgo
 # focus), WRITE_BASELINE=1 (rewrite the baseline from this run),
 # TEST_USER (default crib-test).
 set -euo pipefail
@@ -20,7 +23,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 cache=$here/.cache
 user=${TEST_USER:-crib-test}
-modes=${MODES:-host inside}
+modes=${MODES:-host inside host-websocket inside-websocket}
 critest_version=v1.37.0
 tags="containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper"
 export PATH=/usr/local/go/bin:$PATH GOFLAGS=-buildvcs=false
@@ -126,12 +129,20 @@ for mode in $modes; do
 	rm -f "$report"
 	args=(-runtime-endpoint "unix://$sock" -image-endpoint "unix://$sock"
 		-ginkgo.junit-report "$report" -ginkgo.no-color -ginkgo.timeout 20m)
-	skips=$(skip_regex "$mode")
+	# MODE-websocket: the Streaming specs again, over crictl's WebSocket
+	# transport (remotecommand v5; port-forward tunnelled), where MODE runs.
+	base=${mode%-websocket}
+	skips=$(skip_regex "$base")
 	[ -n "$skips" ] && args+=(-ginkgo.skip "$skips")
-	[ -n "${FOCUS:-}" ] && args+=(-ginkgo.focus "$FOCUS")
+	focus=${FOCUS:-}
+	if [ "$base" != "$mode" ]; then
+		args+=(-websocket-exec -websocket-attach -websocket-portforward)
+		focus=${FOCUS:-Streaming}
+	fi
+	[ -n "$focus" ] && args+=(-ginkgo.focus "$focus")
 	echo "critest ($mode) ..."
 	start=$(date +%s)
-	case $mode in
+	case $base in
 	host) (cd "$workdir" && as_user "$critest" "${args[@]}") >"$cache/results/critest-$mode.log" 2>&1 || true ;;
 	inside) (cd "$workdir" && as_user "$cache/crib" unshare --runroot "$runroot" -- "$critest" "${args[@]}") >"$cache/results/critest-$mode.log" 2>&1 || true ;;
 	*) echo "unknown mode $mode" >&2; exit 2 ;;

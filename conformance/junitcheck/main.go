@@ -4,7 +4,7 @@
 // must have passed. With -write it rewrites the mode's part of the baseline
 // from the report instead (the baseline only grows; review the diff).
 //
-// usage: junitcheck -report FILE -baseline conformance/baseline.txt -mode host|inside [-write]
+// usage: junitcheck -report FILE -baseline conformance/baseline.txt -mode MODE [-write]
 package main
 
 import (
@@ -136,7 +136,7 @@ func writeBaseline(path, mode string, others, passed []string) error {
 func main() {
 	report := flag.String("report", "", "JUnit report written by critest")
 	baseline := flag.String("baseline", "", "baseline file")
-	mode := flag.String("mode", "", "host or inside")
+	mode := flag.String("mode", "", "the mode: host, inside, host-websocket or inside-websocket")
 	write := flag.Bool("write", false, "rewrite this mode's baseline from the report")
 	partial := flag.Bool("partial", false, "the run was focused: only baseline specs that ran are checked")
 	flag.Parse()

@@ -15,12 +15,13 @@
 # --kubeconfig FILE: join the API server FILE names (standalone otherwise
 #   needs --standalone, so that a missing kubeconfig is not silently ignored).
 # CRIB OPTIONS (--root, --runroot, --config, ...) must match the running crib.
-# Environment: KUBELET (default: kubelet on PATH), CRIB (default: crib on
+# Environment: KUBELET (default: kubelet on PATH, else ~/.local/bin/kubelet
+# where build-kubelet.sh puts it in the README), CRIB (default: crib on
 # PATH), KUBELET_CONFIG (default: kubelet.yaml beside crib's config).
 set -euo pipefail
 
 crib=${CRIB:-$(command -v crib || true)}
-kubelet=${KUBELET:-$(command -v kubelet || true)}
+kubelet=${KUBELET:-$(command -v kubelet || echo "$HOME/.local/bin/kubelet")}
 [[ -x $crib ]] || { echo "crib-kubelet.sh: crib not found: put it on PATH or set CRIB" >&2; exit 1; }
 [[ -x $kubelet ]] || { echo "crib-kubelet.sh: kubelet not found: put it on PATH or set KUBELET (contrib/kubelet/build-kubelet.sh builds one)" >&2; exit 1; }
 
