@@ -27,8 +27,7 @@ func runChild(ctx context.Context, o Options) error {
 	if err := prepareMountNamespace(); err != nil {
 		return err
 	}
-	keep := []string{o.Config.Root, o.Config.RunRoot, filepath.Dir(o.Config.Listen)}
-	if err := copyUpAll(o.Config.Rootless.CopyUp, keep); err != nil {
+	if err := copyUpOnce(o); err != nil {
 		return err
 	}
 	if err := loopback.Up(); err != nil {
@@ -140,6 +139,36 @@ func withEnv(env []string, key, value string) []string {
 		}
 	}
 	return append(out, key+"="+value)
+}
+
+// copyUpOnce makes the copies rootless.copy_up lists, in namespaces that
+// do not have them yet.
+func copyUpOnce(o Options) error {
+	keep := []string{o.Config.Root, o.Config.RunRoot, filepath.Dir(o.Config.Listen)}
+	pending := notCopiedUp(o.Config.Rootless.CopyUp)
+	if len(pending) == 0 {
+		return nil
+	}
+	if busy := mountsBelow(keep); busy != "" {
+		// Namespaces an older crib made, with pods in them: copying up now
+		// would give their mounts a second path that crib never unmounts.
+		o.Logger.Warn("crib's namespaces predate rootless.copy_up and hold mounts: no copy-up until they are made again (crib stopped with no pods)", "mount", busy)
+		return nil
+	}
+	return copyUpAll(pending, keep)
+}
+
+// mountsBelow returns a mount point below one of dirs, if any.
+func mountsBelow(dirs []string) string {
+	points, _ := mountinfo.Points()
+	for _, p := range points {
+		for _, d := range dirs {
+			if strings.HasPrefix(p, d+"/") {
+				return p
+			}
+		}
+	}
+	return ""
 }
 
 // isMounted reports whether path is a mount point in crib's namespace.

@@ -130,6 +130,18 @@ func bindAt(src, dst string, isDir bool) error {
 	return nil
 }
 
+// notCopiedUp returns the directories of dirs that copyUp would still
+// change: existing directories not copied up yet.
+func notCopiedUp(dirs []string) []string {
+	var out []string
+	for _, d := range dirs {
+		if fi, err := os.Lstat(d); err == nil && fi.IsDir() && !copiedUp(d) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // copiedUp reports whether dir is already a copy made by copyUp.
 func copiedUp(dir string) bool {
 	mounted, _ := isMounted(dir)
