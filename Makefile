@@ -6,7 +6,8 @@ export GOFLAGS := -buildvcs=false
 
 GO      ?= go
 TAGS    := containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper
-VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# A semantic version (the kubelet parses it): the release, then the commit.
+VERSION ?= 0.1.0-dev+$(shell git describe --always --dirty 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION)
 
 # The unprivileged user `make run` starts crib as, and the one tests use.
@@ -14,7 +15,7 @@ CRIB_USER ?= crib
 TEST_USER ?= crib-test
 CRICTL_VERSION := v1.37.0
 
-.PHONY: all build unit integration test run stop conformance bench crictl host-setup vet clean fuzz install test-images kubelet
+.PHONY: all build unit integration test run stop conformance bench crictl host-setup vet clean fuzz install test-images kubelet try-cluster
 
 all: build
 
@@ -52,6 +53,13 @@ $(KUBELET_BIN):
 	KUBELET_VERSION=$(KUBELET_VERSION) contrib/kubelet/build-kubelet.sh $@
 
 kubelet: $(KUBELET_BIN)
+
+# A throw-away one-node cluster (etcd, kube-apiserver, controller-manager on
+# the host's loopback) whose node is a kubelet on rootless crib, checked
+# with kubectl (logs, exec, port-forward) and taken down. Not part of test:
+# its first run builds four Kubernetes binaries and etcd (.cache/).
+try-cluster: build crictl host-setup test-images
+	contrib/kubelet/try-cluster.sh $(TEST_USER)
 
 # Integration tests start the real `crib serve` as $(TEST_USER) and talk to
 # it from the host namespaces; one runs a real kubelet on it.

@@ -298,7 +298,7 @@ func startHostSide(ctx context.Context, runRoot string, env daemonEnv, log *slog
 	}
 	go serveDialRelay(ctx, target, log)
 	h.ports = &portalClient{controlSock: filepath.Join(runRoot, controlSocketName)}
-	front, err := startSocksFront(ctx, env.relaySock, log)
+	front, err := startSocksFront(ctx, env.relaySock, previousPullProxy(runRoot), log)
 	if err != nil {
 		cancel()
 		return nil, err

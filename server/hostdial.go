@@ -101,8 +101,12 @@ type socksFront struct {
 	log      *slog.Logger
 }
 
-func startSocksFront(ctx context.Context, relaySock string, log *slog.Logger) (*socksFront, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// startSocksFront listens on prefer (the address an earlier crib used in
+// the same namespace, so that a client configured with it — a kubelet's
+// kubeconfig proxy-url — keeps working across restarts), else on a free
+// loopback port.
+func startSocksFront(ctx context.Context, relaySock, prefer string, log *slog.Logger) (*socksFront, error) {
+	l, err := listenPreferred(prefer)
 	if err != nil {
 		return nil, fmt.Errorf("listening for the pull proxy: %w", err)
 	}
@@ -110,6 +114,15 @@ func startSocksFront(ctx context.Context, relaySock string, log *slog.Logger) (*
 	go func() { <-ctx.Done(); l.Close() }()
 	go f.serve(ctx)
 	return f, nil
+}
+
+func listenPreferred(prefer string) (net.Listener, error) {
+	if prefer != "" {
+		if l, err := net.Listen("tcp", prefer); err == nil {
+			return l, nil
+		}
+	}
+	return net.Listen("tcp", "127.0.0.1:0")
 }
 
 // URL is the proxy URL to give to HTTP clients inside crib's namespace.

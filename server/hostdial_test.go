@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -24,7 +25,7 @@ func TestHostDialerProxiesHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	go serveDialRelay(ctx, l, log)
-	front, err := startSocksFront(ctx, sock, log)
+	front, err := startSocksFront(ctx, sock, "", log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,5 +55,58 @@ func TestHostDialerProxiesHTTP(t *testing.T) {
 	}
 	if _, err := dialViaHost(ctx, sock, addr); err == nil {
 		t.Fatal("relay dial to a closed port succeeded")
+	}
+}
+
+func TestPullProxyKeepsItsAddressAcrossRestarts(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	runRoot := t.TempDir()
+	if got := previousPullProxy(runRoot); got != "" {
+		t.Fatalf("a fresh runroot remembers %q", got)
+	}
+	first, err := startSocksFront(ctx, "unused.sock", previousPullProxy(runRoot), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unpublish, err := publishPullProxy(runRoot, first.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := first.listener.Addr().String()
+	first.listener.Close() // crib stops
+	unpublish()
+	if _, err := os.Stat(filepath.Join(runRoot, pullProxyFileName)); !os.IsNotExist(err) {
+		t.Fatalf("the live proxy file outlived crib: %v", err)
+	}
+
+	second, err := startSocksFront(ctx, "unused.sock", previousPullProxy(runRoot), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.listener.Close()
+	if got := second.listener.Addr().String(); got != addr {
+		t.Fatalf("restarted proxy on %s, want the earlier %s", got, addr)
+	}
+
+	// The remembered port taken by something else: any free port will do.
+	third, err := startSocksFront(ctx, "unused.sock", addr, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.listener.Close()
+	if third.listener.Addr().String() == addr {
+		t.Fatal("two listeners on one address")
+	}
+}
+
+func TestPreviousPullProxyIgnoresOtherURLs(t *testing.T) {
+	for _, content := range []string{"http://127.0.0.1:80\n", "socks5://10.0.0.1:1080\n", "%%%", ""} {
+		runRoot := t.TempDir()
+		os.WriteFile(filepath.Join(runRoot, lastPullProxyFileName), []byte(content), 0o600)
+		if got := previousPullProxy(runRoot); got != "" {
+			t.Errorf("%q gave %q, want nothing", content, got)
+		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/crib-dev/crib/internal/atomicfile"
 	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/internal/errdefs"
 	"github.com/crib-dev/crib/internal/progress"
@@ -49,6 +50,8 @@ const (
 	// pullProxyFileName holds the URL of the running daemon's pull proxy
 	// (see hostdial.go), for pulls made inside crib's namespaces.
 	pullProxyFileName = "pull-proxy.url"
+	// lastPullProxyFileName keeps the proxy's URL after crib stops.
+	lastPullProxyFileName = "pull-proxy.last"
 )
 
 // ImageCommand is what every `crib image` operation needs.
@@ -254,17 +257,30 @@ func runningPullProxy(runRoot string) (func(*url.URL) (*url.URL, error), error) 
 }
 
 // publishPullProxy writes the daemon's pull proxy URL where `crib image
-// pull` finds it; the returned function removes it.
+// pull` finds it; the returned function removes it. The address is also
+// kept, in a file that outlives this crib, for the next one to reuse.
 func publishPullProxy(runRoot, proxyURL string) (func(), error) {
 	path := filepath.Join(runRoot, pullProxyFileName)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(proxyURL+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("publishing the pull proxy: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return nil, fmt.Errorf("publishing the pull proxy: %w", err)
+	for _, p := range []string{path, filepath.Join(runRoot, lastPullProxyFileName)} {
+		if err := atomicfile.WriteFile(p, []byte(proxyURL+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("publishing the pull proxy: %w", err)
+		}
 	}
 	return func() { os.Remove(path) }, nil
+}
+
+// previousPullProxy is the host:port of the pull proxy the last crib on
+// this runroot served, or "".
+func previousPullProxy(runRoot string) string {
+	data, err := os.ReadFile(filepath.Join(runRoot, lastPullProxyFileName))
+	if err != nil {
+		return ""
+	}
+	u, err := url.Parse(strings.TrimSpace(string(data)))
+	if err != nil || u.Scheme != "socks5" || u.Hostname() != "127.0.0.1" {
+		return ""
+	}
+	return u.Host
 }
 
 func progressEvent(p storage.Progress) progress.Event {

@@ -29,6 +29,7 @@ type kubeletHost struct {
 	StaticPods   string // staticPodPath
 	PodLogs      string // podLogsDir
 	KubeletRoot  string // the kubelet's --root-dir, for volumePluginDir
+	ClientCA     string // CA of clients (the API server) the kubelet's API accepts
 }
 
 // kubeletPaths are the directories the kubelet of this crib uses: all on
@@ -83,6 +84,10 @@ func kubeletYAML(h kubeletHost) string {
 	line("healthzBindAddress: 127.0.0.1")
 	line("readOnlyPort: 0")
 	line("authentication:")
+	if h.ClientCA != "" {
+		line("  x509:")
+		line("    clientCAFile: %s", h.ClientCA)
+	}
 	line("  anonymous:")
 	line("    enabled: false")
 	line("  webhook:")
@@ -100,6 +105,11 @@ func runKubeletConfig(ctx context.Context, cfg config.Config, fs *flag.FlagSet) 
 	h, err := probeKubeletHost(ctx, cfg, env)
 	if err != nil {
 		return err
+	}
+	if ca := flagString(fs, "client-ca-file"); ca != "" {
+		if h.ClientCA, err = filepath.Abs(ca); err != nil {
+			return err
+		}
 	}
 	if standalone := flagBool(fs, "standalone"); standalone {
 		return writeKubeletConfig(os.Stdout, standaloneAuth(kubeletYAML(h)), flagBool(fs, "write"), flagString(fs, "file"), env, h)

@@ -22,6 +22,7 @@ func TestKubeletYAML(t *testing.T) {
 		{"kubelet-rootless-v1.yaml", kubeletYAML(rootless)},
 		{"kubelet-rootless-v1-standalone.yaml", standaloneAuth(kubeletYAML(rootless))},
 		{"kubelet-rootful-v2.yaml", kubeletYAML(rootful)},
+		{"kubelet-rootless-v1-client-ca.yaml", kubeletYAML(withCA(rootless, "/home/ann/pki/ca.crt"))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.golden, func(t *testing.T) { golden(t, tt.golden, []byte(tt.yaml)) })
@@ -58,4 +59,9 @@ func TestWriteKubeletConfigMakesItsDirectories(t *testing.T) {
 			t.Errorf("%s not made: %v", d, err)
 		}
 	}
+}
+
+func withCA(h kubeletHost, ca string) kubeletHost {
+	h.ClientCA = ca
+	return h
 }

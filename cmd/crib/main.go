@@ -59,6 +59,7 @@ func commandList() []command {
 		}},
 		command{name: "kubelet-config", run: runKubeletConfig, extra: func(fs *flag.FlagSet) {
 			fs.Bool("standalone", false, "a kubelet with no API server: anonymous access on crib's loopback")
+			fs.String("client-ca-file", "", "CA whose client certificates (the API server's) the kubelet's API accepts")
 			fs.Bool("write", false, "write the file and make the directories it names, instead of printing it")
 			fs.String("file", "", "where --write writes (default kubelet.yaml beside crib's config file)")
 		}},

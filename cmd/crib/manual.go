@@ -128,7 +128,7 @@ crictl ps`,
 	},
 	"kubelet-config": {
 		summary:  "print or write a KubeletConfiguration for a kubelet on this crib",
-		synopsis: []string{"crib kubelet-config [--standalone] [--write [--file FILE]] [OPTIONS]"},
+		synopsis: []string{"crib kubelet-config [--standalone | --client-ca-file CA] [--write [--file FILE]] [OPTIONS]"},
 		description: `Prints the KubeletConfiguration (kubelet.config.k8s.io/v1beta1) that a
 kubelet v1.37 needs to run inside this crib's namespaces: crib's socket,
 the cgroup driver crib's RuntimeConfig reports (crib must be running),
@@ -143,7 +143,8 @@ network and a mount namespace where /etc, /run, /var/lib and /var/log are
 writable copies (see rootless.copy_up): contrib/kubelet/crib-kubelet.sh
 does all of it. With --standalone the kubelet's API, on crib's loopback
 only, takes anonymous requests; without it, the kubelet asks the API
-server it joins (webhook authentication and authorization).`,
+server it joins (webhook authentication and authorization), and
+--client-ca-file names the CA of the API server's client certificate.`,
 		files: `~/.config/crib/kubelet.yaml
     The configuration --write writes.
 ~/.config/crib/manifests/

@@ -14,6 +14,12 @@
 # --standalone: no API server; static pods from ~/.config/crib/manifests.
 # --kubeconfig FILE: join the API server FILE names (standalone otherwise
 #   needs --standalone, so that a missing kubeconfig is not silently ignored).
+#   An API server on the host's loopback is out of reach from crib's network
+#   namespace: give the cluster in FILE `proxy-url:` the URL crib publishes
+#   in RUNROOT/pull-proxy.url (a SOCKS5 proxy whose connections crib opens
+#   from the host; it keeps its port across crib restarts).
+# --client-ca-file CA: the CA of the API server's client certificate, which
+#   the kubelet's API then accepts (logs, exec, port-forward).
 # CRIB OPTIONS (--root, --runroot, --config, ...) must match the running crib.
 # Environment: KUBELET (default: kubelet on PATH, else ~/.local/bin/kubelet
 # where build-kubelet.sh puts it in the README), CRIB (default: crib on
@@ -25,12 +31,14 @@ kubelet=${KUBELET:-$(command -v kubelet || echo "$HOME/.local/bin/kubelet")}
 [[ -x $crib ]] || { echo "crib-kubelet.sh: crib not found: put it on PATH or set CRIB" >&2; exit 1; }
 [[ -x $kubelet ]] || { echo "crib-kubelet.sh: kubelet not found: put it on PATH or set KUBELET (contrib/kubelet/build-kubelet.sh builds one)" >&2; exit 1; }
 
-standalone=false kubeconfig="" crib_opts=() kubelet_args=()
+standalone=false kubeconfig="" client_ca="" crib_opts=() kubelet_args=()
 while (($#)); do
 	case $1 in
 	--standalone) standalone=true ;;
 	--kubeconfig) kubeconfig=${2:?--kubeconfig needs a file}; shift ;;
 	--kubeconfig=*) kubeconfig=${1#*=} ;;
+	--client-ca-file) client_ca=${2:?--client-ca-file needs a file}; shift ;;
+	--client-ca-file=*) client_ca=${1#*=} ;;
 	--) shift; kubelet_args=("$@"); break ;;
 	*) crib_opts+=("$1") ;;
 	esac
@@ -48,6 +56,7 @@ fi
 conf=${KUBELET_CONFIG:-}
 mode=()
 $standalone && mode=(--standalone)
+[[ -n $client_ca ]] && mode+=(--client-ca-file "$client_ca")
 written=$("$crib" kubelet-config "${mode[@]}" --write ${conf:+--file "$conf"} "${crib_opts[@]}")
 echo "$written"
 conf=$(sed -n 's/^wrote //p' <<<"$written")

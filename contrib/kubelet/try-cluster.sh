@@ -290,13 +290,12 @@ started kubelet-egress $!
 wait_for 10 "the egress socket" test -S "$work/egress/node.sock"
 
 log "kubelet $k8s_version as node $node"
-# --client-ca-file: the kubelet accepts the API server's client
-# certificate; crib kubelet-config writes no x509 client CA.
+# --client-ca-file: the kubelet accepts the API server's client certificate.
 setpriv --reuid="$uid" --regid="$gid" --init-groups \
 	env -i HOME="$home" USER="$user" PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
 	XDG_RUNTIME_DIR="$rundir" XDG_CONFIG_HOME="$work/xdg" KUBELET="$kubelet" CRIB="$crib" \
-	"$here/crib-kubelet.sh" --kubeconfig "$work/kubelet/kubeconfig" "${crib_opts[@]}" -- \
-	--hostname-override="$node" --client-ca-file="$pki/ca.crt" --v=2 >"$work/kubelet.log" 2>&1 &
+	"$here/crib-kubelet.sh" --kubeconfig "$work/kubelet/kubeconfig" --client-ca-file "$pki/ca.crt" "${crib_opts[@]}" -- \
+	--hostname-override="$node" --v=2 >"$work/kubelet.log" 2>&1 &
 started kubelet $!
 
 # --- checks ---------------------------------------------------------------

@@ -145,6 +145,7 @@ complete -c crib -n '__fish_seen_subcommand_from crictl-config' -l streaming-tls
 complete -c crib -n '__fish_seen_subcommand_from crictl-config' -l write -d 'write the file instead of printing it'
 complete -c crib -n '__fish_seen_subcommand_from kubelet-config' -l cgroup-manager -r -F -d 'cgroup manager: auto, cgroupfs, systemd or none (default "auto")'
 complete -c crib -n '__fish_seen_subcommand_from kubelet-config' -l cgroup-parent -r -F -d 'cgroup under which pod cgroups are made (empty: crib\'s own) (default "")'
+complete -c crib -n '__fish_seen_subcommand_from kubelet-config' -l client-ca-file -r -F -d 'CA whose client certificates (the API server\'s) the kubelet\'s API accepts'
 complete -c crib -n '__fish_seen_subcommand_from kubelet-config' -l cni-conf-dir -r -F -d 'CNI configuration directory (default "")'
 complete -c crib -n '__fish_seen_subcommand_from kubelet-config' -l cni-plugin-dir -r -F -d 'CNI plugin directories (repeatable, or comma-separated) (default ["/usr/lib/cni", "/opt/cni/bin"])'
 complete -c crib -n '__fish_seen_subcommand_from kubelet-config' -l config -r -F -d 'configuration file (default /home/ann/.config/crib/crib.toml)'

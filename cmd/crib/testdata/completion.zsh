@@ -180,6 +180,7 @@ _crib() {
             flags=(
                 '--cgroup-manager:cgroup manager: auto, cgroupfs, systemd or none (default "auto")'
                 '--cgroup-parent:cgroup under which pod cgroups are made (empty: crib'\''s own) (default "")'
+                '--client-ca-file:CA whose client certificates (the API server'\''s) the kubelet'\''s API accepts'
                 '--cni-conf-dir:CNI configuration directory (default "")'
                 '--cni-plugin-dir:CNI plugin directories (repeatable, or comma-separated) (default ["/usr/lib/cni", "/opt/cni/bin"])'
                 '--config:configuration file (default /home/ann/.config/crib/crib.toml)'
