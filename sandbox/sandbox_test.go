@@ -144,9 +144,11 @@ func TestTwoPodsGetAddressesAndTalk(t *testing.T) {
 			if s, err = m.Stats(context.Background(), a.ID); err != nil {
 				t.Fatal(err)
 			}
-			// Until nsenter has joined and exec'd, and processes of the
-			// subtests before (the listener) have gone.
-			if s.Linux.Process.ProcessCount.Value == 1 || time.Now().After(deadline) {
+			// Until nsenter has joined and exec'd (a process caught mid-exec
+			// has no memory yet), and processes of the subtests before (the
+			// listener) have gone.
+			settled := s.Linux.Process.ProcessCount.Value == 1 && s.Linux.Memory.WorkingSetBytes.GetValue() > 0
+			if settled || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
