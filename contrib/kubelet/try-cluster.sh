@@ -28,7 +28,8 @@
 #     slirp4netns address from the host, where that address is not local.
 #
 # Needs: bin/crib and bin/crictl (make build crictl), scripts/host-setup.sh
-# USER done, openssl, socat, curl, and the local registry (started with
+# USER done (make try-cluster does both), openssl, socat and curl (installed
+# with apt-get when missing), and the local registry (started with
 # conformance/images.sh when absent). Builds the Kubernetes binaries and
 # etcd into .cache/ when missing (build-k8s.sh, build-etcd.sh).
 # Environment: K8S_VERSION (v1.37.2), ETCD_VERSION (v3.7.3), and KUBELET,
@@ -48,9 +49,14 @@ die() { echo "try-cluster.sh: $*" >&2; exit 1; }
 
 [[ $(id -u) -eq 0 ]] || die "run as root (it starts the control plane and crib as $user)"
 id "$user" >/dev/null 2>&1 || die "no user $user: run scripts/host-setup.sh $user"
-for tool in openssl socat curl setpriv; do
-	command -v "$tool" >/dev/null || die "needs $tool"
+missing=()
+for pair in openssl:openssl socat:socat curl:curl util-linux:setpriv; do
+	command -v "${pair#*:}" >/dev/null || missing+=("${pair%%:*}")
 done
+if ((${#missing[@]})); then
+	echo "try-cluster.sh: installing ${missing[*]}" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2 || die "cannot install ${missing[*]}"
+fi
 uid=$(id -u "$user") gid=$(id -g "$user")
 home=$(getent passwd "$user" | cut -d: -f6)
 rundir=/run/user/$uid
