@@ -66,6 +66,13 @@ func TestIntegrationKubeletStaticPod(t *testing.T) {
 	web := k.waitContainer(pod, "web", 0, 60*time.Second)
 	ticker := k.waitContainer(pod, "ticker", 0, 60*time.Second)
 
+	t.Run("the kubelet has file-system statistics (eviction, /stats/summary)", func(t *testing.T) {
+		// With localStorageCapacityIsolation off its cAdvisor collects none
+		// and says so every 10 s.
+		if strings.Contains(k.out.String(), "cannot find filesystem info") {
+			t.Fatalf("the kubelet finds no file-system statistics:\n%s", tail(k.out.String(), 40))
+		}
+	})
 	t.Run("logs of both containers are readable from the host", func(t *testing.T) {
 		k.waitLog(web, "web started")
 		k.waitLog(ticker, "tick")

@@ -74,8 +74,11 @@ func kubeletYAML(h kubeletHost) string {
 		line("# kubelet cannot make QoS cgroups in the host's hierarchy.")
 		line("cgroupsPerQOS: false")
 		line("enforceNodeAllocatable: []")
-		line("# The user namespace cannot raise these, and its filesystem is the user's.")
-		line("localStorageCapacityIsolation: false")
+		line("# cAdvisor collects filesystem usage only with this on (the kubelet")
+		line("# asks the CRI, not cAdvisor, for container stats): off, the root")
+		line("# filesystem has no stats, /stats/summary fails and eviction never runs.")
+		line("localStorageCapacityIsolation: true")
+		line("# The user namespace cannot change these.")
 		line("failSwapOn: false")
 		line("protectKernelDefaults: false")
 	}
