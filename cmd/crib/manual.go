@@ -79,9 +79,14 @@ crib doctor --json | jq '.checks[] | select(.status != "ok")'`,
 	"unshare": {
 		summary:     "run a command inside a running crib's namespaces",
 		synopsis:    []string{"crib unshare [OPTIONS] [-- COMMAND [ARGS]]"},
-		description: `Runs COMMAND (default: $SHELL) as root inside the user, mount and network namespaces of a running rootless crib: where pods' IPs and crib's store are reachable, and where a rootless kubelet runs.`,
+		description: `Runs COMMAND (default: $SHELL) as root inside the user, mount and network namespaces of a running rootless crib: where pods' IPs and crib's store are reachable, and where a rootless kubelet runs.
+
+There /etc, /run, /var/lib and /var/log are crib's writable copies of the
+host's (rootless.copy_up): COMMAND may create files and directories in
+them (a kubelet's /var/lib/kubelet) without touching the host's.`,
 		examples: `crib unshare -- ip addr
-crib unshare -- kubelet --container-runtime-endpoint unix://$XDG_RUNTIME_DIR/crib/crib.sock`,
+crib kubelet-config --standalone --write
+crib unshare -- kubelet --config ~/.config/crib/kubelet.yaml --root-dir ~/.local/share/crib/kubelet`,
 	},
 	"image": {
 		summary:  "list, pull or import images in crib's store",
