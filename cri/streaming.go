@@ -27,6 +27,9 @@ func (s *RuntimeService) Exec(ctx context.Context, req *runtimeapi.ExecRequest) 
 	if len(req.GetCmd()) == 0 {
 		return nil, invalid("exec command is empty")
 	}
+	if err := validateStdio(req.GetTty(), req.GetStdin(), req.GetStdout(), req.GetStderr()); err != nil {
+		return nil, err
+	}
 	c, err := s.runningContainer(req.GetContainerId())
 	if err != nil {
 		return nil, err
@@ -40,6 +43,9 @@ func (s *RuntimeService) Exec(ctx context.Context, req *runtimeapi.ExecRequest) 
 func (s *RuntimeService) Attach(ctx context.Context, req *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
 	if s.opts.Streaming == nil {
 		return nil, status.Error(codes.Unimplemented, "streaming is not configured")
+	}
+	if err := validateStdio(req.GetTty(), req.GetStdin(), req.GetStdout(), req.GetStderr()); err != nil {
+		return nil, err
 	}
 	c, err := s.runningContainer(req.GetContainerId())
 	if err != nil {
@@ -73,6 +79,18 @@ func (s *RuntimeService) PortForward(ctx context.Context, req *runtimeapi.PortFo
 	r := proto.Clone(req).(*runtimeapi.PortForwardRequest)
 	r.PodSandboxId = sb.ID
 	return s.opts.Streaming.GetPortForward(r)
+}
+
+// validateStdio rejects sessions no client could use: a terminal merges
+// stderr into stdout, and a session with no stream has nothing to carry.
+func validateStdio(tty, stdin, stdout, stderr bool) error {
+	switch {
+	case tty && stderr:
+		return invalid("a terminal session has no separate stderr: tty and stderr cannot both be set")
+	case !stdin && !stdout && !stderr:
+		return invalid("at least one of stdin, stdout and stderr must be set")
+	}
+	return nil
 }
 
 // runningContainer resolves id and checks the container runs now; the

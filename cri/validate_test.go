@@ -88,3 +88,29 @@ func TestNameIndex(t *testing.T) {
 		t.Fatalf("after release: %v", err)
 	}
 }
+
+func TestValidateStdio(t *testing.T) {
+	tests := []struct {
+		name                       string
+		tty, stdin, stdout, stderr bool
+		valid                      bool
+	}{
+		{"stdout", false, false, true, false, true},
+		{"stdin only", false, true, false, false, true},
+		{"terminal with stdin and stdout", true, true, true, false, true},
+		{"terminal and stderr", true, false, true, true, false},
+		{"no stream", false, false, false, false, false},
+		{"terminal with no stream", true, false, false, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := validateStdio(tt.tty, tt.stdin, tt.stdout, tt.stderr)
+			if tt.valid && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !tt.valid && status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("got %v, want InvalidArgument", err)
+			}
+		})
+	}
+}

@@ -2,9 +2,7 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -17,8 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"k8s.io/cri-streaming/pkg/streaming"
 	"k8s.io/cri-streaming/pkg/streaming/portforward"
@@ -376,14 +372,11 @@ func (s *streamServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// GetExec, GetAttach and GetPortForward are what the CRI service calls;
-// their errors are gRPC statuses already, as the cri package passes them
-// on unchanged.
+// GetExec, GetAttach and GetPortForward are what the CRI service calls,
+// with requests it has checked and whose ids it has resolved; their errors
+// are gRPC statuses already, as the cri package passes them on unchanged.
 
 func (s *streamServer) GetExec(req *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
-	if err := checkStdio(req.GetContainerId(), req.GetTty(), req.GetStdin(), req.GetStdout(), req.GetStderr()); err != nil {
-		return nil, err
-	}
 	u, err := s.sessionURL("exec", req)
 	if err != nil {
 		return nil, err
@@ -392,9 +385,6 @@ func (s *streamServer) GetExec(req *runtimeapi.ExecRequest) (*runtimeapi.ExecRes
 }
 
 func (s *streamServer) GetAttach(req *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
-	if err := checkStdio(req.GetContainerId(), req.GetTty(), req.GetStdin(), req.GetStdout(), req.GetStderr()); err != nil {
-		return nil, err
-	}
 	u, err := s.sessionURL("attach", req)
 	if err != nil {
 		return nil, err
@@ -403,29 +393,11 @@ func (s *streamServer) GetAttach(req *runtimeapi.AttachRequest) (*runtimeapi.Att
 }
 
 func (s *streamServer) GetPortForward(req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
-	if req.GetPodSandboxId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "port-forward: pod sandbox id is empty")
-	}
 	u, err := s.sessionURL("portforward", req)
 	if err != nil {
 		return nil, err
 	}
 	return &runtimeapi.PortForwardResponse{Url: u}, nil
-}
-
-// checkStdio rejects sessions no client could use: a terminal merges
-// stderr into stdout, and a session with no stream at all has nothing to
-// carry.
-func checkStdio(containerID string, tty, stdin, stdout, stderr bool) error {
-	switch {
-	case containerID == "":
-		return status.Error(codes.InvalidArgument, "container id is empty")
-	case tty && stderr:
-		return status.Error(codes.InvalidArgument, "a terminal session has no separate stderr: tty and stderr cannot both be set")
-	case !stdin && !stdout && !stderr:
-		return status.Error(codes.InvalidArgument, "at least one of stdin, stdout and stderr must be set")
-	}
-	return nil
 }
 
 func (s *streamServer) sessionURL(kind string, req any) (string, error) {
@@ -505,77 +477,4 @@ func (a libAdapter) AttachContainer(ctx context.Context, _, _ string, container 
 
 func (a libAdapter) PortForward(ctx context.Context, pod, _ string, port int32, stream io.ReadWriteCloser) error {
 	return a.rt.PortForward(ctx, pod, port, stream)
-}
-
-// sessionCache keeps the request behind each handed-out URL until the
-// URL is used once or expires. The URL is all a client presents, so its
-// token is random and unguessable.
-type sessionCache struct {
-	ttl     time.Duration
-	limit   int
-	now     func() time.Time
-	mu      sync.Mutex
-	pending map[string]pendingSession
-}
-
-type pendingSession struct {
-	req     any
-	expires time.Time
-}
-
-func newSessionCache(ttl time.Duration, limit int, now func() time.Time) *sessionCache {
-	return &sessionCache{ttl: ttl, limit: limit, now: now, pending: map[string]pendingSession{}}
-}
-
-func (c *sessionCache) insert(req any) (string, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.now()
-	c.dropExpired(now)
-	if len(c.pending) >= c.limit {
-		return "", status.Errorf(codes.ResourceExhausted, "%d streaming sessions wait for their client already", len(c.pending))
-	}
-	token, err := newSessionToken()
-	if err != nil {
-		return "", status.Errorf(codes.Internal, "streaming session token: %v", err)
-	}
-	c.pending[token] = pendingSession{req: req, expires: now.Add(c.ttl)}
-	return token, nil
-}
-
-// take removes the token's request and returns it if it has not expired.
-func (c *sessionCache) take(token string) (any, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	p, ok := c.pending[token]
-	if !ok {
-		return nil, false
-	}
-	delete(c.pending, token)
-	return p.req, !c.now().After(p.expires)
-}
-
-func (c *sessionCache) dropExpired(now time.Time) {
-	for token, p := range c.pending {
-		if now.After(p.expires) {
-			delete(c.pending, token)
-		}
-	}
-}
-
-// takeSession takes the token's request if it is of the kind the URL
-// path names: an exec token on /attach/ is used up and refused.
-func takeSession[T any](c *sessionCache, token string) (T, bool) {
-	req, ok := c.take(token)
-	typed, isT := req.(T)
-	return typed, ok && isT
-}
-
-// newSessionToken is 128 random bits, URL-safe.
-func newSessionToken() (string, error) {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
 }
