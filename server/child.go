@@ -141,36 +141,6 @@ func withEnv(env []string, key, value string) []string {
 	return append(out, key+"="+value)
 }
 
-// copyUpOnce makes the copies rootless.copy_up lists, in namespaces that
-// do not have them yet.
-func copyUpOnce(o Options) error {
-	keep := []string{o.Config.Root, o.Config.RunRoot, filepath.Dir(o.Config.Listen)}
-	pending := notCopiedUp(o.Config.Rootless.CopyUp)
-	if len(pending) == 0 {
-		return nil
-	}
-	if busy := mountsBelow(keep); busy != "" {
-		// Namespaces an older crib made, with pods in them: copying up now
-		// would give their mounts a second path that crib never unmounts.
-		o.Logger.Warn("crib's namespaces predate rootless.copy_up and hold mounts: no copy-up until they are made again (crib stopped with no pods)", "mount", busy)
-		return nil
-	}
-	return copyUpAll(pending, keep)
-}
-
-// mountsBelow returns a mount point below one of dirs, if any.
-func mountsBelow(dirs []string) string {
-	points, _ := mountinfo.Points()
-	for _, p := range points {
-		for _, d := range dirs {
-			if strings.HasPrefix(p, d+"/") {
-				return p
-			}
-		}
-	}
-	return ""
-}
-
 // isMounted reports whether path is a mount point in crib's namespace.
 func isMounted(path string) (bool, error) {
 	points, err := mountinfo.Points()

@@ -17,6 +17,30 @@ import (
 // point into it.
 const hostEntriesDir = ".crib-host"
 
+// copyUpOnce makes the copies rootless.copy_up lists, in namespaces that
+// do not have them yet.
+func copyUpOnce(o Options) error {
+	keep := []string{o.Config.Root, o.Config.RunRoot, filepath.Dir(o.Config.Listen)}
+	pending := notCopiedUp(o.Config.Rootless.CopyUp)
+	if len(pending) == 0 {
+		return nil
+	}
+	mounts, err := mountPoints()
+	if err != nil {
+		return err
+	}
+	for _, d := range keep {
+		if holdsMount(d, mounts) {
+			// Namespaces an older crib made, with pods in them: copying up
+			// now would give their mounts a second path that crib never
+			// unmounts.
+			o.Logger.Warn("crib's namespaces predate rootless.copy_up and hold mounts: no copy-up until they are made again (crib stopped with no pods)", "under", d)
+			return nil
+		}
+	}
+	return copyUpAll(pending, keep)
+}
+
 // copyUpAll copies up each directory of dirs in crib's mount namespace (see
 // copyUp). keep lists paths crib itself mounts under (its root and runroot):
 // the directories on their way are bound rather than linked, so that a
