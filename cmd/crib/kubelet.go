@@ -114,10 +114,11 @@ func runKubeletConfig(ctx context.Context, cfg config.Config, fs *flag.FlagSet) 
 			return err
 		}
 	}
-	if standalone := flagBool(fs, "standalone"); standalone {
-		return writeKubeletConfig(os.Stdout, standaloneAuth(kubeletYAML(h)), flagBool(fs, "write"), flagString(fs, "file"), env, h)
+	yaml := kubeletYAML(h)
+	if flagBool(fs, "standalone") {
+		yaml = standaloneAuth(yaml)
 	}
-	return writeKubeletConfig(os.Stdout, kubeletYAML(h), flagBool(fs, "write"), flagString(fs, "file"), env, h)
+	return writeKubeletConfig(os.Stdout, yaml, flagBool(fs, "write"), flagString(fs, "file"), env, h)
 }
 
 // standaloneAuth lets anyone who reaches the kubelet's API, which only
