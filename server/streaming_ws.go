@@ -21,6 +21,8 @@ import (
 	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/streaming/pkg/httpstream/spdy"
 	"k8s.io/streaming/pkg/httpstream/wsstream"
+
+	"github.com/crib-dev/crib/runtime"
 )
 
 // WebSocket sessions. Exec and attach speak remotecommand over WebSocket
@@ -240,15 +242,11 @@ func sessionResult(kind string, err error) sessionStatus {
 	}
 }
 
-// exitCode is the code of a command that exited non-zero (the runtime's
-// error has the methods of k8s.io/utils/exec.ExitError), or -1.
+// exitCode is the code of a command that exited non-zero, or -1.
 func exitCode(err error) int {
-	var exited interface {
-		Exited() bool
-		ExitStatus() int
-	}
-	if errors.As(err, &exited) && exited.Exited() {
-		return exited.ExitStatus()
+	var exited *runtime.ExitError
+	if errors.As(err, &exited) {
+		return exited.Code
 	}
 	return -1
 }
