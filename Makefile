@@ -15,7 +15,7 @@ CRIB_USER ?= crib
 TEST_USER ?= crib-test
 CRICTL_VERSION := v1.37.0
 
-.PHONY: all build unit integration test run stop conformance bench crictl host-setup vet clean fuzz install test-images kubelet try-cluster
+.PHONY: all build fmt-check unit integration test run stop conformance bench crictl host-setup vet clean fuzz install test-images kubelet try-cluster
 
 all: build
 
@@ -25,8 +25,14 @@ build:
 vet:
 	$(GO) vet -tags "$(TAGS)" ./...
 
-# Unit tests: no root, no daemons beyond what a test starts itself.
-unit:
+fmt-check:
+	@files=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*')); \
+	if [ -n "$$files" ]; then echo "not gofmt-clean (run gofmt -w):" $$files; exit 1; fi
+
+# Unit tests: no root, no daemons beyond what a test starts itself. The
+# guard rails run first: gofmt, go vet, and internal/layering (no package
+# imports upward).
+unit: fmt-check
 	$(GO) vet -tags "$(TAGS)" ./...
 	$(GO) test -tags "$(TAGS)" -count=1 ./...
 

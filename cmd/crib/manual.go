@@ -77,8 +77,8 @@ crib doctor --json | jq '.checks[] | select(.status != "ok")'`,
 		examples:    `crib config > ~/.config/crib/crib.toml   # start a configuration file`,
 	},
 	"unshare": {
-		summary:     "run a command inside a running crib's namespaces",
-		synopsis:    []string{"crib unshare [OPTIONS] [-- COMMAND [ARGS]]"},
+		summary:  "run a command inside a running crib's namespaces",
+		synopsis: []string{"crib unshare [OPTIONS] [-- COMMAND [ARGS]]"},
 		description: `Runs COMMAND (default: $SHELL) as root inside the user, mount and network namespaces of a running rootless crib: where pods' IPs and crib's store are reachable, and where a rootless kubelet runs.
 
 There /etc, /run, /var/lib and /var/log are crib's writable copies of the
