@@ -206,7 +206,7 @@ func (s *Store) pullImage(ctx context.Context, named reference.Named, auth Auth,
 // copyImage runs one go.podman.io/image copy into the store under the
 // signature policy and returns the stored image's reference.
 func (s *Store) copyImage(ctx context.Context, sys *types.SystemContext, src, dest types.ImageReference, name string, progress func(Progress)) (types.ImageReference, error) {
-	policy, err := signature.NewPolicyContext(s.policy)
+	policy, err := signature.NewPolicyContext(s.conf.Load().policy)
 	if err != nil {
 		return nil, fmt.Errorf("storage: signature policy: %w", err)
 	}

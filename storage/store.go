@@ -8,9 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"go.podman.io/image/v5/pkg/sysregistriesv2"
-	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
 	cstorage "go.podman.io/storage"
 	"go.podman.io/storage/pkg/reexec"
@@ -72,10 +72,15 @@ type Store struct {
 	driver DriverChoice
 	log    *slog.Logger
 
-	policy      *signature.Policy
-	policyFrom  string
-	regConfPath string // registries.conf main file; "" means the usual search
-	regDirPath  string // registries.conf.d; "" means the usual search
+	// conf is the registry and signature configuration in force; Reload
+	// replaces it. policyPath and regExtra are the files Options named,
+	// regLinkRoot holds the generations of registries.conf copies.
+	conf        atomic.Pointer[imageConf]
+	reloadMu    sync.Mutex
+	confGen     int
+	policyPath  string
+	regExtra    string
+	regLinkRoot string
 	tmpDir      string // pulls and imports spool big files here
 	stateDir    string // crib's own image-library state: blob info cache, lookaside
 	sigDirs     string // registries.d (signature lookaside configuration)
@@ -145,7 +150,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	log.Info("image store opened", "driver", choice.Name, "reason", choice.Reason,
-		"graphroot", cs.GraphRoot(), "policy", s.policyFrom)
+		"graphroot", cs.GraphRoot(), "policy", s.conf.Load().info.Policy)
 	return s, nil
 }
 
@@ -158,24 +163,22 @@ func (s *Store) configure(opts Options) error {
 		return err
 	}
 	s.sigDirs = sigDirs
-	policy, from, err := loadPolicy(opts.PolicyPath, "")
+	s.policyPath, s.regExtra = opts.PolicyPath, opts.RegistriesConf
+	s.regLinkRoot = filepath.Join(s.store.RunRoot(), "crib-registries.conf.d")
+	if s.guest {
+		s.regLinkRoot = filepath.Join(s.tmpDir, "registries.conf.d")
+	}
+	// Copies an earlier crib made are stale; so is what the image
+	// library cached of them, in this process, by the same paths.
+	if err := os.RemoveAll(s.regLinkRoot); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	sysregistriesv2.InvalidateCache()
+	conf, err := loadImageConf(s.policyPath, s.regExtra, s.regLinkDir(0))
 	if err != nil {
 		return err
 	}
-	s.policy, s.policyFrom = policy, from
-	// The image library caches registries.conf per process; start afresh
-	// so that edits made since an earlier Open are seen.
-	sysregistriesv2.InvalidateCache()
-	if opts.RegistriesConf != "" {
-		dir := filepath.Join(s.store.RunRoot(), "crib-registries.conf.d")
-		if s.guest {
-			dir = filepath.Join(s.tmpDir, "registries.conf.d")
-		}
-		s.regConfPath, s.regDirPath, err = layerRegistriesConf(opts.RegistriesConf, dir)
-		if err != nil {
-			return err
-		}
-	}
+	s.conf.Store(conf)
 	if !s.guest {
 		s.collectGarbage()
 	}
@@ -236,9 +239,10 @@ func (s *Store) Close() error {
 
 // systemContext is the go.podman.io/image configuration for one operation.
 func (s *Store) systemContext() *types.SystemContext {
+	conf := s.conf.Load()
 	return &types.SystemContext{
-		SystemRegistriesConfPath:    s.regConfPath,
-		SystemRegistriesConfDirPath: s.regDirPath,
+		SystemRegistriesConfPath:    conf.regConfPath,
+		SystemRegistriesConfDirPath: conf.regDirPath,
 		BigFilesTemporaryDir:        s.tmpDir,
 		DockerRegistryUserAgent:     "crib",
 		DockerProxy:                 s.proxy,
