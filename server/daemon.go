@@ -84,6 +84,8 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 	}
 	defer store.Close()
 	log.Info("image storage", "driver", store.Driver().Name, "reason", store.Driver().Reason)
+	stopReload := reloadOnHangup(ctx, store, cfg.RunRoot, log)
+	defer stopReload()
 
 	parts, err := startParts(ctx, o, report, env, hostSide, store)
 	if err != nil {
@@ -104,7 +106,7 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 	cri.Register(srv,
 		cri.NewRuntimeService(cri.Options{
 			Version:    o.Version,
-			Host:       hostForCRI(o, report, env, parts),
+			Host:       withImageConfig(hostForCRI(o, report, env, parts), store),
 			Pods:       parts.pods,
 			Containers: parts.containers,
 			Rootfs:     store,

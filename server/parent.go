@@ -217,6 +217,7 @@ func superviseChild(ctx context.Context, child *exec.Cmd, readyR *os.File, log *
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	defer relayHangups(child.Process)()
 
 	exited := make(chan error, 1)
 	go func() { exited <- child.Wait() }()
@@ -277,3 +278,23 @@ func childExitError(err error) error {
 type ExitCodeError struct{ Code int }
 
 func (e *ExitCodeError) Error() string { return "exit status " + strconv.Itoa(e.Code) }
+
+// relayHangups passes each SIGHUP the parent gets (systemd's ExecReload,
+// an operator's kill -HUP of the pid it knows) on to the child, which
+// reloads registries.conf and policy.json; the returned function stops.
+func relayHangups(child *os.Process) (stop func()) {
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hups:
+				child.Signal(syscall.SIGHUP)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(hups); close(done) }
+}

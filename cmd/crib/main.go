@@ -215,6 +215,7 @@ func runDoctor(_ context.Context, cfg config.Config, fs *flag.FlagSet) error {
 
 func runConfig(_ context.Context, cfg config.Config, _ *flag.FlagSet) error {
 	fmt.Print(config.Render(cfg))
+	fmt.Print(server.DescribeImageConfig(cfg.RunRoot))
 	return nil
 }
 

@@ -60,7 +60,7 @@ func TestRenderGolden(t *testing.T) {
 func TestRequiredSettings(t *testing.T) {
 	units := render(t, cases[0].in)
 	for unit, lines := range map[string][]string{
-		"crib.service": {"Type=notify", "Restart=on-failure", "KillMode=process", "Delegate=yes", "ExecStart=/home/ann/.local/bin/crib serve", "WantedBy=default.target"},
+		"crib.service": {"Type=notify", "Restart=on-failure", "KillMode=process", "Delegate=yes", "ExecStart=/home/ann/.local/bin/crib serve", "ExecReload=/bin/kill -HUP $MAINPID", "WantedBy=default.target"},
 		"crib.socket":  {"ListenStream=%t/crib/crib.sock", "SocketMode=0600"},
 	} {
 		have := map[string]bool{}
