@@ -40,8 +40,10 @@
 // registries work as they do for Podman. Options.RegistriesConf names one
 // more file that is read after all of those, as the last drop-in: for
 // every [[registry]] prefix it defines, its entry replaces the usual
-// one, and any top-level key it sets replaces the usual value. Files are
-// read when the first pull needs them; edits take effect at the next Open.
+// one, and any top-level key it sets replaces the usual value. Open and
+// Store.Reload copy the files and read the copies; edits take effect at
+// the next Reload (crib's SIGHUP), and one that does not parse leaves the
+// files in force as they were. Store.ImageConfigInForce names them.
 //
 // The signature policy is Options.PolicyPath, else the user's
 // ~/.config/containers/policy.json, else /etc/containers/policy.json. When
