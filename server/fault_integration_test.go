@@ -675,6 +675,7 @@ func (f *faultRun) snapshot() snapshot {
 		"container records":   dirNames(filepath.Join(d.root, "containers")),
 		"bundles":             dirNames(filepath.Join(d.runroot, "containers")),
 		"exit files":          dirNames(filepath.Join(d.runroot, "exits")),
+		"attach links":        dirNames(filepath.Join(d.runroot, "attach")),
 		"runc state":          dirNames(filepath.Join(d.runroot, "runc")),
 		"IP leases":           leases(filepath.Join(d.root, "cni", "networks", "crib")),
 		"CNI cache":           dirNames(filepath.Join(d.root, "cni", "cache", "results")),
