@@ -51,36 +51,7 @@ func hostLoopbackUnreachable(t *testing.T, d *daemon) {
 	if _, err := c.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: "busybox"}}); err != nil {
 		t.Fatalf("pull: %v\n%s", err, d.out)
 	}
-	pcfg := &runtimeapi.PodSandboxConfig{
-		Metadata: &runtimeapi.PodSandboxMetadata{Name: "hostnet", Namespace: "default", Uid: "hostnet-uid"},
-		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
-			NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE},
-		}},
-	}
-	pod, err := c.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
-	if err != nil {
-		t.Fatalf("RunPodSandbox: %v\n%s", err, d.out)
-	}
-	ctr, err := c.rs.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: pcfg,
-		Config: &runtimeapi.ContainerConfig{
-			Metadata: &runtimeapi.ContainerMetadata{Name: "probe"},
-			Image:    &runtimeapi.ImageSpec{Image: "docker.io/library/busybox:latest"},
-			Command:  []string{"sleep", "3600"},
-		}})
-	if err != nil {
-		t.Fatalf("CreateContainer: %v\n%s", err, d.out)
-	}
-	if _, err := c.rs.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: ctr.ContainerId}); err != nil {
-		t.Fatalf("StartContainer: %v", err)
-	}
-	sh := func(script string) ([]byte, int32) {
-		r, err := c.rs.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: ctr.ContainerId, Cmd: []string{"sh", "-c", script}, Timeout: 20})
-		if err != nil {
-			t.Fatalf("exec %q: %v", script, err)
-		}
-		return append(r.Stdout, r.Stderr...), r.ExitCode
-	}
-
+	sh := probePod(t, d, c, "hostnet", runtimeapi.NamespaceMode_NODE)
 	targets := []string{"127.0.0.1:5000"}
 	routes, _ := sh("cat /proc/net/route")
 	gw := defaultGateway(string(routes))
@@ -89,15 +60,14 @@ func hostLoopbackUnreachable(t *testing.T, d *daemon) {
 	}
 	targets = append(targets, net.JoinHostPort(gw, "5000"))
 	for _, target := range targets {
-		t.Run("registry at "+target, func(t *testing.T) {
-			host, port, _ := net.SplitHostPort(target)
-			out, code := sh(fmt.Sprintf(`(printf 'GET /v2/_catalog HTTP/1.0\r\n\r\n'; sleep 2) | nc -w 5 %s %s`, host, port))
-			if bytes.Contains(out, []byte("HTTP/1.")) {
-				t.Fatalf("the pod read the host's registry through %s: %q", target, out)
-			}
-			t.Logf("as expected (exit %d): %s", code, bytes.TrimSpace(out))
-		})
+		t.Run("registry at "+target, func(t *testing.T) { registryUnreachable(t, sh, target) })
 	}
+	// A pod on the pod network goes out through the same gateway, by
+	// way of crib's namespace.
+	podSh := probePod(t, d, c, "podnet", runtimeapi.NamespaceMode_POD)
+	t.Run("registry at "+gw+":5000 from a pod on the pod network", func(t *testing.T) {
+		registryUnreachable(t, podSh, net.JoinHostPort(gw, "5000"))
+	})
 
 	proxy := readProxyURL(t, d)
 	_, port, _ := net.SplitHostPort(proxy.Host)
@@ -120,6 +90,52 @@ func hostLoopbackUnreachable(t *testing.T, d *daemon) {
 			}
 		})
 	}
+}
+
+// probePod runs a busybox container in a new pod with the given network
+// mode and returns a function that runs a shell script in it.
+func probePod(t *testing.T, d *daemon, c criClients, name string, network runtimeapi.NamespaceMode) func(string) ([]byte, int32) {
+	ctx := context.Background()
+	pcfg := &runtimeapi.PodSandboxConfig{
+		Metadata: &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "default", Uid: name + "-uid"},
+		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+			NamespaceOptions: &runtimeapi.NamespaceOption{Network: network},
+		}},
+	}
+	pod, err := c.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
+	if err != nil {
+		t.Fatalf("RunPodSandbox: %v\n%s", err, d.out)
+	}
+	ctr, err := c.rs.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: pcfg,
+		Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "probe"},
+			Image:    &runtimeapi.ImageSpec{Image: "docker.io/library/busybox:latest"},
+			Command:  []string{"sleep", "3600"},
+		}})
+	if err != nil {
+		t.Fatalf("CreateContainer: %v\n%s", err, d.out)
+	}
+	if _, err := c.rs.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: ctr.ContainerId}); err != nil {
+		t.Fatalf("StartContainer: %v", err)
+	}
+	return func(script string) ([]byte, int32) {
+		r, err := c.rs.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: ctr.ContainerId, Cmd: []string{"sh", "-c", script}, Timeout: 20})
+		if err != nil {
+			t.Fatalf("exec %q: %v", script, err)
+		}
+		return append(r.Stdout, r.Stderr...), r.ExitCode
+	}
+}
+
+// registryUnreachable asks for the registry's catalog at target from a
+// pod and fails if an HTTP answer comes back.
+func registryUnreachable(t *testing.T, sh func(string) ([]byte, int32), target string) {
+	host, port, _ := net.SplitHostPort(target)
+	out, code := sh(fmt.Sprintf(`(printf 'GET /v2/_catalog HTTP/1.0\r\n\r\n'; sleep 2) | nc -w 5 %s %s`, host, port))
+	if bytes.Contains(out, []byte("HTTP/1.")) {
+		t.Fatalf("the pod read the host's registry through %s: %q", target, out)
+	}
+	t.Logf("as expected (exit %d): %s", code, bytes.TrimSpace(out))
 }
 
 // defaultGateway reads the default route's gateway from /proc/net/route.
