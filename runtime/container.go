@@ -362,7 +362,7 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt ociRuntime) (c
 		if err := rt.delete(context.Background(), o.ID); err != nil {
 			m.log.Warn("rollback: deleting the runtime state", "container", o.ID, "err", err)
 		}
-		_ = os.Remove(f.exitFile)
+		_ = f.removeOutside()
 	})
 	started, err := m.startMonitor(ctx, monitorRequest{id: o.ID, name: o.Name, logPath: o.LogPath, rt: rt, files: f,
 		stdio: monitorStdio{tty: o.Config.GetTty(), stdin: o.Config.GetStdin(), stdinOnce: o.Config.GetStdinOnce()}})

@@ -178,7 +178,8 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	return nil
 }
 
-// cleanup removes what a container left in the runroot and the runtime.
+// cleanup removes what a container left in the runroot (bundle, exit
+// file, attach link) and the runtime.
 func (m *Manager) cleanup(ctx context.Context, id string, rt ociRuntime) error {
 	if err := rt.delete(ctx, id); err != nil {
 		return fmt.Errorf("deleting container %s from %s: %w", id, rt.h.Name, err)
@@ -187,8 +188,8 @@ func (m *Manager) cleanup(ctx context.Context, id string, rt ociRuntime) error {
 	if err := os.RemoveAll(f.bundle); err != nil {
 		return fmt.Errorf("removing the bundle of container %s: %w", id, err)
 	}
-	if err := os.Remove(f.exitFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("removing the exit file of container %s: %w", id, err)
+	if err := f.removeOutside(); err != nil {
+		return fmt.Errorf("removing the exit file and attach link of container %s: %w", id, err)
 	}
 	return nil
 }

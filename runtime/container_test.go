@@ -396,12 +396,13 @@ func TestLifecycle(t *testing.T) {
 }
 
 // assertNoTraces checks nothing of the container is left: bundle, record,
-// exit file, runtime state, monitor.
+// exit file, attach link, runtime state, monitor.
 func assertNoTraces(t *testing.T, e *testEnv, id string) {
 	t.Helper()
 	f := e.m.files(id)
-	for _, p := range []string{f.bundle, f.exitFile, e.m.store.path(id), filepath.Join(e.opts.RunRoot, "runc", id)} {
-		if _, err := os.Stat(p); err == nil {
+	for _, p := range []string{f.bundle, f.exitFile, f.attachLink, e.m.store.path(id), filepath.Join(e.opts.RunRoot, "runc", id)} {
+		// Lstat: conmon's attach link dangles once the bundle is gone.
+		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("%s is left", p)
 		}
 	}

@@ -116,17 +116,19 @@ func (m *Manager) finishStart(ctx context.Context, e *entry, c *Container) {
 	})
 }
 
-// cleanOrphans removes bundles, runtime state and exit files of ids that
-// have no record.
+// cleanOrphans removes bundles, runtime state, exit files and attach
+// links of ids that have no record.
 func (m *Manager) cleanOrphans(ctx context.Context, known map[string]bool, rep *RecoverReport) {
 	orphans := map[string]bool{}
 	bundles, _ := os.ReadDir(filepath.Join(m.runRoot, "containers"))
 	for _, b := range bundles {
 		orphans[b.Name()] = true
 	}
-	exits, _ := os.ReadDir(m.exitDir)
-	for _, x := range exits {
-		orphans[x.Name()] = true
+	for _, dir := range []string{m.exitDir, m.attachDir} {
+		entries, _ := os.ReadDir(dir)
+		for _, x := range entries {
+			orphans[x.Name()] = true
+		}
 	}
 	for _, h := range m.handlers {
 		if !m.ownsRoot(h) {
@@ -167,8 +169,8 @@ func (m *Manager) cleanOrphans(ctx context.Context, known map[string]bool, rep *
 		if err := os.RemoveAll(f.bundle); err != nil {
 			m.log.Warn("removing a leftover bundle", "container", id, "err", err)
 		}
-		if err := os.Remove(f.exitFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-			m.log.Warn("removing a leftover exit file", "container", id, "err", err)
+		if err := f.removeOutside(); err != nil {
+			m.log.Warn("removing a leftover exit file or attach link", "container", id, "err", err)
 		}
 		rep.Cleaned = append(rep.Cleaned, id)
 	}
