@@ -35,12 +35,14 @@ import (
 // recovery then list the processes in that namespace through /proc and
 // SIGKILL them until none is left.
 //
-// A freed namespace's inode number can be handed to a new namespace, so
-// the census trusts a namespace only while a process in it still has the
-// container's root: the namespace is then provably the container's (its
-// root is mounted there). The census keys on the namespace, not on the
-// root: two containers may share one root directory (tests do), never
-// one mount namespace. Known limit: a process that unshares its own mount
+// A freed namespace's inode number can be handed to a new namespace.
+// Where the kernel gives mount namespaces a 64-bit id (Linux 6.11), never
+// reused until reboot, the census compares that too. Without one, it
+// trusts a namespace only while a process in it still has the container's
+// root: the namespace is then the container's (its root is mounted
+// there). The census keys on the namespace, not on the root: two
+// containers may share one root directory (tests do), never one mount
+// namespace. Known limit: a process that unshares its own mount
 // namespace (it needs CAP_SYS_ADMIN) leaves the census; the cgroup, when
 // there is one, still holds it.
 
@@ -49,7 +51,9 @@ const censusFile = "census.json"
 // censusKey identifies a container's processes.
 type censusKey struct {
 	MountNS procfs.FileID `json:"mount_ns"`
-	Root    procfs.FileID `json:"root"`
+	// MountNSID is the namespace's kernel id; 0 where there is none.
+	MountNSID uint64        `json:"mount_ns_id,omitempty"`
+	Root      procfs.FileID `json:"root"`
 }
 
 // censusGrace bounds how long the census waits for SIGKILLed processes to
@@ -68,7 +72,11 @@ func recordCensus(bundle string, pid int) error {
 	if err != nil {
 		return fmt.Errorf("reading the root of the container's init %d: %w", pid, err)
 	}
-	data, err := json.Marshal(censusKey{MountNS: ns, Root: root})
+	k := censusKey{MountNS: ns, Root: root}
+	if k.MountNSID, err = procfs.MountNamespaceID(pid); err != nil && !errors.Is(err, unix.ENOTTY) {
+		return fmt.Errorf("reading the mount namespace id of the container's init %d: %w", pid, err)
+	}
+	data, err := json.Marshal(k)
 	if err != nil {
 		return err
 	}
@@ -92,9 +100,8 @@ func readCensus(bundle string) (k censusKey, ok bool, err error) {
 }
 
 // members lists the live processes in the key's mount namespace, or none
-// when no process there has the container's root (the namespace is gone,
-// or its number now names another one). Zombies have left every
-// namespace and are never listed.
+// when the namespace is gone or its number now names another one (see
+// above). Zombies have left every namespace and are never listed.
 func (k censusKey) members() ([]int, error) {
 	pids, err := procfs.Pids()
 	if err != nil {
@@ -102,24 +109,34 @@ func (k censusKey) members() ([]int, error) {
 	}
 	self := os.Getpid()
 	var in []int
-	rooted := false
+	trusted := k.MountNSID != 0
 	for _, pid := range pids {
-		if pid == self {
-			continue
-		}
-		if ns, err := procfs.Namespace(pid, "mnt"); err != nil || ns != k.MountNS {
+		if pid == self || !k.holds(pid) {
 			continue
 		}
 		in = append(in, pid)
-		if !rooted {
+		if !trusted {
 			root, err := procfs.RootDir(pid)
-			rooted = err == nil && root == k.Root
+			trusted = err == nil && root == k.Root
 		}
 	}
-	if !rooted {
+	if !trusted {
 		return nil, nil
 	}
 	return in, nil
+}
+
+// holds reports whether pid is in the key's mount namespace, by its
+// number and, where the kernel has them, its id.
+func (k censusKey) holds(pid int) bool {
+	if ns, err := procfs.Namespace(pid, "mnt"); err != nil || ns != k.MountNS {
+		return false
+	}
+	if k.MountNSID == 0 {
+		return true
+	}
+	id, err := procfs.MountNamespaceID(pid)
+	return err == nil && id == k.MountNSID
 }
 
 // kill SIGKILLs pid if it is still in the key's namespace. Through a
@@ -128,15 +145,13 @@ func (k censusKey) members() ([]int, error) {
 func (k censusKey) kill(pid int) {
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		if errors.Is(err, unix.ENOSYS) {
-			if ns, err := procfs.Namespace(pid, "mnt"); err == nil && ns == k.MountNS {
-				_ = unix.Kill(pid, unix.SIGKILL)
-			}
+		if errors.Is(err, unix.ENOSYS) && k.holds(pid) {
+			_ = unix.Kill(pid, unix.SIGKILL)
 		}
 		return
 	}
 	defer unix.Close(fd)
-	if ns, err := procfs.Namespace(pid, "mnt"); err == nil && ns == k.MountNS {
+	if k.holds(pid) {
 		_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
 	}
 }

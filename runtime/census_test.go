@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -37,11 +38,24 @@ func inMountNamespace(t *testing.T, script string) (*exec.Cmd, procfs.FileID) {
 	if n, err := out.Read(buf); err != nil || string(buf[:n]) != "ready\n" {
 		t.Fatalf("script said %q, %v", buf[:n], err)
 	}
-	ns, err := procfs.Namespace(cmd.Process.Pid, "mnt")
+	return cmd, pinMountNamespace(t, cmd.Process.Pid)
+}
+
+// pinMountNamespace returns the identity of pid's mount namespace and
+// keeps the namespace open until the test ends, so that its number names
+// no other namespace (another test's, on a shared machine) meanwhile.
+func pinMountNamespace(t *testing.T, pid int) procfs.FileID {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cmd, ns
+	t.Cleanup(func() { f.Close() })
+	ns, err := procfs.Namespace(pid, "mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns
 }
 
 // inNamespace lists the live processes in the mount namespace ns.
@@ -71,15 +85,25 @@ func TestCensusEndsTheNamespace(t *testing.T) {
 		t.Fatalf("%d processes in the victim's namespace, want the shell and two sleeps", n)
 	}
 
-	stale := censusKey{MountNS: ns, Root: procfs.FileID{Dev: root.Dev, Ino: root.Ino + 1}}
-	if pids, err := stale.members(); err != nil || len(pids) != 0 {
-		t.Errorf("a key whose root no process has found members %v (%v)", pids, err)
+	id, err := procfs.MountNamespaceID(victim.Process.Pid)
+	if err != nil {
+		t.Logf("no mount namespace ids: %v", err)
 	}
-	if err := stale.endAll(context.Background(), time.Second); err != nil {
-		t.Fatal(err)
+	for _, stale := range []censusKey{
+		// No id (an older kernel): a key whose root no process has.
+		{MountNS: ns, Root: procfs.FileID{Dev: root.Dev, Ino: root.Ino + 1}},
+		// An id that is not the namespace's: its number was reused.
+		{MountNS: ns, MountNSID: id + 1000, Root: root},
+	} {
+		if pids, err := stale.members(); err != nil || len(pids) != 0 {
+			t.Errorf("stale key %+v found members %v (%v)", stale, pids, err)
+		}
+		if err := stale.endAll(context.Background(), time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
 
-	k := censusKey{MountNS: ns, Root: root}
+	k := censusKey{MountNS: ns, MountNSID: id, Root: root}
 	if err := k.endAll(context.Background(), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -118,10 +142,7 @@ func TestStopEndsEveryProcess(t *testing.T) {
 			cfg := config(id, "sh", "-c", tc.script)
 			cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_NODE
 			c := e.create(id, cfg)
-			ns, err := procfs.Namespace(c.Pid, "mnt")
-			if err != nil {
-				t.Fatal(err)
-			}
+			ns := pinMountNamespace(t, c.Pid)
 			if err := e.m.Start(ctx, id); err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -122,4 +123,32 @@ func statID(path string) (FileID, error) {
 		return FileID{}, err
 	}
 	return FileID{Dev: st.Dev, Ino: st.Ino}, nil
+}
+
+// nsMntGetInfo is NS_MNT_GET_INFO, _IOR(0xb7, 10, struct mnt_ns_info):
+// Linux 6.11 and later.
+const nsMntGetInfo = 0x8010b70a
+
+// mntNsInfo is struct mnt_ns_info.
+type mntNsInfo struct {
+	size     uint32
+	nrMounts uint32
+	id       uint64
+}
+
+// MountNamespaceID is the 64-bit id the kernel gives pid's mount
+// namespace, which, unlike the namespace's inode number, is never given to
+// another namespace until reboot. Kernels before 6.11 have none: the
+// error is then unix.ENOTTY.
+func MountNamespaceID(pid int) (uint64, error) {
+	fd, err := unix.Open(Root+"/"+strconv.Itoa(pid)+"/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	info := mntNsInfo{size: uint32(unsafe.Sizeof(mntNsInfo{}))}
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), nsMntGetInfo, uintptr(unsafe.Pointer(&info))); errno != 0 {
+		return 0, errno
+	}
+	return info.id, nil
 }

@@ -1,9 +1,12 @@
 package procfs
 
 import (
+	"errors"
 	"os"
 	"slices"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseStat(t *testing.T) {
@@ -61,5 +64,20 @@ func TestSelf(t *testing.T) {
 	want, _ := statID("/")
 	if err != nil || root != want {
 		t.Fatalf("RootDir(self) = %+v, %v; want %+v", root, err, want)
+	}
+}
+
+// TestMountNamespaceID: where the kernel gives ids, a process and its
+// parent in one mount namespace share one, and it is not zero.
+func TestMountNamespaceID(t *testing.T) {
+	id, err := MountNamespaceID(os.Getpid())
+	if errors.Is(err, unix.ENOTTY) {
+		t.Skip("the kernel gives mount namespaces no id (before 6.11)")
+	}
+	if err != nil || id == 0 {
+		t.Fatalf("MountNamespaceID(self) = %d, %v", id, err)
+	}
+	if parent, err := MountNamespaceID(os.Getppid()); err != nil || parent != id {
+		t.Fatalf("parent's id %d (%v), want ours %d", parent, err, id)
 	}
 }
