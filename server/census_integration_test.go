@@ -25,21 +25,24 @@ import (
 // end no process is left in any namespace crib made for them, nor in
 // crib's user namespace once crib stopped.
 
-// cgroupMode is one way crib confines pods: its serve flags.
+// cgroupMode is one way crib confines pods.
 type cgroupMode struct {
-	name  string
-	flags func(t *testing.T, u testUser) []string
+	name     string
+	confined bool
 }
 
 // cgroupModes: a delegated cgroup v1 subtree, and none (crib unconfined,
 // where `runc kill --all` cannot find a container's processes).
-var cgroupModes = []cgroupMode{
-	{name: "cgroups", flags: func(t *testing.T, u testUser) []string {
-		return []string{"--cgroup-parent", delegateCgroups(t, u).parent}
-	}},
-	{name: "unconfined", flags: func(*testing.T, testUser) []string {
-		return []string{"--cgroup-manager", "none"}
-	}},
+var cgroupModes = []cgroupMode{{name: "cgroups", confined: true}, {name: "unconfined"}}
+
+// setup returns crib's serve flags for the mode and the cgroups it
+// delegated (none when unconfined).
+func (m cgroupMode) setup(t *testing.T, u testUser) ([]string, delegatedCgroups) {
+	if !m.confined {
+		return []string{"--cgroup-manager", "none"}, delegatedCgroups{}
+	}
+	cg := delegateCgroups(t, u)
+	return []string{"--cgroup-parent", cg.parent}, cg
 }
 
 func TestIntegrationNoProcessOutlivesContainer(t *testing.T) {
@@ -78,9 +81,10 @@ func noProcessOutlives(t *testing.T, mode cgroupMode) {
 	u := lookupTestUser(t)
 	adoptOrphans(t)
 	d := newDaemon(t, u)
-	d.extra = mode.flags(t, u)
+	flags, cg := mode.setup(t, u)
+	d.extra = flags
 	d.startWithRegistry(t)
-	f := &faultRun{t: t, d: d, u: u}
+	f := &faultRun{t: t, d: d, u: u, cg: cg}
 	f.connect()
 	f.pull()
 	f.logDir = filepath.Join(u.home, "it-census-logs-"+filepath.Base(d.runroot))
@@ -246,17 +250,17 @@ func describe(pid int) string {
 
 // expectNoProcessInUserNS: once crib stopped with nothing left, no live
 // process is in its user namespace or one nested in it.
-func expectNoProcessInUserNS(t *testing.T, userNS string) {
+func expectNoProcessInUserNS(t *testing.T, userNS string) bool {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		left := processesUnderUserNS(userNS)
 		if len(left) == 0 {
-			return
+			return true
 		}
 		if time.Now().After(deadline) {
 			t.Errorf("processes left in crib's user namespace after it stopped: %v", left)
-			return
+			return false
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
