@@ -25,6 +25,11 @@ func TestParseStat(t *testing.T) {
 			line: "9 (a) b (c)) Z 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 77 0 0 0",
 			want: Stat{State: 'Z', Ppid: 1, Starttime: 77, Comm: "a) b (c)"},
 		},
+		{
+			name: "comm with parentheses and a space",
+			line: "1234 (we(i) rd) S 42 1234 1234 0 -1 4194560 150 0 3 0 7 9 2 1 20 0 1 0 5555 1000000 321 18446744073709551615",
+			want: Stat{State: 'S', Ppid: 42, Minflt: 150, Majflt: 3, Utime: 7, Stime: 9, Cutime: 2, Cstime: 1, Starttime: 5555, RSSPages: 321, Comm: "we(i) rd"},
+		},
 		{name: "no parentheses", line: "9 a S 1", err: true},
 		{name: "short", line: "9 (a) S 1 2 3", err: true},
 	} {
