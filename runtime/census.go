@@ -62,11 +62,16 @@ const censusGrace = 10 * time.Second
 
 // recordCensus reads the identity of the init's mount namespace and root
 // and writes it into the bundle. The init is waiting to exec the command,
-// so both are already the container's.
+// so both are already the container's. A container in crib's own mount
+// namespace (no OCI runtime makes one, but a spec could name it) gets no
+// census: it would end crib's processes.
 func recordCensus(bundle string, pid int) error {
 	ns, err := procfs.Namespace(pid, "mnt")
 	if err != nil {
 		return fmt.Errorf("reading the mount namespace of the container's init %d: %w", pid, err)
+	}
+	if own, err := procfs.Namespace(os.Getpid(), "mnt"); err != nil || own == ns {
+		return err
 	}
 	root, err := procfs.RootDir(pid)
 	if err != nil {

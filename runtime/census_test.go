@@ -118,6 +118,28 @@ func TestCensusEndsTheNamespace(t *testing.T) {
 	_ = (censusKey{MountNS: siblingNS, Root: root}).endAll(context.Background(), 5*time.Second)
 }
 
+// TestCensusNeverRecordsCribsNamespace: a process in crib's own mount
+// namespace gets no census, which would end crib's processes.
+func TestCensusNeverRecordsCribsNamespace(t *testing.T) {
+	cmd, _ := inMountNamespace(t, "echo ready; sleep 1000")
+	for _, tc := range []struct {
+		name string
+		pid  int
+		want bool
+	}{
+		{name: "crib's own namespace", pid: os.Getpid()},
+		{name: "a namespace of its own", pid: cmd.Process.Pid, want: true},
+	} {
+		dir := t.TempDir()
+		if err := recordCensus(dir, tc.pid); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := readCensus(dir); ok != tc.want || err != nil {
+			t.Errorf("%s: census recorded %v (%v), want %v", tc.name, ok, err, tc.want)
+		}
+	}
+}
+
 // TestStopEndsEveryProcess: a container in the node's PID namespace whose
 // init forks a daemon leaves nothing after Stop, whether the init still
 // runs or already exited, with a cgroup and without one (where `runc kill`
