@@ -370,6 +370,14 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt ociRuntime) (c
 		return nil, err
 	}
 	undo = append(undo, func() { m.killMonitor(started.monitorPid, o.ID) })
+	if err := recordCensus(f.bundle, started.pid); err != nil {
+		return nil, fmt.Errorf("container %s: %w", o.ID, err)
+	}
+	undo = append(undo, func() {
+		if err := m.endProcesses(context.Background(), o.ID); err != nil {
+			m.log.Warn("rollback: ending the container's processes", "container", o.ID, "err", err)
+		}
+	})
 	c = newRecord(o, rt.h.Name, started)
 	if err := m.store.save(c); err != nil {
 		return nil, err
