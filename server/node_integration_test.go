@@ -214,3 +214,104 @@ func sysvKeyListed(table string, key int) bool {
 	}
 	return false
 }
+
+// TestIntegrationNodeOlderHolder is the upgrade path: a crib from before
+// the node namespaces leaves a holder with pods in it; the new crib
+// rejoins it with a warning and the machine's PID and IPC namespaces, the
+// pods keep running, and once crib stops with no pod the next holder has
+// the node's own.
+func TestIntegrationNodeOlderHolder(t *testing.T) {
+	u := lookupTestUser(t)
+	newBin := os.Getenv("CRIB_BIN")
+	d := newDaemon(t, u)
+	t.Setenv("CRIB_BIN", olderCrib(t))
+	d.startWithRegistry(t)
+	c := d.clients(t)
+	ctx := context.Background()
+	if _, err := c.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: "busybox"}}); err != nil {
+		t.Fatalf("pull: %v\n%s", err, d.out)
+	}
+	_, survivor := nodePod(t, c, "older")
+	holder := d.holderPID(t)
+	d.stop(t)
+	if procState(holder) == "" {
+		t.Fatalf("the older crib took its holder down with a pod left:\n%s", d.out)
+	}
+
+	t.Setenv("CRIB_BIN", newBin)
+	d.start(t)
+	c = d.clients(t)
+	if !strings.Contains(d.out.String(), "made by an older crib") {
+		t.Errorf("no warning about the older holder:\n%s", d.out)
+	}
+	if d.holderPID(t) != holder {
+		t.Fatalf("crib replaced the older holder %d with %d", holder, d.holderPID(t))
+	}
+	st, err := c.rs.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: survivor})
+	if err != nil || st.Status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("the older crib's container after the upgrade: %v %v\n%s", st, err, d.out)
+	}
+	if got, _ := podSh(t, c, survivor, "readlink /proc/self/ns/pid"); got != nsLink(t, "self", "pid") {
+		t.Errorf("under the older holder a hostPID pod keeps the machine's PID namespace, got %q", got)
+	}
+	_, second := nodePod(t, c, "older-second")
+	if got, _ := podSh(t, c, second, "readlink /proc/self/ns/ipc"); got != nsLink(t, "self", "ipc") {
+		t.Errorf("under the older holder a new hostIPC pod gets the machine's IPC namespace, got %q", got)
+	}
+	if out, err := d.unshareCmd("id -u").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "0" {
+		t.Errorf("crib unshare under the older holder: %v %q", err, out)
+	}
+
+	d.removeAllPods()
+	d.stop(t)
+	if state := procState(holder); state != "" && state != "Z" {
+		t.Fatalf("the older holder %d outlived a stop with no pods", holder)
+	}
+	d.start(t)
+	c = d.clients(t)
+	if strings.Contains(d.out.String(), "made by an older crib") {
+		t.Errorf("a new holder is still called older:\n%s", d.out)
+	}
+	_, fresh := nodePod(t, c, "newer")
+	if got, _ := podSh(t, c, fresh, "readlink /proc/self/ns/pid"); got != nsLink(t, strconv.Itoa(d.holderPID(t)), "pid") {
+		t.Errorf("after the upgrade a hostPID pod is in PID namespace %q, not the node's", got)
+	}
+}
+
+// olderCrib is a crib binary from before the node namespaces:
+// CRIB_OLD_BIN, or built from the commit before the one that added
+// server/node.go.
+func olderCrib(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("CRIB_OLD_BIN"); bin != "" {
+		return bin
+	}
+	added, err := exec.Command("git", "-C", "..", "log", "--diff-filter=A", "--format=%H", "--", "server/node.go").Output()
+	if err != nil || len(strings.Fields(string(added))) == 0 {
+		t.Fatalf("finding the commit that added server/node.go (or set CRIB_OLD_BIN): %v", err)
+	}
+	commits := strings.Fields(string(added))
+	dir, err := os.MkdirTemp("", "crib-it-older-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	src := filepath.Join(dir, "src")
+	script := fmt.Sprintf("mkdir %s && git -C .. archive %s^ | tar -x -C %s", src, commits[len(commits)-1], src)
+	if out, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, out)
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = "/usr/local/go/bin/go"
+	}
+	bin := filepath.Join(dir, "crib")
+	build := exec.Command(goBin, "build", "-tags", "containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper", "-o", bin, "./cmd/crib")
+	build.Dir = src
+	build.Env = append(os.Environ(), "GOFLAGS=-buildvcs=false")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the older crib: %v\n%s", err, out)
+	}
+	return bin
+}
