@@ -279,7 +279,10 @@ func relayCommand(nsFD int, argv []string) (int, error) {
 	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, relayedSignals()...)
-	cmd := &exec.Cmd{Path: path, Args: argv, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	cmd := &exec.Cmd{Path: path, Args: argv, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		// Killed with its relay, as it was when nsenter became it: no
+		// command outlives `crib unshare` in the node's namespaces.
+		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}}
 	started, exited := make(chan error, 1), make(chan error, 1)
 	go func() {
 		// The thread that started the command waits for it: the command
