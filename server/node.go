@@ -183,6 +183,11 @@ func NodeStage() (code int, ok bool) {
 		return 0, false
 	}
 	os.Unsetenv(nodeStageEnv)
+	if job == "pdeath" {
+		err := execDying(os.Args[1:])
+		fmt.Fprintln(os.Stderr, "crib:", err)
+		return 127, true
+	}
 	fds, err := stageFDs(job)
 	if err == nil {
 		if strings.HasPrefix(job, "daemon:") {
@@ -279,10 +284,12 @@ func relayCommand(nsFD int, argv []string) (int, error) {
 	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, relayedSignals()...)
-	cmd := &exec.Cmd{Path: path, Args: argv, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-		// Killed with its relay, as it was when nsenter became it: no
-		// command outlives `crib unshare` in the node's namespaces.
-		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}}
+	// The command goes through crib's "pdeath" stage (see execDying), not
+	// straight to argv: a supervisor that SIGKILLs `crib unshare` expects
+	// the command gone too, as it was when nsenter became the command.
+	cmd := &exec.Cmd{Path: os.Args[0], Args: append([]string{os.Args[0], path}, argv[1:]...),
+		Env:   withEnv(os.Environ(), nodeStageEnv, "pdeath"),
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 	started, exited := make(chan error, 1), make(chan error, 1)
 	go func() {
 		// The thread that started the command waits for it: the command
@@ -309,6 +316,20 @@ func relayCommand(nsFD int, argv []string) (int, error) {
 			return processExitCode(cmd.ProcessState), nil
 		}
 	}
+}
+
+// execDying executes argv (argv[0] a path) to die with the process that
+// started it. Go's SysProcAttr.Pdeathsig cannot do that here: it checks
+// that the parent is still there by comparing its pid across the PID
+// namespaces, and kills the child at once.
+func execDying(argv []string) error {
+	if len(argv) == 0 {
+		return errors.New("no command to run in crib's namespaces")
+	}
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return err
+	}
+	return syscall.Exec(argv[0], argv, os.Environ())
 }
 
 // relayedSignals are those a supervisor sends. A terminal's ^C and ^\ reach

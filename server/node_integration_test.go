@@ -5,6 +5,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,6 +179,32 @@ func TestIntegrationNodeNamespaces(t *testing.T) {
 		if code := cmd.ProcessState.ExitCode(); code != 7 {
 			t.Errorf("exit code %d, want 7 (the command's own, from its TERM trap)", code)
 		}
+	})
+	t.Run("a command does not outlive a SIGKILLed crib unshare", func(t *testing.T) {
+		cmd := d.unshareCmd("echo ready; exec sleep 3602")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 6)
+		if _, err := stdout.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Process.Kill()
+		// The pipe ends when the last process holding it, sleep, is gone.
+		ended := make(chan struct{})
+		go func() { io.Copy(io.Discard, stdout); close(ended) }()
+		select {
+		case <-ended:
+		case <-time.After(10 * time.Second):
+			t.Error("the command outlived crib unshare killed with SIGKILL")
+			out, _ := d.unshareCmd("pkill -f 'sleep 3602'").CombinedOutput()
+			t.Logf("pkill: %s", out)
+		}
+		cmd.Wait()
 	})
 }
 
