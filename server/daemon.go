@@ -196,13 +196,10 @@ func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 
 func hostForCRI(o Options, r doctor.Report, env daemonEnv, p *parts) cri.Host {
 	f := r.Features
-	// The kubelet's driver must match crib's: systemd only when crib
-	// itself drives cgroups through systemd; cgroupfs otherwise, also when
-	// pods run unconfined (the kubelet needs a driver either way).
+	// The kubelet's driver must match crib's, and crib writes cgroupfs
+	// only (under systemd too, in the subtree systemd delegates); cgroupfs
+	// also when pods run unconfined, as the kubelet needs a driver.
 	driver := "cgroupfs"
-	if p.cgroups.Name() == "systemd" {
-		driver = "systemd"
-	}
 	handlers := usableHandlers(f)
 	return cri.Host{
 		RuntimeCondition: func() cri.Condition { return runtimeCondition(r) },

@@ -18,7 +18,9 @@ import (
 // hand it back to RemovePod and Stats, and ask ContainerPath for the
 // cgroupsPath of an OCI spec. The "none" manager returns "" for every pod.
 type Manager interface {
-	// Name is cgroupfs, systemd or none (the CRI cgroup driver).
+	// Name is cgroupfs or none. crib drives cgroups through cgroupfs
+	// only, also under systemd (which delegates it a subtree), so the CRI
+	// cgroup driver it reports is always cgroupfs.
 	Name() string
 	// Version is 1 or 2, or 0 for none.
 	Version() int
