@@ -17,6 +17,7 @@ import (
 	"github.com/crib-dev/crib/internal/atomicfile"
 	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/runtime/cgroups"
+	"github.com/crib-dev/crib/server/doctor"
 )
 
 // On a pure cgroup v2 host the cgroup crib is started in (its unit's, a
@@ -240,4 +241,21 @@ func cgroupPath(dir string) string {
 		return dir
 	}
 	return "/" + rel
+}
+
+// recordCgroupUse writes what the daemon confines pods with to the
+// runroot's cgroups.json, which `crib doctor` reads, and returns it.
+func recordCgroupUse(runRoot string, m cgroups.Manager, reason string, log *slog.Logger) doctor.CgroupUse {
+	u := doctor.CgroupUse{Manager: m.Name(), Version: m.Version(), Confined: m.Name() != "none", Reason: reason}
+	if pl, err := os.ReadFile(filepath.Join(runRoot, cgroupPlacementFileName)); err == nil && json.Valid(pl) {
+		u.Placement = pl
+	}
+	data, err := json.Marshal(u)
+	if err == nil {
+		err = atomicfile.WriteFile(filepath.Join(runRoot, doctor.CgroupsFileName), data, 0o600)
+	}
+	if err != nil {
+		log.Warn("recording the cgroups in use", "err", err)
+	}
+	return u
 }

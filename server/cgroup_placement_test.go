@@ -50,3 +50,26 @@ func TestPlaceCgroupsKeepsConfiguredChoice(t *testing.T) {
 		}
 	}
 }
+
+// The daemon records the manager it really uses, with the parent's
+// placement, where crib doctor reads it.
+func TestRecordCgroupUse(t *testing.T) {
+	run := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pl := `{"mode":"split","pods":"/u/pods","reason":"split"}`
+	if err := os.WriteFile(filepath.Join(run, cgroupPlacementFileName), []byte(pl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u := recordCgroupUse(run, cgroups.None(), "not delegated", log)
+	data, err := os.ReadFile(filepath.Join(run, doctor.CgroupsFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got doctor.CgroupUse
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Manager != "none" || got.Confined || got.Reason != "not delegated" || string(got.Placement) != pl || u.Manager != got.Manager {
+		t.Errorf("recorded %s", data)
+	}
+}

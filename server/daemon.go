@@ -90,6 +90,8 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 		return err
 	}
 	defer parts.close()
+	// crictl info's checks say what the daemon uses, as crib doctor does.
+	report = doctor.WithCgroupUse(report, parts.cgroupUse)
 
 	// Streaming: exec, attach and port-forward sessions (streaming.go).
 	stream, err := startStreaming(ctx, cfg.Streaming, hostSide, streamRuntime{containers: parts.containers, pods: parts.pods}, log)
@@ -209,12 +211,18 @@ func hostForCRI(o Options, r doctor.Report, env daemonEnv, p *parts) cri.Host {
 			}
 			return cri.Condition{Ready: true}
 		},
+		ResourceCondition: func() cri.Condition {
+			if !p.cgroupUse.Confined {
+				return cri.Condition{Reason: "NoDelegatedCgroup", Message: "pods run unconfined: " + p.cgroupUse.Reason + " (run `crib doctor`)"}
+			}
+			return cri.Condition{Ready: true}
+		},
 		CgroupDriver: driver,
 		Handlers:     handlers,
 		Info: func() map[string]string {
 			return map[string]string{
 				"config":     mustJSON(o.Config),
-				"cgroups":    mustJSON(map[string]string{"manager": p.cgroups.Name(), "reason": p.cgroupReason}),
+				"cgroups":    mustJSON(p.cgroupUse),
 				"storage":    mustJSON(p.storageDriver),
 				"host":       mustJSON(f),
 				"checks":     mustJSON(map[string]any{"checks": r.Checks}),

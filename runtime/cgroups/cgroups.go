@@ -200,3 +200,14 @@ func (none) Stats(string) (*Stats, error) {
 	return nil, fmt.Errorf("no cgroups: crib runs pods unconfined: %w", errdefs.ErrUnavailable)
 }
 func (none) ContainerPath(string, string) string { return "" }
+
+// AsksForLimits reports whether r asks for any limit a cgroup enforces,
+// so that a pod or container run unconfined can be warned about.
+func AsksForLimits(r *runtimeapi.LinuxContainerResources) bool {
+	if r == nil {
+		return false
+	}
+	return r.MemoryLimitInBytes > 0 || r.CpuQuota > 0 || r.CpuShares > 0 ||
+		r.CpusetCpus != "" || r.CpusetMems != "" || r.MemorySwapLimitInBytes > 0 ||
+		len(r.HugepageLimits) > 0 || len(r.Unified) > 0
+}

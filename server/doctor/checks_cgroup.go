@@ -208,7 +208,18 @@ func (r *run) cgroupWritable(dir string) bool {
 	return err == nil && okProcs
 }
 
+// checkCgroup predicts from the host what crib can use, and defers to
+// what a running crib recorded it uses (cgroups.json), so that `crib
+// doctor`, `crictl info` and the daemon say the same.
 func (r *run) checkCgroup() Check {
+	c := r.predictCgroup()
+	if use, ok := r.daemonCgroupUse(); ok {
+		return use.apply(c)
+	}
+	return c
+}
+
+func (r *run) predictCgroup() Check {
 	c := Check{ID: IDCgroup, Title: "cgroups"}
 	l := r.layout
 	r.f.CgroupVersion, r.f.CgroupHybrid = l.version, l.hybrid
@@ -261,6 +272,9 @@ func (r *run) checkCgroupV2(c Check) Check {
 		c.Fix = r.v2ControllersFix(dir, missing)
 	default:
 		c.Detail = fmt.Sprintf("cgroup v2: %s is delegated to %s with controllers %s", rel, r.h.User, strings.Join(controllers, " "))
+		if r.cfg.Cgroup.Parent == "" {
+			c.Detail += "; crib moves its own processes to crib/ in it and makes pod cgroups under pods/"
+		}
 	}
 	return c
 }
