@@ -1,12 +1,17 @@
 package server
 
 import (
+	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/crib-dev/crib/internal/config"
+	"github.com/crib-dev/crib/runtime/cgroups"
+	"github.com/crib-dev/crib/server/doctor"
 )
 
 func TestPlacementNames(t *testing.T) {
