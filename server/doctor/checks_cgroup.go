@@ -353,10 +353,10 @@ func (r *run) checkCgroupV1(c Check) Check {
 		if !ok {
 			continue
 		}
+		rel, dir := r.v1Dir(m, name, rel)
 		if name == "memory" || r.f.CgroupPath == "" {
 			r.f.CgroupPath = rel
 		}
-		dir := m.dir(rel)
 		w := r.cgroupWritable(dir)
 		r.f.CgroupWritable[name] = w
 		if w {
@@ -387,6 +387,23 @@ func (r *run) checkCgroupV1(c Check) Check {
 		}
 	}
 	return c
+}
+
+// v1Dir finds a configured parent where the daemon does (cgroups.Detect):
+// from the hierarchy's root, else below crib's own cgroup of that
+// hierarchy, where scripts/cgroup-delegate.sh makes the memory subtree.
+func (r *run) v1Dir(m cgroupMount, controller, rel string) (string, string) {
+	dir := m.dir(rel)
+	if r.cfg.Cgroup.Parent == "" || r.h.exists(dir) {
+		return rel, dir
+	}
+	if own, ok := r.layout.own[controller]; ok {
+		below := path.Join(own, r.cfg.Cgroup.Parent)
+		if d := m.dir(below); r.h.exists(d) {
+			return below, d
+		}
+	}
+	return rel, dir
 }
 
 func (r *run) v1Mount(controller string) (cgroupMount, bool) {
