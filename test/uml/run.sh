@@ -28,6 +28,8 @@ critest=$("$repo/conformance/build-critest.sh")
 
 # The directory the guest mounts with hostfs; on tmpfs, with the COW file.
 stage=$(mktemp -d /dev/shm/crib-uml.XXXXXX)
+# hostfs shows the host's modes: the guest's user runs critest from here.
+chmod 0755 "$stage"
 cow=$stage.cow
 uml_pid=""
 cleanup() {

@@ -26,6 +26,9 @@ u() {
 c() { u crictl "$@" 2>>"$OUT/crictl.stderr"; }
 # tmpl ID TEMPLATE: crictl inspect through a go-template.
 tmpl() { c inspect -o go-template --template "$2" "$1"; }
+# jnum KEY: the first "value" following "KEY" in crictl's JSON on stdin
+# (stats have no go-template output; protojson prints uint64 as strings).
+jnum() { awk -v k="\"$1\"" 'index($0, k) {f = 1} f && /"value"/ {gsub(/[^0-9]/, ""); print; exit}'; }
 # cgdir PID: the cgroup v2 directory of a process.
 cgdir() { echo "/sys/fs/cgroup$(sed -n 's/^0:://p' "/proc/$1/cgroup")"; }
 # wait_for SECONDS COMMAND...: poll until the command succeeds.
@@ -98,8 +101,9 @@ check_update() {
 check_stats() {
 	local dir ws cpu cur pws
 	dir=$(cgdir "$(tmpl "$CTR" '{{.info.pid}}')")
-	ws=$(c stats -o go-template --template '{{range .stats}}{{.memory.workingSetBytes.value}}{{end}}' --id "$CTR")
-	cpu=$(c stats -o go-template --template '{{range .stats}}{{.cpu.usageCoreNanoSeconds.value}}{{end}}' --id "$CTR")
+	c stats -o json --id "$CTR" >"$OUT/stats.json"
+	ws=$(jnum workingSetBytes <"$OUT/stats.json")
+	cpu=$(jnum usageCoreNanoSeconds <"$OUT/stats.json")
 	cur=$(cat "$dir/memory.current")
 	# The working set is memory.current less inactive_file, read from the
 	# same cgroup: positive and at most memory.current (plus the growth
@@ -109,7 +113,8 @@ check_stats() {
 	else
 		fail "ContainerStats from v2 files" "workingSet '$ws' cpu '$cpu' memory.current $cur"
 	fi
-	pws=$(c statsp -o go-template --template '{{range .stats}}{{.linux.memory.workingSetBytes.value}}{{end}}' --id "$POD")
+	c statsp -o json --id "$POD" >"$OUT/statsp.json"
+	pws=$(jnum workingSetBytes <"$OUT/statsp.json")
 	if [ -n "$pws" ] && [ "$pws" -gt 0 ]; then
 		pass "PodSandboxStats from v2 files" "pod workingSet $pws"
 	else
@@ -146,17 +151,29 @@ check_restart() {
 # at its next start, not per-container debris.
 runroot_allowed='^(recovered\.json|pull-proxy\.last|host\.json|crib\.sock)$'
 
+# leftover_cgroups: crib's or pods' cgroups below the user manager, except
+# an empty crib.service (systemd's own, gone once the unit is collected).
+leftover_cgroups() {
+	local d
+	find /sys/fs/cgroup/user.slice/user-$tuid.slice/user@$tuid.service -mindepth 1 -type d \( -name '*crib*' -o -name '*pod*' \) 2>/dev/null |
+		while read -r d; do
+			if [ "${d##*/}" = crib.service ] && [ -z "$(cat "$d/cgroup.procs")" ] && [ -z "$(find "$d" -mindepth 1 -type d)" ]; then
+				continue
+			fi
+			echo "${d#/sys/fs/cgroup/}($(wc -l <"$d/cgroup.procs") procs)"
+		done | paste -sd';' -
+}
+
 check_cleanup() {
 	local left mounts cgs rr extra
 	c rmp --all --force >/dev/null
 	u systemctl --user stop crib.socket crib.service
 	sleep 2
-	left=$(ps -u tester -o pid=,comm= | grep -vE ' (systemd|\(sd-pam\))$' | paste -sd';' -)
+	left=$(ps -u tester -o pid=,comm= | grep -vE ' (systemd|\(sd-pam\)|dbus-daemon)$' | paste -sd';' -)
 	if [ -z "$left" ]; then pass "no process left" "only the user manager"; else fail "no process left" "$left"; fi
 	mounts=$(grep -E 'crib|/run/user/'$tuid'/' /proc/self/mountinfo | grep -v ' /run/user/'$tuid' ' | cut -d' ' -f5 | paste -sd';' -)
 	if [ -z "$mounts" ]; then pass "no mount left" "none under crib or the runtime dir"; else fail "no mount left" "$mounts"; fi
-	cgs=$(find /sys/fs/cgroup/user.slice/user-$tuid.slice/user@$tuid.service -mindepth 1 -type d \( -name '*crib*' -o -name '*pod*' \) 2>/dev/null)
-	cgs=$(for d in $cgs; do [ -s "$d/cgroup.procs" ] || [ "$(find "$d" -mindepth 1 -type d | wc -l)" -gt 0 ] || [ "${d##*/}" != crib.service ] && echo "${d#/sys/fs/cgroup/}"; done | paste -sd';' -)
+	cgs=$(leftover_cgroups)
 	if [ -z "$cgs" ]; then pass "no cgroup left" "nothing below user@$tuid.service but crib.service's empty one"; else fail "no cgroup left" "$cgs"; fi
 	rr=$(cd /run/user/$tuid/crib 2>/dev/null && find . -mindepth 1 | sed 's|^\./||' | sort)
 	echo "runroot after stop: $(echo "$rr" | paste -sd' ' -)"
