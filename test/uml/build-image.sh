@@ -65,7 +65,7 @@ echo "/dev/ubda / ext4 rw,noatime 0 1" >"$rootfs/etc/fstab"
 
 # No consoles to log in on, no timers: the guest runs one unit and stops.
 for unit in getty@tty1.service serial-getty@ttyS0.service console-getty.service \
-	apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer fstrim.timer \
+	apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer \
 	systemd-timesyncd.service docker-registry.service; do
 	ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
 done

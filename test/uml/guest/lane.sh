@@ -37,7 +37,7 @@ note "user@$tuid.service delegates: $(cat /sys/fs/cgroup/user.slice/user-$tuid.s
 
 # make install, as the user would: the binary in ~/.local/bin, then
 # crib install-service, the configuration and crictl's endpoint file.
-install -d -o tester -g tester $thome/.local/bin $thome/.config/crib $thome/lane-logs
+u mkdir -p $thome/.local/bin $thome/.config/crib $thome/lane-logs
 install -o tester -g tester -m 0755 "$H/bin/crib" $thome/.local/bin/crib
 install -m 0755 "$H/bin/crictl" /usr/local/bin/crictl
 install -o tester -g tester -m 0644 "$G/registries.conf" "$G/policy.json" $thome/.config/crib/
