@@ -10,7 +10,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-results=$repo/.cache/uml/results
+# Per worktree: .cache is shared, and lanes of two worktrees may run at once.
+results=$here/results
 timeout=${UML_TIMEOUT:-1500}
 # The critest specs the guest runs: cgroups (OOM, stats), security context,
 # streaming and the container/pod lifecycle; each takes ≈ 25 s there.
@@ -42,7 +43,14 @@ trap cleanup EXIT
 mkdir -p "$stage/bin" "$stage/guest" "$stage/out" "$stage/registry"
 cp "$repo/bin/crib" "$repo/bin/crictl" "$stage/bin/"
 cp "$critest" "$stage/bin/critest"
+kubelet=${KUBELET_BIN:-$repo/.cache/kubelet-v1.37.2}
+if [ -x "$kubelet" ]; then
+	cp "$kubelet" "$stage/bin/kubelet"
+else
+	echo "no kubelet at $kubelet (make kubelet builds it): its check will fail" >&2
+fi
 cp "$here"/guest/* "$stage/guest/"
+cp "$repo/contrib/kubelet/crib-kubelet.sh" "$stage/guest/"
 cp "$repo/conformance/registries.conf" "$repo/conformance/policy.json" "$repo/conformance/registry.yml" "$stage/guest/"
 cp -a /var/tmp/crib-registry/storage "$stage/registry/"
 

@@ -16,11 +16,12 @@ note() { echo "---- $(date +%T) $*"; }
 
 tuid=1000
 thome=/home/tester
+uenv=(env -i HOME=$thome USER=tester LOGNAME=tester
+	PATH=$thome/.local/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
+	XDG_RUNTIME_DIR=/run/user/$tuid DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$tuid/bus
+	CRI_CONFIG_FILE=$thome/.config/crib/crictl.yaml)
 u() {
-	runuser -u tester -- env -i HOME=$thome USER=tester LOGNAME=tester \
-		PATH=$thome/.local/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
-		XDG_RUNTIME_DIR=/run/user/$tuid DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$tuid/bus \
-		CRI_CONFIG_FILE=$thome/.config/crib/crictl.yaml "$@"
+	runuser -u tester -- "${uenv[@]}" "$@"
 }
 # crictl as the user; its stderr goes to the log, never into a value.
 c() { u crictl "$@" 2>>"$OUT/crictl.stderr"; }
@@ -198,4 +199,28 @@ check_critest() {
 	else
 		fail "critest inside crib's namespaces" "$(grep -E '^(Ran|FAIL!)' "$log" | paste -sd' ' -); $(grep -E '^\s*\[FAIL\]' "$log" | head -5 | paste -sd';' -)"
 	fi
+}
+
+# The kubelet (contrib/kubelet/crib-kubelet.sh --standalone, inside crib's
+# namespaces) runs static-pod.yaml; its container must get the limits.
+static_running() { [ -n "$(c ps --name '^limited$' --state running -q)" ]; }
+check_kubelet() {
+	local kpid id dir
+	[ -x "$H/bin/kubelet" ] || { fail "kubelet static pod" "no kubelet binary given"; return; }
+	u mkdir -p $thome/.config/crib/manifests
+	setsid runuser -u tester -- "${uenv[@]}" KUBELET="$H/bin/kubelet" \
+		bash "$G/crib-kubelet.sh" --standalone -- --hostname-override=crib-uml >"$OUT/kubelet.log" 2>&1 &
+	kpid=$!
+	install -o tester -m 0644 "$G/static-pod.yaml" $thome/.config/crib/manifests/lane-static.yaml
+	if ! wait_for 300 static_running; then
+		fail "kubelet static pod" "not running after 300 s; $(grep -E '^E[0-9]' "$OUT/kubelet.log" | tail -n 3 | cut -c1-300 | paste -sd';' -)"
+	else
+		id=$(c ps --name '^limited$' --state running -q | head -n 1)
+		dir=$(cgdir "$(tmpl "$id" '{{.info.pid}}')")
+		expect "kubelet static pod limits (memory.max, cpu.max)" "$(cat "$dir/memory.max") $(cat "$dir/cpu.max")" "67108864 50000 100000"
+	fi
+	rm -f $thome/.config/crib/manifests/lane-static.yaml
+	kill -TERM -- "-$kpid" 2>/dev/null
+	wait_for 30 bash -c "! kill -0 $kpid" || kill -KILL -- "-$kpid" 2>/dev/null
+	wait "$kpid" 2>/dev/null
 }

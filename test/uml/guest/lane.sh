@@ -1,7 +1,7 @@
 #!/bin/bash
 # lane.sh — the v2 lane inside the UML guest (systemd PID 1, cgroup v2 only),
 # started as root by crib-lane-boot with the hostfs directory as $1:
-#   $1/bin        crib, crictl, critest (and kubelet when built)
+#   $1/bin        crib, crictl, critest, kubelet
 #   $1/registry   the host registry's storage, served on 127.0.0.1:5000
 #   $1/guest      this script, checks.sh and the CRI JSON files
 #   $1/out        results (lane.log is this script's output)
@@ -73,6 +73,8 @@ if start_limits_pod; then
 fi
 note "critest"
 check_critest
+note "kubelet"
+check_kubelet
 note "stop and removal"
 check_cleanup
 u journalctl --user -u crib.service --no-pager >"$OUT/crib.journal" 2>&1
