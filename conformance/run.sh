@@ -28,7 +28,6 @@ repo=$(dirname "$here")
 cache=$here/.cache
 user=${TEST_USER:-crib-test}
 modes=${MODES:-host inside host-websocket inside-websocket}
-critest_version=v1.37.0
 tags="containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper"
 export PATH=/usr/local/go/bin:$PATH GOFLAGS=-buildvcs=false
 
@@ -42,16 +41,8 @@ chown "${TEST_USER:-crib-test}" "$cache/results"
 "$repo/scripts/host-setup.sh" "$user"
 "$here/images.sh"
 
-# critest is a test binary: build it from the module cache, once.
-critest=$cache/critest-$critest_version
-if [ ! -x "$critest" ]; then
-	src=$(go mod download -json sigs.k8s.io/cri-tools@$critest_version | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
-	rm -rf "$cache/cri-tools"
-	cp -r "$src" "$cache/cri-tools"
-	chmod -R u+w "$cache/cri-tools"
-	(cd "$cache/cri-tools" && go test -c -o "$critest.tmp" ./cmd/critest)
-	mv "$critest.tmp" "$critest"
-fi
+# critest is a test binary: built from the module cache, once.
+critest=$("$here/build-critest.sh")
 (cd "$repo" && go build -tags "$tags" -o "$cache/junitcheck" ./conformance/junitcheck)
 (cd "$repo" && make -s build)
 
