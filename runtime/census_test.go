@@ -38,7 +38,19 @@ func inMountNamespace(t *testing.T, script string) (*exec.Cmd, procfs.FileID) {
 	if n, err := out.Read(buf); err != nil || string(buf[:n]) != "ready\n" {
 		t.Fatalf("script said %q, %v", buf[:n], err)
 	}
-	return cmd, pinMountNamespace(t, cmd.Process.Pid)
+	ns := pinMountNamespace(t, cmd.Process.Pid)
+	// Killing the shell orphans what it forked: end the whole namespace
+	// (registered after the pin, so it runs while the pin still holds).
+	t.Cleanup(func() { killNamespace(ns) })
+	return cmd, ns
+}
+
+// killNamespace SIGKILLs every process in the mount namespace ns; the
+// orphans are reaped by their subreaper or init.
+func killNamespace(ns procfs.FileID) {
+	for _, pid := range inNamespace(ns) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
 
 // pinMountNamespace returns the identity of pid's mount namespace and
