@@ -21,6 +21,9 @@ type Condition struct {
 type Host struct {
 	RuntimeCondition func() Condition
 	NetworkCondition func() Condition
+	// ResourceCondition, when set, is reported as ResourceLimitsEnforced:
+	// false while crib has no cgroup to confine pods with.
+	ResourceCondition func() Condition
 	// CgroupDriver is "systemd" or "cgroupfs".
 	CgroupDriver string
 	// Handlers lists the usable runtime handler names, the default first.
@@ -53,6 +56,7 @@ type RuntimeService struct {
 	podNames       *nameIndex
 	containerNames *nameIndex
 	events         *eventHub
+	podLocks       *podLocks
 	// podCIDR is what the kubelet last sent in UpdateRuntimeConfig.
 	podCIDR atomic.Pointer[string]
 }
@@ -74,6 +78,7 @@ func NewRuntimeService(opts Options) *RuntimeService {
 		podNames:       newNameIndex(),
 		containerNames: newNameIndex(),
 		events:         newEventHub(),
+		podLocks:       newPodLocks(),
 	}
 	if s.pods != nil {
 		for _, sb := range s.pods.List() {

@@ -370,7 +370,22 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt ociRuntime) (c
 		return nil, err
 	}
 	undo = append(undo, func() { m.killMonitor(started.monitorPid, o.ID) })
+	if err := recordCensus(f.bundle, started.pid); err != nil {
+		return nil, fmt.Errorf("container %s: %w", o.ID, err)
+	}
+	undo = append(undo, func() {
+		if err := m.endProcesses(context.Background(), o.ID); err != nil {
+			m.log.Warn("rollback: ending the container's processes", "container", o.ID, "err", err)
+		}
+	})
 	c = newRecord(o, rt.h.Name, started)
+	// Rootless without a cgroup the spec carries no limits (setResources):
+	// say so in the record, so ContainerStatus reports none.
+	c.Unconfined = m.rootless && c.CgroupsPath == ""
+	if c.Unconfined && cgroups.AsksForLimits(o.Config.GetLinux().GetResources()) {
+		m.log.Warn("container asked for resource limits, but crib has no delegated cgroup: it runs unconfined",
+			"container", o.ID, "pod", o.SandboxID, "name", o.Name)
+	}
 	if err := m.store.save(c); err != nil {
 		return nil, err
 	}

@@ -32,7 +32,18 @@ func (m *Manager) Stop(ctx context.Context, id string, timeout time.Duration) er
 	return m.stop(ctx, e, timeout)
 }
 
+// stop ends the container's init, then every other process of the
+// container (census.go): an init that exited, by itself or killed, may
+// leave children behind when the container shares the node's PID
+// namespace and has no cgroup to find them by.
 func (m *Manager) stop(ctx context.Context, e *entry, timeout time.Duration) error {
+	if err := m.stopInit(ctx, e, timeout); err != nil {
+		return err
+	}
+	return m.endProcesses(ctx, e.c.ID)
+}
+
+func (m *Manager) stopInit(ctx context.Context, e *entry, timeout time.Duration) error {
 	m.handleExit(e.c.ID)
 	c := m.snapshot(e)
 	if c.State == StateExited {

@@ -595,7 +595,7 @@ func TestRootless(t *testing.T) {
 	self, _ := os.Executable()
 	bin := filepath.Join(dir, "runtime.test")
 	copyFile(t, self, bin)
-	run := "^(TestLifecycle|TestExitCodeAndReason|TestStopSignalAndTimeout|TestCreateRollback|TestExecSync.*|TestLogs.*|TestStats.*|TestRecover.*)$"
+	run := "^(TestLifecycle|TestExitCodeAndReason|TestStopSignalAndTimeout|TestStopEndsEveryProcess|TestCensusEndsTheNamespace|TestCreateRollback|TestExecSync.*|TestLogs.*|TestStats.*|TestRecover.*)$"
 	cmd := exec.Command(bin, "-test.run", run, "-test.v", "-test.timeout", "10m")
 	wd, _ := os.Getwd()
 	cmd.Dir = wd

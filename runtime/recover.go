@@ -89,6 +89,9 @@ func (m *Manager) recoverOne(ctx context.Context, e *entry, rep *RecoverReport) 
 	// Unmonitored, a container that still runs has no log and no exit
 	// code: kill it so the kubelet restarts it properly.
 	_ = rt.kill(ctx, c.ID, "KILL", c.CgroupsPath != "")
+	if err := m.endProcesses(ctx, c.ID); err != nil {
+		m.log.Warn("ending a lost container's processes", "container", c.ID, "err", err)
+	}
 	m.markMonitorGone(e, lostMessage)
 	if err := m.cleanup(ctx, c.ID, rt); err != nil {
 		m.log.Warn("cleaning up a lost container", "container", c.ID, "err", err)
@@ -160,6 +163,10 @@ func (m *Manager) cleanOrphans(ctx context.Context, known map[string]bool, rep *
 		}
 		f := m.files(id)
 		m.killMonitor(readPidFile(f.monitorPid), id)
+		// A half-made or half-removed container may still have processes.
+		if err := m.endProcesses(ctx, id); err != nil {
+			m.log.Warn("ending a leftover container's processes", "container", id, "err", err)
+		}
 		for _, h := range m.handlers {
 			rt := ociRuntime{h: h, reaper: m.reaper}
 			if err := rt.delete(ctx, id); err != nil {

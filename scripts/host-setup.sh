@@ -15,8 +15,10 @@ if [ "$(id -u)" -ne 0 ]; then
 	exit 1
 fi
 
-# The packages crib uses at run time and in its tests (see README).
-packages="runc crun conmon catatonit uidmap slirp4netns passt fuse-overlayfs containernetworking-plugins iptables util-linux procps curl ca-certificates docker-registry skopeo busybox"
+# The packages crib uses at run time and in its tests (see README);
+# user-mode-linux, mmdebstrap and e2fsprogs build and boot the guest of the
+# cgroup v2 + systemd lane (make test-v2, test/uml).
+packages="runc crun conmon catatonit uidmap slirp4netns passt fuse-overlayfs containernetworking-plugins iptables util-linux procps curl ca-certificates docker-registry skopeo busybox user-mode-linux mmdebstrap e2fsprogs"
 
 missing=""
 for p in $packages; do

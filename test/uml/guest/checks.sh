@@ -1,0 +1,226 @@
+# checks.sh — the checks of the UML v2 lane, sourced by lane.sh (bash, as
+# root in the guest). Each check prints one "PASS name: detail" or
+# "FAIL name: detail" line; summary prints "N passed, M failed".
+# Commands of the test user go through `u`; crictl reads the endpoint from
+# the crictl.yaml `crib crictl-config --write` made (no warnings on stderr to
+# pollute the values read back).
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "PASS $1: $2"; }
+fail() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
+# expect NAME GOT WANT
+expect() { if [ "$2" = "$3" ]; then pass "$1" "$2"; else fail "$1" "got '$2', want '$3'"; fi; }
+summary() { echo "$passed passed, $failed failed"; }
+note() { echo "---- $(date +%T) $*"; }
+
+tuid=1000
+thome=/home/tester
+uenv=(env -i HOME=$thome USER=tester LOGNAME=tester
+	PATH=$thome/.local/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
+	XDG_RUNTIME_DIR=/run/user/$tuid DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$tuid/bus
+	CRI_CONFIG_FILE=$thome/.config/crib/crictl.yaml)
+u() {
+	runuser -u tester -- "${uenv[@]}" "$@"
+}
+# crictl as the user; its stderr goes to the log, never into a value.
+c() { u crictl "$@" 2>>"$OUT/crictl.stderr"; }
+# tmpl ID TEMPLATE: crictl inspect through a go-template.
+tmpl() { c inspect -o go-template --template "$2" "$1"; }
+# jnum KEY: the first "value" following "KEY" in crictl's JSON on stdin
+# (stats have no go-template output; protojson prints uint64 as strings).
+jnum() { awk -v k="\"$1\"" 'index($0, k) {f = 1} f && /"value"/ {gsub(/[^0-9]/, ""); print; exit}'; }
+# cgdir PID: the cgroup v2 directory of a process.
+cgdir() { echo "/sys/fs/cgroup$(sed -n 's/^0:://p' "/proc/$1/cgroup")"; }
+# wait_for SECONDS COMMAND...: poll until the command succeeds.
+wait_for() {
+	local end=$(($(date +%s) + $1))
+	shift
+	until "$@" >/dev/null 2>&1; do
+		[ "$(date +%s)" -lt "$end" ] || return 1
+		sleep 1
+	done
+}
+
+check_service_active() {
+	expect "crib.service active" "$(u systemctl --user is-active crib.service)" active
+	# crib is confined only when its cgroup is under the user's delegated manager.
+	local pid
+	pid=$(u systemctl --user show -p MainPID --value crib.service)
+	echo "crib MainPID $pid cgroup $(sed -n 's/^0:://p' "/proc/$pid/cgroup" 2>/dev/null)"
+}
+
+check_doctor() {
+	local out bad
+	out=$(u crib doctor 2>&1)
+	echo "$out" | sed 's/^/    doctor: /'
+	bad=$(echo "$out" | grep -E '^(warn|fail)' | cut -c1-200 | paste -sd';' -)
+	if [ -z "$bad" ]; then pass "crib doctor all ok" "no warn or fail line"; else fail "crib doctor all ok" "$bad"; fi
+}
+
+# Creates the pod and its limits container; sets POD and CTR.
+start_limits_pod() {
+	POD=$(c runp "$G/pod.json") || { fail "run pod" "crictl runp failed: $(tail -n 3 "$OUT/crictl.stderr")"; return 1; }
+	CTR=$(c create "$POD" "$G/ctr-limits.json" "$G/pod.json") || { fail "create limits container" "$(tail -n 3 "$OUT/crictl.stderr")"; return 1; }
+	c start "$CTR" >/dev/null || { fail "start limits container" "$(tail -n 3 "$OUT/crictl.stderr")"; return 1; }
+	pass "pod and limits container running" "pod $POD container $CTR"
+}
+
+check_limits() {
+	local pid dir
+	pid=$(tmpl "$CTR" '{{.info.pid}}')
+	dir=$(cgdir "$pid")
+	echo "container pid $pid cgroup $dir"
+	case $dir in
+	/sys/fs/cgroup/user.slice/user-$tuid.slice/user@$tuid.service/*) pass "container cgroup delegated" "${dir#/sys/fs/cgroup}" ;;
+	*) fail "container cgroup delegated" "${dir#/sys/fs/cgroup} is outside user@$tuid.service" ;;
+	esac
+	expect "memory.max" "$(cat "$dir/memory.max" 2>&1)" 67108864
+	expect "cpu.max" "$(cat "$dir/cpu.max" 2>&1)" "50000 100000"
+	# CRI has no per-container pids limit: the pids controller must be
+	# enabled (pids.max present, pids.current counting the container).
+	if [ -r "$dir/pids.max" ] && [ "$(cat "$dir/pids.current")" -ge 1 ]; then
+		pass "pids controller" "pids.max $(cat "$dir/pids.max"), pids.current $(cat "$dir/pids.current")"
+	else
+		fail "pids controller" "no pids.max/pids.current in $dir"
+	fi
+	# A private cgroup namespace: the container sees its own limits at /.
+	expect "memory.max seen inside the container" "$(c exec "$CTR" cat /sys/fs/cgroup/memory.max 2>&1)" 67108864
+}
+
+check_update() {
+	local dir
+	dir=$(cgdir "$(tmpl "$CTR" '{{.info.pid}}')")
+	if ! c update --memory 100663296 --cpu-quota 20000 --cpu-period 100000 "$CTR" >/dev/null; then
+		fail "UpdateContainerResources" "crictl update failed: $(tail -n 3 "$OUT/crictl.stderr")"
+		return
+	fi
+	expect "memory.max after update" "$(cat "$dir/memory.max" 2>&1)" 100663296
+	expect "cpu.max after update" "$(cat "$dir/cpu.max" 2>&1)" "20000 100000"
+}
+
+check_stats() {
+	local dir ws cpu cur pws
+	dir=$(cgdir "$(tmpl "$CTR" '{{.info.pid}}')")
+	c stats -o json --id "$CTR" >"$OUT/stats.json"
+	ws=$(jnum workingSetBytes <"$OUT/stats.json")
+	cpu=$(jnum usageCoreNanoSeconds <"$OUT/stats.json")
+	cur=$(cat "$dir/memory.current")
+	# The working set is memory.current less inactive_file, read from the
+	# same cgroup: positive and at most memory.current (plus the growth
+	# between the two reads).
+	if [ -n "$ws" ] && [ "$ws" -gt 0 ] && [ "$ws" -le $((cur + 4 * 1048576)) ] && [ -n "$cpu" ] && [ "$cpu" -gt 0 ]; then
+		pass "ContainerStats from v2 files" "workingSet $ws (memory.current $cur), cpu $cpu ns"
+	else
+		fail "ContainerStats from v2 files" "workingSet '$ws' cpu '$cpu' memory.current $cur"
+	fi
+	c statsp -o json --id "$POD" >"$OUT/statsp.json"
+	pws=$(jnum workingSetBytes <"$OUT/statsp.json")
+	if [ -n "$pws" ] && [ "$pws" -gt 0 ]; then
+		pass "PodSandboxStats from v2 files" "pod workingSet $pws"
+	else
+		fail "PodSandboxStats from v2 files" "pod workingSet '$pws'"
+	fi
+}
+
+check_oom() {
+	local oom state
+	oom=$(c create "$POD" "$G/ctr-oom.json" "$G/pod.json") && c start "$oom" >/dev/null || {
+		fail "OOM container" "$(tail -n 3 "$OUT/crictl.stderr")"
+		return
+	}
+	wait_for 120 test "$(tmpl "$oom" '{{.status.state}}')" = CONTAINER_EXITED
+	state=$(tmpl "$oom" '{{.status.exitCode}} {{.status.reason}}')
+	expect "OOM kill: exit code and reason" "$state" "137 OOMKilled"
+	c rm "$oom" >/dev/null
+}
+
+check_restart() {
+	local before after dir
+	before=$(tmpl "$CTR" '{{.info.pid}}')
+	u systemctl --user restart crib.service
+	wait_for 120 c info
+	expect "crib.service active after restart" "$(u systemctl --user is-active crib.service)" active
+	after=$(tmpl "$CTR" '{{.status.state}} {{.info.pid}}')
+	expect "container survives restart" "$after" "CONTAINER_RUNNING $before"
+	dir=$(cgdir "$before")
+	expect "memory.max after restart" "$(cat "$dir/memory.max" 2>&1)" 100663296
+	expect "exec after restart" "$(c exec "$CTR" echo alive 2>&1)" alive
+}
+
+# The runroot entries allowed to outlive stop + removal: state crib reads
+# at its next start, not per-container debris.
+runroot_allowed='^(recovered\.json|pull-proxy\.last|host\.json|crib\.sock)$'
+
+# leftover_cgroups: crib's or pods' cgroups below the user manager, except
+# an empty crib.service (systemd's own, gone once the unit is collected).
+leftover_cgroups() {
+	local d
+	find /sys/fs/cgroup/user.slice/user-$tuid.slice/user@$tuid.service -mindepth 1 -type d \( -name '*crib*' -o -name '*pod*' \) 2>/dev/null |
+		while read -r d; do
+			if [ "${d##*/}" = crib.service ] && [ -z "$(cat "$d/cgroup.procs")" ] && [ -z "$(find "$d" -mindepth 1 -type d)" ]; then
+				continue
+			fi
+			echo "${d#/sys/fs/cgroup/}($(wc -l <"$d/cgroup.procs") procs)"
+		done | paste -sd';' -
+}
+
+check_cleanup() {
+	local left mounts cgs rr extra
+	c rmp --all --force >/dev/null
+	u systemctl --user stop crib.socket crib.service
+	sleep 2
+	left=$(ps -u tester -o pid=,comm= | grep -vE ' (systemd|\(sd-pam\)|dbus-daemon)$' | paste -sd';' -)
+	if [ -z "$left" ]; then pass "no process left" "only the user manager"; else fail "no process left" "$left"; fi
+	mounts=$(grep -E 'crib|/run/user/'$tuid'/' /proc/self/mountinfo | grep -v ' /run/user/'$tuid' ' | cut -d' ' -f5 | paste -sd';' -)
+	if [ -z "$mounts" ]; then pass "no mount left" "none under crib or the runtime dir"; else fail "no mount left" "$mounts"; fi
+	cgs=$(leftover_cgroups)
+	if [ -z "$cgs" ]; then pass "no cgroup left" "nothing below user@$tuid.service but crib.service's empty one"; else fail "no cgroup left" "$cgs"; fi
+	rr=$(cd /run/user/$tuid/crib 2>/dev/null && find . -mindepth 1 | sed 's|^\./||' | sort)
+	echo "runroot after stop: $(echo "$rr" | paste -sd' ' -)"
+	extra=$(echo "$rr" | grep -vE "$runroot_allowed" | grep -v '^$' | paste -sd';' -)
+	if [ -z "$extra" ]; then pass "no runroot entry left" "kept: $(echo "$rr" | paste -sd' ' -)"; else fail "no runroot entry left" "$extra"; fi
+}
+
+# critest inside crib's namespaces, a focused subset (see README.md).
+check_critest() {
+	local sock log report
+	[ -x "$H/bin/critest" ] || { fail "critest" "no critest binary given"; return; }
+	sock=/run/user/$tuid/crib/crib.sock
+	log=$OUT/critest.log
+	report=$thome/critest-junit.xml
+	(cd $thome && u crib unshare -- "$H/bin/critest" -runtime-endpoint "unix://$sock" -image-endpoint "unix://$sock" \
+		-ginkgo.no-color -ginkgo.timeout 15m -ginkgo.junit-report "$report" \
+		-ginkgo.focus "$CRITEST_FOCUS") >"$log" 2>&1
+	cp "$report" "$OUT/critest-junit.xml" 2>/dev/null
+	grep -E '^(Ran|FAIL!|SUCCESS!)' "$log"
+	if grep -q '^SUCCESS!' "$log"; then
+		pass "critest inside crib's namespaces" "$(grep -E '^Ran ' "$log")"
+	else
+		fail "critest inside crib's namespaces" "$(grep -E '^(Ran|FAIL!)' "$log" | paste -sd' ' -); $(grep -E '^\s*\[FAIL\]' "$log" | head -5 | paste -sd';' -)"
+	fi
+}
+
+# The kubelet (contrib/kubelet/crib-kubelet.sh --standalone, inside crib's
+# namespaces) runs static-pod.yaml; its container must get the limits.
+static_running() { [ -n "$(c ps --name '^limited$' --state running -q)" ]; }
+check_kubelet() {
+	local kpid id dir
+	[ -x "$H/bin/kubelet" ] || { fail "kubelet static pod" "no kubelet binary given"; return; }
+	u mkdir -p $thome/.config/crib/manifests
+	setsid runuser -u tester -- "${uenv[@]}" KUBELET="$H/bin/kubelet" \
+		bash "$G/crib-kubelet.sh" --standalone -- --hostname-override=crib-uml >"$OUT/kubelet.log" 2>&1 &
+	kpid=$!
+	install -o tester -m 0644 "$G/static-pod.yaml" $thome/.config/crib/manifests/lane-static.yaml
+	if ! wait_for 300 static_running; then
+		fail "kubelet static pod" "not running after 300 s; $(grep -E '^E[0-9]' "$OUT/kubelet.log" | tail -n 3 | cut -c1-300 | paste -sd';' -)"
+	else
+		id=$(c ps --name '^limited$' --state running -q | head -n 1)
+		dir=$(cgdir "$(tmpl "$id" '{{.info.pid}}')")
+		expect "kubelet static pod limits (memory.max, cpu.max)" "$(cat "$dir/memory.max") $(cat "$dir/cpu.max")" "67108864 50000 100000"
+	fi
+	rm -f $thome/.config/crib/manifests/lane-static.yaml
+	kill -TERM -- "-$kpid" 2>/dev/null
+	wait_for 30 bash -c "! kill -0 $kpid" || kill -KILL -- "-$kpid" 2>/dev/null
+	wait "$kpid" 2>/dev/null
+}
