@@ -156,34 +156,49 @@ func TestIntegrationPodStopRace(t *testing.T) {
 	baseMounts := f.mounts()
 	rounds := envInt(t, "CRIB_RACE_ROUNDS", 50)
 	const workers = 20
-	var refused, started int
+	var made, started, refused int
 	for round := range rounds {
 		name := fmt.Sprintf("race-%d", round)
 		pod, err := c.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: isolationPod(name, nil)})
 		if err != nil {
 			t.Fatalf("round %d: RunPodSandbox: %v\n%s", round, err, d.out)
 		}
-		var wg sync.WaitGroup
+		// The stop waits for some create to return and the remove for some
+		// start, so each round has containers made before the pod ends and
+		// others racing it (without this the stop wins every round).
+		created, startedOne := newSignal(), newSignal()
+		var wg, creators sync.WaitGroup
 		var mu sync.Mutex
 		gate := make(chan struct{})
 		for w := range workers {
 			wg.Add(1)
+			if w >= 2 {
+				creators.Add(1)
+			}
 			go func() {
 				defer wg.Done()
 				<-gate
 				var err error
 				switch w {
 				case 0:
+					created.wait()
 					_, err = c.rs.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId})
 				case 1:
+					startedOne.wait()
 					_, err = c.rs.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
 				default:
-					var ok bool
-					ok, err = createStart(ctx, c, pod.PodSandboxId, fmt.Sprintf("c%d", w))
+					defer creators.Done()
+					var got createResult
+					got, err = createStart(ctx, c, pod.PodSandboxId, fmt.Sprintf("c%d", w), created.fire, startedOne.fire)
 					mu.Lock()
-					if ok {
+					switch got {
+					case startedCtr:
 						started++
-					} else if err == nil {
+						made++
+					case createdOnly:
+						made++
+						refused++
+					case refusedCtr:
 						refused++
 					}
 					mu.Unlock()
@@ -193,6 +208,11 @@ func TestIntegrationPodStopRace(t *testing.T) {
 				}
 			}()
 		}
+		go func() { // a round where no create returns still ends
+			creators.Wait()
+			created.fire()
+			startedOne.fire()
+		}()
 		close(gate)
 		wg.Wait()
 		checkNoOrphans(t, c, round)
@@ -204,7 +224,7 @@ func TestIntegrationPodStopRace(t *testing.T) {
 			t.Fatalf("round %d: final remove: %v", round, err)
 		}
 	}
-	t.Logf("%d rounds: %d containers started before their pod stopped, %d creates or starts refused", rounds, started, refused)
+	t.Logf("%d rounds: %d containers created, %d of them started, %d creates or starts refused", rounds, made, started, refused)
 	ls, _ := c.rs.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
 	pods, _ := c.rs.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
 	if len(ls.GetContainers())+len(pods.GetItems()) != 0 {
@@ -223,26 +243,46 @@ func TestIntegrationPodStopRace(t *testing.T) {
 	}
 }
 
-// createStart creates and starts one container. ok means it started; a
-// refusal the race allows (the pod stopped or went: FailedPrecondition,
-// NotFound) is no error.
-func createStart(ctx context.Context, c criClients, pod, name string) (ok bool, err error) {
+type createResult int
+
+const (
+	refusedCtr  createResult = iota // the create was refused
+	createdOnly                     // created, the start refused
+	startedCtr
+)
+
+// createStart creates and starts one container. A refusal the race
+// allows (the pod stopped or went: FailedPrecondition, NotFound) is no
+// error. created and started are called when each call returns.
+func createStart(ctx context.Context, c criClients, pod, name string, created, started func()) (createResult, error) {
 	r, err := c.rs.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod, Config: sleeper(name, false)})
+	created()
 	if raceRefusal(err) {
-		return false, nil
+		return refusedCtr, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("create %s: %w", name, err)
+		return refusedCtr, fmt.Errorf("create %s: %w", name, err)
 	}
 	_, err = c.rs.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: r.ContainerId})
+	started()
 	if raceRefusal(err) {
-		return false, nil
+		return createdOnly, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("start %s: %w", name, err)
+		return createdOnly, fmt.Errorf("start %s: %w", name, err)
 	}
-	return true, nil
+	return startedCtr, nil
 }
+
+// signal is closed once, by the first fire.
+type signal struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func newSignal() *signal { return &signal{ch: make(chan struct{})} }
+func (s *signal) fire()  { s.once.Do(func() { close(s.ch) }) }
+func (s *signal) wait()  { <-s.ch }
 
 func raceRefusal(err error) bool {
 	code := status.Code(err)
