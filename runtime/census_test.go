@@ -188,3 +188,63 @@ func TestStopEndsEveryProcess(t *testing.T) {
 		})
 	}
 }
+
+// TestRecoverEndsLeftoverProcesses: recovery applies the census to a
+// container whose monitor is gone and to one whose record is gone (a
+// create or a removal cut short): in the node's PID namespace and without
+// a cgroup, the runtime alone would end only their inits.
+func TestRecoverEndsLeftoverProcesses(t *testing.T) {
+	const script = `sh -c 'sleep 1003 &'; sleep 1004 & echo ready; wait`
+	for _, tc := range []struct {
+		name  string
+		crash func(e *testEnv, c *Container)
+	}{
+		{name: "monitor killed", crash: func(e *testEnv, c *Container) {
+			if err := syscall.Kill(c.MonitorPid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			for deadline := time.Now().Add(10 * time.Second); isMonitorOf(c.MonitorPid, c.ID); time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the killed monitor does not die")
+				}
+			}
+		}},
+		{name: "record gone", crash: func(e *testEnv, c *Container) {
+			if err := os.Remove(e.m.store.path(c.ID)); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, false)
+			id := strings.ReplaceAll(tc.name, " ", "-")
+			cfg := config(id, "sh", "-c", script)
+			cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_NODE
+			c := e.create(id, cfg)
+			ns := pinMountNamespace(t, c.Pid)
+			t.Cleanup(func() { // what a failed recovery left
+				for _, pid := range inNamespace(ns) {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			})
+			if err := e.m.Start(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+			e.waitLog(c, "ready")
+			if n := len(inNamespace(ns)); n < 3 {
+				t.Fatalf("%d processes in the container, want the shell and two sleeps", n)
+			}
+			e.m.Close()
+			tc.crash(e, c)
+			e.m = e.newManager()
+			rep, err := e.m.Recover(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("recover: %+v", rep)
+			if left := inNamespace(ns); len(left) != 0 {
+				t.Errorf("processes %v of the container are left after recovery", left)
+			}
+		})
+	}
+}
