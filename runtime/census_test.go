@@ -38,7 +38,13 @@ func inMountNamespace(t *testing.T, script string) (*exec.Cmd, procfs.FileID) {
 	if n, err := out.Read(buf); err != nil || string(buf[:n]) != "ready\n" {
 		t.Fatalf("script said %q, %v", buf[:n], err)
 	}
-	return cmd, pinMountNamespace(t, cmd.Process.Pid)
+	ns := pinMountNamespace(t, cmd.Process.Pid)
+	t.Cleanup(func() { // before the shell's: what it forked too
+		for _, pid := range inNamespace(ns) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	return cmd, ns
 }
 
 // pinMountNamespace returns the identity of pid's mount namespace and
