@@ -39,18 +39,12 @@ func inMountNamespace(t *testing.T, script string) (*exec.Cmd, procfs.FileID) {
 		t.Fatalf("script said %q, %v", buf[:n], err)
 	}
 	ns := pinMountNamespace(t, cmd.Process.Pid)
-	// Killing the shell orphans what it forked: end the whole namespace
-	// (registered after the pin, so it runs while the pin still holds).
-	t.Cleanup(func() { killNamespace(ns) })
+	t.Cleanup(func() { // before the shell's: what it forked too
+		for _, pid := range inNamespace(ns) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
 	return cmd, ns
-}
-
-// killNamespace SIGKILLs every process in the mount namespace ns; the
-// orphans are reaped by their subreaper or init.
-func killNamespace(ns procfs.FileID) {
-	for _, pid := range inNamespace(ns) {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
 }
 
 // pinMountNamespace returns the identity of pid's mount namespace and
@@ -197,6 +191,66 @@ func TestStopEndsEveryProcess(t *testing.T) {
 				t.Fatal(err)
 			}
 			assertNoTraces(t, e, id)
+		})
+	}
+}
+
+// TestRecoverEndsLeftoverProcesses: recovery applies the census to a
+// container whose monitor is gone and to one whose record is gone (a
+// create or a removal cut short): in the node's PID namespace and without
+// a cgroup, the runtime alone would end only their inits.
+func TestRecoverEndsLeftoverProcesses(t *testing.T) {
+	const script = `sh -c 'sleep 1003 &'; sleep 1004 & echo ready; wait`
+	for _, tc := range []struct {
+		name  string
+		crash func(e *testEnv, c *Container)
+	}{
+		{name: "monitor killed", crash: func(e *testEnv, c *Container) {
+			if err := syscall.Kill(c.MonitorPid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			for deadline := time.Now().Add(10 * time.Second); isMonitorOf(c.MonitorPid, c.ID); time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the killed monitor does not die")
+				}
+			}
+		}},
+		{name: "record gone", crash: func(e *testEnv, c *Container) {
+			if err := os.Remove(e.m.store.path(c.ID)); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, false)
+			id := strings.ReplaceAll(tc.name, " ", "-")
+			cfg := config(id, "sh", "-c", script)
+			cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_NODE
+			c := e.create(id, cfg)
+			ns := pinMountNamespace(t, c.Pid)
+			t.Cleanup(func() { // what a failed recovery left
+				for _, pid := range inNamespace(ns) {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			})
+			if err := e.m.Start(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+			e.waitLog(c, "ready")
+			if n := len(inNamespace(ns)); n < 3 {
+				t.Fatalf("%d processes in the container, want the shell and two sleeps", n)
+			}
+			e.m.Close()
+			tc.crash(e, c)
+			e.m = e.newManager()
+			rep, err := e.m.Recover(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("recover: %+v", rep)
+			if left := inNamespace(ns); len(left) != 0 {
+				t.Errorf("processes %v of the container are left after recovery", left)
+			}
 		})
 	}
 }

@@ -89,12 +89,23 @@ func noProcessOutlives(t *testing.T, mode cgroupMode) {
 	f.pull()
 	f.logDir = filepath.Join(u.home, "it-census-logs-"+filepath.Base(d.runroot))
 	t.Cleanup(func() { os.RemoveAll(f.logDir) })
-	cribNS := namespacesOf(d.childPID(t))
-	userNS := cribNS["user"]
+	// The node's namespaces are the holder's: it is single-threaded and
+	// never leaves them (a thread of crib's daemon may be visiting a pod's
+	// namespace when /proc is read).
+	holder := d.holderPID(t)
+	nodeNS := namespacesOf(holder)
+	userNS := nodeNS["user"]
 
 	base := 400000 + os.Getpid()%10000*10
 	hostPID := []*censusCase{{name: "runs", marker: base + 1}, {name: "forks", marker: base + 2, exits: true}}
 	podPID := []*censusCase{{name: "runs", marker: base + 3}, {name: "forks", marker: base + 4, exits: true}}
+	t.Cleanup(func() { // what a failing crib left running
+		for m := base + 1; m <= base+4; m++ {
+			for _, pid := range sleepersOf(m) {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
 	hostPIDPod := f.censusPod("host-pid", &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_NODE}, hostPID)
 	nodeIPCPod := f.censusPod("node-ipc", &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_POD, Ipc: runtimeapi.NamespaceMode_NODE}, podPID)
 
@@ -103,7 +114,7 @@ func noProcessOutlives(t *testing.T, mode cgroupMode) {
 	for _, c := range append(slices.Clone(hostPID), podPID...) {
 		for _, pid := range sleepersOf(c.marker) {
 			for kind, ns := range namespacesOf(pid) {
-				if ns != cribNS[kind] {
+				if ns != nodeNS[kind] {
 					made[ns] = true
 				}
 			}
@@ -135,7 +146,7 @@ func noProcessOutlives(t *testing.T, mode cgroupMode) {
 		t.Fatalf("RemovePodSandbox: %v", err)
 	}
 
-	if left := processesIn(made, userNS); len(left) != 0 {
+	if left := processesIn(made, userNS, holder, d.childPID(t)); len(left) != 0 {
 		t.Errorf("%s: processes left in the namespaces crib made for the containers: %v", mode.name, left)
 	}
 	d.stop(t)
@@ -224,13 +235,14 @@ func namespacesOf(pid int) map[string]string {
 	return out
 }
 
-// processesIn lists the live processes in any of the namespaces. A
-// freed namespace's number may name a new one, another crib's on this
-// machine: only processes under crib's user namespace count.
-func processesIn(namespaces map[string]bool, userNS string) []string {
+// processesIn lists the live processes in any of the namespaces, crib's
+// own (pids) left out. A freed namespace's number may name a new one,
+// another crib's on this machine: only processes under crib's user
+// namespace count.
+func processesIn(namespaces map[string]bool, userNS string, own ...int) []string {
 	var out []string
 	for _, pid := range allPIDs() {
-		if s := procState(pid); s == "" || s == "Z" || !userNSUnder(pid, userNS) {
+		if s := procState(pid); s == "" || s == "Z" || slices.Contains(own, pid) || !userNSUnder(pid, userNS) {
 			continue
 		}
 		for _, ns := range namespacesOf(pid) {
