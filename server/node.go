@@ -289,7 +289,7 @@ func relayCommand(nsFD int, argv []string) (int, error) {
 	// the command gone too, as it was when nsenter became the command.
 	cmd := &exec.Cmd{Path: os.Args[0], Args: append([]string{os.Args[0], path}, argv[1:]...),
 		Env:   withEnv(os.Environ(), nodeStageEnv, "pdeath"),
-		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, ExtraFiles: inheritedFiles()}
 	started, exited := make(chan error, 1), make(chan error, 1)
 	go func() {
 		// The thread that started the command waits for it: the command
@@ -330,6 +330,51 @@ func execDying(argv []string) error {
 		return err
 	}
 	return syscall.Exec(argv[0], argv, os.Environ())
+}
+
+// maxInheritedFD bounds the search for descriptors the caller passed.
+const maxInheritedFD = 1024
+
+// inheritedFiles are the descriptors above standard error this process
+// was given (those without close-on-exec: Go opens its own with it), each
+// at its own number, as exec.Cmd.ExtraFiles (nil: closed), so that the
+// command gets them as nsenter would have passed them (`crib image
+// import` passes the archive it opened this way).
+func inheritedFiles() []*os.File {
+	var files []*os.File
+	for fd := 3; fd < maxInheritedFD; fd++ {
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if err != nil || flags&unix.FD_CLOEXEC != 0 {
+			continue
+		}
+		for len(files) < fd-3 {
+			files = append(files, nil)
+		}
+		files = append(files, os.NewFile(uintptr(fd), "inherited"))
+	}
+	return files
+}
+
+// enterArgs returns the argv and environment with which nsenter runs argv
+// inside the namespaces of the holder at holderPID, from the machine's
+// namespaces: nsenter joins the user, mount, network and IPC namespaces,
+// the node stage the PID namespace (an older holder has neither of these
+// two, and nsenter executes argv itself). wd is resolved inside.
+func enterArgs(nsenter string, holderPID int, wd string, argv, env []string) ([]string, []string, error) {
+	node := hasNodeNamespaces(holderPID)
+	args := append(append([]string{nsenter}, joinArgs(holderPID, node)...), "--wdns="+wd, "--")
+	if !node {
+		return append(args, argv...), env, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, nil, fmt.Errorf("finding crib's own binary: %w", err)
+	}
+	nsFD, err := openPIDNamespace(holderPID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(append(args, exe), argv...), withEnv(env, nodeStageEnv, "exec:"+strconv.Itoa(nsFD)), nil
 }
 
 // relayedSignals are those a supervisor sends. A terminal's ^C and ^\ reach
