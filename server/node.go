@@ -39,8 +39,12 @@ import (
 //   - for the daemon, forks it with CLONE_PARENT, so that it is the
 //     parent's child (the parent waits for it, signals it, and it dies
 //     with the parent), reports its pid and exits;
-//   - for `crib unshare`, runs the command as its child and relays
-//     signals and the exit status.
+//   - for `crib unshare` and `crib image`, runs the command as its child
+//     (through a last "pdeath" stage that ties the command's life to the
+//     relay's) and relays signals and the exit status. In crib's mount
+//     namespace /proc is the node's, where /proc/self of a process outside
+//     the node's PID namespace does not resolve: whatever runs there must
+//     be in it.
 //
 // A holder an older crib made has no PID or IPC namespace of its own: crib
 // then keeps that older behaviour (the machine's PID and IPC namespaces)
@@ -48,7 +52,7 @@ import (
 // running, as for copy-up.
 
 // nodeStageEnv carries the node stage's job and descriptors:
-// "daemon:PIDNS_FD:PID_PIPE_FD" or "exec:PIDNS_FD".
+// "daemon:PIDNS_FD:PID_PIPE_FD", "exec:PIDNS_FD" or "pdeath".
 const nodeStageEnv = "_CRIB_NODE_STAGE"
 
 // nodeDaemonEnv tells the daemon it runs in the node's PID and IPC
