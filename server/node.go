@@ -453,3 +453,13 @@ func setUpNodeNamespaces() error {
 	os.Unsetenv(nodeDaemonEnv)
 	return mountNodeFileSystems()
 }
+
+// pipeReaderGone reports whether nobody holds the read end of the pipe
+// whose write end is fd. In the node's PID namespace the parent's pid is 0
+// whether it lives or not; the ready pipe, read by the parent alone,
+// tells.
+func pipeReaderGone(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n == 1 && fds[0].Revents&unix.POLLERR != 0
+}
