@@ -189,6 +189,9 @@ func NodeStage() (code int, ok bool) {
 	os.Unsetenv(nodeStageEnv)
 	if job == "pdeath" {
 		err := execDying(os.Args[1:])
+		if len(os.Args) > 1 {
+			err = fmt.Errorf("executing %s: %w", os.Args[1], err)
+		}
 		fmt.Fprintln(os.Stderr, "crib:", err)
 		return 127, true
 	}
@@ -284,14 +287,16 @@ func relayCommand(nsFD int, argv []string) (int, error) {
 	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
-		return 0, err
+		fmt.Fprintln(os.Stderr, "crib:", err)
+		return 127, nil // as a shell, or nsenter, says "not found"
 	}
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, relayedSignals()...)
+	relay, relayed := relayedSignals()
+	signal.Notify(sigs, relayed...)
 	// The command goes through crib's "pdeath" stage (see execDying), not
 	// straight to argv: a supervisor that SIGKILLs `crib unshare` expects
 	// the command gone too, as it was when nsenter became the command.
-	cmd := &exec.Cmd{Path: os.Args[0], Args: append([]string{os.Args[0], path}, argv[1:]...),
+	cmd := &exec.Cmd{Path: os.Args[0], Args: append([]string{os.Args[0], path}, argv...),
 		Env:   withEnv(os.Environ(), nodeStageEnv, "pdeath"),
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, ExtraFiles: inheritedFiles()}
 	started, exited := make(chan error, 1), make(chan error, 1)
@@ -315,25 +320,28 @@ func relayCommand(nsFD int, argv []string) (int, error) {
 	for {
 		select {
 		case s := <-sigs:
-			cmd.Process.Signal(s)
+			if relay(s) {
+				cmd.Process.Signal(s)
+			}
 		case <-exited:
 			return processExitCode(cmd.ProcessState), nil
 		}
 	}
 }
 
-// execDying executes argv (argv[0] a path) to die with the process that
-// started it. Go's SysProcAttr.Pdeathsig cannot do that here: it checks
-// that the parent is still there by comparing its pid across the PID
-// namespaces, and kills the child at once.
-func execDying(argv []string) error {
-	if len(argv) == 0 {
+// execDying executes the program at args[0] with the argument vector
+// args[1:] to die with the process that started it. Go's
+// SysProcAttr.Pdeathsig cannot do that here: it checks that the parent is
+// still there by comparing its pid across the PID namespaces, and kills
+// the child at once.
+func execDying(args []string) error {
+	if len(args) < 2 {
 		return errors.New("no command to run in crib's namespaces")
 	}
 	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
 		return err
 	}
-	return syscall.Exec(argv[0], argv, os.Environ())
+	return syscall.Exec(args[0], args[1:], os.Environ())
 }
 
 // maxInheritedFD bounds the search for descriptors the caller passed.
@@ -381,17 +389,17 @@ func enterArgs(nsenter string, holderPID int, wd string, argv, env []string) ([]
 	return append(append(args, exe), argv...), withEnv(env, nodeStageEnv, "exec:"+strconv.Itoa(nsFD)), nil
 }
 
-// relayedSignals are those a supervisor sends. A terminal's ^C and ^\ reach
-// the command directly (it is in the same process group): relaying them
-// too would deliver them twice.
-func relayedSignals() []os.Signal {
-	sigs := []os.Signal{syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2}
-	if _, err := unix.IoctlGetTermios(0, unix.TCGETS); err != nil {
-		sigs = append(sigs, syscall.SIGINT, syscall.SIGQUIT)
-	} else {
-		signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
+// relayedSignals are those a supervisor sends. A terminal's ^C and ^\
+// reach the command directly (it is in the same process group): relaying
+// them too would deliver them twice, so on a terminal they are caught and
+// dropped. (Not ignored: the command would inherit SIG_IGN.)
+func relayedSignals() (relay func(os.Signal) bool, sigs []os.Signal) {
+	_, err := unix.IoctlGetTermios(0, unix.TCGETS)
+	onTerminal := err == nil
+	relay = func(s os.Signal) bool {
+		return !onTerminal || (s != syscall.SIGINT && s != syscall.SIGQUIT)
 	}
-	return sigs
+	return relay, []os.Signal{syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGINT, syscall.SIGQUIT}
 }
 
 func processExitCode(st *os.ProcessState) int {
