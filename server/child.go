@@ -62,7 +62,7 @@ func dieWithParent() error {
 		return fmt.Errorf("setting the parent-death signal: %w", err)
 	}
 	want, _ := strconv.Atoi(os.Getenv(parentPIDEnv))
-	if os.Getppid() != want {
+	if os.Getppid() != want || pipeReaderGone(fdReady) {
 		return errors.New("crib's parent exited during start-up")
 	}
 	return nil

@@ -204,7 +204,7 @@ func storeOptions(cfg config.Config, log *slog.Logger) storage.Options {
 }
 
 // reexecInside replaces this process with crib run again, with the same
-// arguments, inside the running crib's user, mount and network namespaces.
+// arguments, inside the running crib's namespaces (node.go: enterArgs).
 func (c ImageCommand) reexecInside(extraEnv []string) error {
 	h, ok := loadHolder(c.Config.RunRoot)
 	if !ok {
@@ -228,8 +228,11 @@ func (c ImageCommand) reexecInside(extraEnv []string) error {
 		env = withEnv(env, extraEnv[i], extraEnv[i+1])
 	}
 	wd, _ := os.Getwd()
-	argv := []string{nsenter, "--target", strconv.Itoa(h.PID), "--user", "--mount", "--net", "--wdns=" + wd, "--", exe}
-	return syscall.Exec(nsenter, append(argv, c.Args...), env)
+	argv, env, err := enterArgs(nsenter, h.PID, wd, append([]string{exe}, c.Args...), env)
+	if err != nil {
+		return err
+	}
+	return syscall.Exec(nsenter, argv, env)
 }
 
 // runningPullProxy is the proxy of the daemon serving this runroot, so

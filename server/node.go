@@ -39,8 +39,12 @@ import (
 //   - for the daemon, forks it with CLONE_PARENT, so that it is the
 //     parent's child (the parent waits for it, signals it, and it dies
 //     with the parent), reports its pid and exits;
-//   - for `crib unshare`, runs the command as its child and relays
-//     signals and the exit status.
+//   - for `crib unshare` and `crib image`, runs the command as its child
+//     (through a last "pdeath" stage that ties the command's life to the
+//     relay's) and relays signals and the exit status. In crib's mount
+//     namespace /proc is the node's, where /proc/self of a process outside
+//     the node's PID namespace does not resolve: whatever runs there must
+//     be in it.
 //
 // A holder an older crib made has no PID or IPC namespace of its own: crib
 // then keeps that older behaviour (the machine's PID and IPC namespaces)
@@ -48,7 +52,7 @@ import (
 // running, as for copy-up.
 
 // nodeStageEnv carries the node stage's job and descriptors:
-// "daemon:PIDNS_FD:PID_PIPE_FD" or "exec:PIDNS_FD".
+// "daemon:PIDNS_FD:PID_PIPE_FD", "exec:PIDNS_FD" or "pdeath".
 const nodeStageEnv = "_CRIB_NODE_STAGE"
 
 // nodeDaemonEnv tells the daemon it runs in the node's PID and IPC
@@ -185,6 +189,9 @@ func NodeStage() (code int, ok bool) {
 	os.Unsetenv(nodeStageEnv)
 	if job == "pdeath" {
 		err := execDying(os.Args[1:])
+		if len(os.Args) > 1 {
+			err = fmt.Errorf("executing %s: %w", os.Args[1], err)
+		}
 		fmt.Fprintln(os.Stderr, "crib:", err)
 		return 127, true
 	}
@@ -280,16 +287,18 @@ func relayCommand(nsFD int, argv []string) (int, error) {
 	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
-		return 0, err
+		fmt.Fprintln(os.Stderr, "crib:", err)
+		return 127, nil // as a shell, or nsenter, says "not found"
 	}
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, relayedSignals()...)
+	relay, relayed := relayedSignals()
+	signal.Notify(sigs, relayed...)
 	// The command goes through crib's "pdeath" stage (see execDying), not
 	// straight to argv: a supervisor that SIGKILLs `crib unshare` expects
 	// the command gone too, as it was when nsenter became the command.
-	cmd := &exec.Cmd{Path: os.Args[0], Args: append([]string{os.Args[0], path}, argv[1:]...),
+	cmd := &exec.Cmd{Path: os.Args[0], Args: append([]string{os.Args[0], path}, argv...),
 		Env:   withEnv(os.Environ(), nodeStageEnv, "pdeath"),
-		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, ExtraFiles: inheritedFiles()}
 	started, exited := make(chan error, 1), make(chan error, 1)
 	go func() {
 		// The thread that started the command waits for it: the command
@@ -311,38 +320,86 @@ func relayCommand(nsFD int, argv []string) (int, error) {
 	for {
 		select {
 		case s := <-sigs:
-			cmd.Process.Signal(s)
+			if relay(s) {
+				cmd.Process.Signal(s)
+			}
 		case <-exited:
 			return processExitCode(cmd.ProcessState), nil
 		}
 	}
 }
 
-// execDying executes argv (argv[0] a path) to die with the process that
-// started it. Go's SysProcAttr.Pdeathsig cannot do that here: it checks
-// that the parent is still there by comparing its pid across the PID
-// namespaces, and kills the child at once.
-func execDying(argv []string) error {
-	if len(argv) == 0 {
+// execDying executes the program at args[0] with the argument vector
+// args[1:] to die with the process that started it. Go's
+// SysProcAttr.Pdeathsig cannot do that here: it checks that the parent is
+// still there by comparing its pid across the PID namespaces, and kills
+// the child at once.
+func execDying(args []string) error {
+	if len(args) < 2 {
 		return errors.New("no command to run in crib's namespaces")
 	}
 	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
 		return err
 	}
-	return syscall.Exec(argv[0], argv, os.Environ())
+	return syscall.Exec(args[0], args[1:], os.Environ())
 }
 
-// relayedSignals are those a supervisor sends. A terminal's ^C and ^\ reach
-// the command directly (it is in the same process group): relaying them
-// too would deliver them twice.
-func relayedSignals() []os.Signal {
-	sigs := []os.Signal{syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2}
-	if _, err := unix.IoctlGetTermios(0, unix.TCGETS); err != nil {
-		sigs = append(sigs, syscall.SIGINT, syscall.SIGQUIT)
-	} else {
-		signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
+// maxInheritedFD bounds the search for descriptors the caller passed.
+const maxInheritedFD = 1024
+
+// inheritedFiles are the descriptors above standard error this process
+// was given (those without close-on-exec: Go opens its own with it), each
+// at its own number, as exec.Cmd.ExtraFiles (nil: closed), so that the
+// command gets them as nsenter would have passed them (`crib image
+// import` passes the archive it opened this way).
+func inheritedFiles() []*os.File {
+	var files []*os.File
+	for fd := 3; fd < maxInheritedFD; fd++ {
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if err != nil || flags&unix.FD_CLOEXEC != 0 {
+			continue
+		}
+		for len(files) < fd-3 {
+			files = append(files, nil)
+		}
+		files = append(files, os.NewFile(uintptr(fd), "inherited"))
 	}
-	return sigs
+	return files
+}
+
+// enterArgs returns the argv and environment with which nsenter runs argv
+// inside the namespaces of the holder at holderPID, from the machine's
+// namespaces: nsenter joins the user, mount, network and IPC namespaces,
+// the node stage the PID namespace (an older holder has neither of these
+// two, and nsenter executes argv itself). wd is resolved inside.
+func enterArgs(nsenter string, holderPID int, wd string, argv, env []string) ([]string, []string, error) {
+	node := hasNodeNamespaces(holderPID)
+	args := append(append([]string{nsenter}, joinArgs(holderPID, node)...), "--wdns="+wd, "--")
+	if !node {
+		return append(args, argv...), env, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, nil, fmt.Errorf("finding crib's own binary: %w", err)
+	}
+	nsFD, err := openPIDNamespace(holderPID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(append(args, exe), argv...), withEnv(env, nodeStageEnv, "exec:"+strconv.Itoa(nsFD)), nil
+}
+
+// relayedSignals are those a supervisor sends. A terminal's ^C and ^\
+// reach the command directly (it is in the same process group): relaying
+// them too would deliver them twice, so on a terminal they are caught and
+// dropped. (Not ignored: the command would inherit SIG_IGN.)
+func relayedSignals() (relay func(os.Signal) bool, sigs []os.Signal) {
+	_, err := unix.IoctlGetTermios(0, unix.TCGETS)
+	onTerminal := err == nil
+	relay = func(s os.Signal) bool {
+		return !onTerminal || (s != syscall.SIGINT && s != syscall.SIGQUIT)
+	}
+	return relay, []os.Signal{syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGINT, syscall.SIGQUIT}
 }
 
 func processExitCode(st *os.ProcessState) int {
@@ -403,4 +460,14 @@ func setUpNodeNamespaces() error {
 	}
 	os.Unsetenv(nodeDaemonEnv)
 	return mountNodeFileSystems()
+}
+
+// pipeReaderGone reports whether nobody holds the read end of the pipe
+// whose write end is fd. In the node's PID namespace the parent's pid is 0
+// whether it lives or not; the ready pipe, read by the parent alone,
+// tells.
+func pipeReaderGone(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n == 1 && fds[0].Revents&unix.POLLERR != 0
 }

@@ -180,6 +180,19 @@ func TestIntegrationNodeNamespaces(t *testing.T) {
 			t.Errorf("exit code %d, want 7 (the command's own, from its TERM trap)", code)
 		}
 	})
+	t.Run("crib unshare keeps the command's argv[0] and exit status", func(t *testing.T) {
+		out, err := d.unshareCmd("head -c 3 /proc/$$/cmdline; exit 3").Output()
+		if string(out) != "sh\x00" {
+			t.Errorf("the command's cmdline starts %q, want sh and a NUL", out)
+		}
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+			t.Errorf("exit: %v, want status 3", err)
+		}
+		err = d.userInfo.command(os.Getenv("CRIB_BIN"), "unshare", "--runroot", d.runroot, "--", "crib-no-such-command").Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 127 {
+			t.Errorf("a command that does not exist: %v, want status 127", err)
+		}
+	})
 	t.Run("a command does not outlive a SIGKILLed crib unshare", func(t *testing.T) {
 		cmd := d.unshareCmd("echo ready; exec sleep 3602")
 		stdout, err := cmd.StdoutPipe()

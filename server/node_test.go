@@ -50,3 +50,18 @@ func TestHasNodeNamespacesOwnNamespaces(t *testing.T) {
 		t.Error("a pid that does not exist was taken for a node holder")
 	}
 }
+
+func TestPipeReaderGone(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if pipeReaderGone(int(w.Fd())) {
+		t.Error("reader gone while the read end is open")
+	}
+	r.Close()
+	if !pipeReaderGone(int(w.Fd())) {
+		t.Error("reader not gone after the read end closed")
+	}
+}

@@ -152,9 +152,10 @@ func listenRelay(path string) (net.Listener, error) {
 }
 
 // startChild runs crib's daemon inside the holder's user, mount and
-// network namespaces (and PID and IPC: node.go), as uid 0 there. Joining a user namespace needs a
+// network namespaces, as uid 0 there. Joining a user namespace needs a
 // single-threaded process, so nsenter does the joining and then executes
-// crib. A socket systemd activated is passed down at fdActivated.
+// crib. A socket systemd activated is passed down at fdActivated. The PID
+// and IPC namespaces are joined as node.go says.
 func startChild(o Options, holderPID int, activated *os.File) (*daemonProcess, *os.File, error) {
 	readyR, readyW, err := os.Pipe()
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"syscall"
 
 	"github.com/crib-dev/crib/internal/config"
@@ -41,25 +40,11 @@ func Unshare(cfg config.Config, argv []string) error {
 	// would open it before joining and leave a working directory that
 	// getcwd reports as unreachable.
 	wd, _ := os.Getwd()
-	node := hasNodeNamespaces(pid)
-	args := append(append([]string{nsenter}, joinArgs(pid, node)...), "--wdns="+wd, "--")
-	env := os.Environ()
-	if node {
-		// nsenter cannot hand over its own child (--pid forks, and relays
-		// no signal): crib's node stage joins the PID namespace and runs
-		// argv (node.go).
-		nsFD, err := openPIDNamespace(pid)
-		if err != nil {
-			return err
-		}
-		exe, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		args = append(args, exe)
-		env = withEnv(env, nodeStageEnv, "exec:"+strconv.Itoa(nsFD))
+	args, env, err := enterArgs(nsenter, pid, wd, argv, os.Environ())
+	if err != nil {
+		return err
 	}
-	return syscall.Exec(nsenter, append(args, argv...), env)
+	return syscall.Exec(nsenter, args, env)
 }
 
 func execve(argv []string) error {

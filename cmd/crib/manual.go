@@ -79,7 +79,7 @@ crib doctor --json | jq '.checks[] | select(.status != "ok")'`,
 	"unshare": {
 		summary:  "run a command inside a running crib's namespaces",
 		synopsis: []string{"crib unshare [OPTIONS] [-- COMMAND [ARGS]]"},
-		description: `Runs COMMAND (default: $SHELL) as root inside the user, mount and network namespaces of a running rootless crib: where pods' IPs and crib's store are reachable, and where a rootless kubelet runs.
+		description: `Runs COMMAND (default: $SHELL) as root inside the user, mount, network, PID and IPC namespaces of a running rootless crib: where pods' IPs and crib's store are reachable, where a rootless kubelet runs, and where the processes are those a hostPID pod sees. crib unshare waits for COMMAND, passes on SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 (and SIGINT and SIGQUIT when not on a terminal), and exits with its status.
 
 There /etc, /run, /var/lib and /var/log are crib's writable copies of the
 host's (rootless.copy_up): COMMAND may create files and directories in
