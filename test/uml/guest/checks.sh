@@ -23,6 +23,9 @@ uenv=(env -i HOME=$thome USER=tester LOGNAME=tester
 u() {
 	runuser -u tester -- "${uenv[@]}" "$@"
 }
+# us: as the user, in a scope of the user's manager, where a login shell's
+# commands run (not in the lane's root-owned system cgroup).
+us() { u systemd-run --user --scope --quiet -- "$@"; }
 # crictl as the user; its stderr goes to the log, never into a value.
 c() { u crictl "$@" 2>>"$OUT/crictl.stderr"; }
 # tmpl ID TEMPLATE: crictl inspect through a go-template.
@@ -52,7 +55,7 @@ check_service_active() {
 
 check_doctor() {
 	local out bad
-	out=$(u crib doctor 2>&1)
+	out=$(us crib doctor 2>&1)
 	echo "$out" | sed 's/^/    doctor: /'
 	bad=$(echo "$out" | grep -E '^(warn|fail)' | cut -c1-200 | paste -sd';' -)
 	if [ -z "$bad" ]; then pass "crib doctor all ok" "no warn or fail line"; else fail "crib doctor all ok" "$bad"; fi
@@ -189,7 +192,7 @@ check_critest() {
 	sock=/run/user/$tuid/crib/crib.sock
 	log=$OUT/critest.log
 	report=$thome/critest-junit.xml
-	(cd $thome && u crib unshare -- "$H/bin/critest" -runtime-endpoint "unix://$sock" -image-endpoint "unix://$sock" \
+	(cd $thome && us crib unshare -- "$H/bin/critest" -runtime-endpoint "unix://$sock" -image-endpoint "unix://$sock" \
 		-ginkgo.no-color -ginkgo.timeout 15m -ginkgo.junit-report "$report" \
 		-ginkgo.focus "$CRITEST_FOCUS") >"$log" 2>&1
 	cp "$report" "$OUT/critest-junit.xml" 2>/dev/null
@@ -209,7 +212,7 @@ check_kubelet() {
 	[ -x "$H/bin/kubelet" ] || { fail "kubelet static pod" "no kubelet binary given"; return; }
 	u mkdir -p $thome/.config/crib/manifests
 	setsid runuser -u tester -- "${uenv[@]}" KUBELET="$H/bin/kubelet" \
-		bash "$G/crib-kubelet.sh" --standalone -- --hostname-override=crib-uml >"$OUT/kubelet.log" 2>&1 &
+		systemd-run --user --scope --quiet -- bash "$G/crib-kubelet.sh" --standalone -- --hostname-override=crib-uml >"$OUT/kubelet.log" 2>&1 &
 	kpid=$!
 	install -o tester -m 0644 "$G/static-pod.yaml" $thome/.config/crib/manifests/lane-static.yaml
 	if ! wait_for 300 static_running; then
