@@ -124,7 +124,11 @@ func containerStatus(c *runtime.Container) *runtimeapi.ContainerStatus {
 		ExitCode:    c.ExitCode,
 		Reason:      c.Reason,
 		Message:     c.Message,
-		Resources:   &runtimeapi.ContainerResources{Linux: cfg.GetLinux().GetResources()},
+	}
+	if !c.Unconfined {
+		// An unconfined container has no limits applied: report none
+		// rather than the ones it asked for.
+		st.Resources = &runtimeapi.ContainerResources{Linux: cfg.GetLinux().GetResources()}
 	}
 	if !c.StartedAt.IsZero() {
 		st.StartedAt = c.StartedAt.UnixNano()

@@ -25,6 +25,10 @@ func (s *RuntimeService) Version(_ context.Context, _ *runtimeapi.VersionRequest
 	}, nil
 }
 
+// ResourceLimitsEnforced is crib's own Status condition: true when pods
+// and containers get the cgroup limits they ask for.
+const ResourceLimitsEnforced = "ResourceLimitsEnforced"
+
 // Status reports the RuntimeReady and NetworkReady conditions and, when
 // verbose, the effective configuration and detected host features.
 func (s *RuntimeService) Status(_ context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
@@ -35,6 +39,11 @@ func (s *RuntimeService) Status(_ context.Context, req *runtimeapi.StatusRequest
 		}},
 		RuntimeHandlers: s.runtimeHandlers(),
 		Features:        &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
+	}
+	if f := s.opts.Host.ResourceCondition; f != nil {
+		// Not one of the two conditions the kubelet requires: a node
+		// whose pods run unconfined still runs them, but says so.
+		resp.Status.Conditions = append(resp.Status.Conditions, condition(ResourceLimitsEnforced, f))
 	}
 	if req.GetVerbose() && s.opts.Host.Info != nil {
 		resp.Info = s.opts.Host.Info()

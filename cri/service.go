@@ -21,6 +21,9 @@ type Condition struct {
 type Host struct {
 	RuntimeCondition func() Condition
 	NetworkCondition func() Condition
+	// ResourceCondition, when set, is reported as ResourceLimitsEnforced:
+	// false while crib has no cgroup to confine pods with.
+	ResourceCondition func() Condition
 	// CgroupDriver is "systemd" or "cgroupfs".
 	CgroupDriver string
 	// Handlers lists the usable runtime handler names, the default first.

@@ -371,6 +371,13 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt ociRuntime) (c
 	}
 	undo = append(undo, func() { m.killMonitor(started.monitorPid, o.ID) })
 	c = newRecord(o, rt.h.Name, started)
+	// Rootless without a cgroup the spec carries no limits (setResources):
+	// say so in the record, so ContainerStatus reports none.
+	c.Unconfined = m.rootless && c.CgroupsPath == ""
+	if c.Unconfined && cgroups.AsksForLimits(o.Config.GetLinux().GetResources()) {
+		m.log.Warn("container asked for resource limits, but crib has no delegated cgroup: it runs unconfined",
+			"container", o.ID, "pod", o.SandboxID, "name", o.Name)
+	}
 	if err := m.store.save(c); err != nil {
 		return nil, err
 	}

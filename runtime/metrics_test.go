@@ -181,9 +181,12 @@ func TestMetrics(t *testing.T) {
 			if got.CPUPeriodUs != 100000 || got.CPUQuotaUs != 50000 || got.CPUShares != 512 || got.MemoryLimit != 64<<20 {
 				t.Errorf("limits: period %d quota %d shares %d memory %d", got.CPUPeriodUs, got.CPUQuotaUs, got.CPUShares, got.MemoryLimit)
 			}
-			// yes spins at twice the quota: CFS must have throttled it.
-			if got.CFSPeriods == 0 || got.CFSThrottledPeriods == 0 {
-				t.Errorf("CFS periods %d, throttled %d", got.CFSPeriods, got.CFSThrottledPeriods)
+			// The quota is in force: CFS counts its periods. Whether yes got
+			// throttled depends on how busy the machine is (on a loaded one
+			// it never reaches its 50% share), so that is not asserted here;
+			// TestReadMetrics checks the throttling figures are read.
+			if got.CFSPeriods == 0 {
+				t.Errorf("CFS periods %d: the CPU quota is not in force", got.CFSPeriods)
 			}
 		})
 	}

@@ -82,7 +82,10 @@ func (b *specBuilder) systemMounts() []specs.Mount {
 	} else {
 		ms = append(ms, specs.Mount{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: append(slices.Clone(nosuidNoexecNodev), access)})
 	}
-	if b.in.Rootless {
+	// In its own cgroup namespace (owned by crib's user namespace) a
+	// container may mount cgroupfs itself, which shows its own subtree;
+	// otherwise only the host's mount can be bound in.
+	if b.in.Rootless && !b.hasNamespace(specs.CgroupNamespace) {
 		ms = append(ms, bindMount("/sys/fs/cgroup", "/sys/fs/cgroup", "nosuid", "noexec", "nodev", access))
 	} else {
 		ms = append(ms, specs.Mount{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: append(slices.Clone(nosuidNoexecNodev), "relatime", access)})

@@ -47,9 +47,11 @@ func (b *specBuilder) setNamespaces() error {
 			nss = append(nss, specs.LinuxNamespace{Type: p.typ, Path: p.ns.Path})
 		}
 	}
-	if b.in.Host.CgroupV2 && !b.in.Rootless {
+	if b.in.Host.CgroupV2 && (!b.in.Rootless || b.in.CgroupsPath != "") {
 		// A private cgroup namespace makes /sys/fs/cgroup show the
-		// container's own subtree (containerd does the same on v2).
+		// container's own subtree as / (containerd and CRI-O do the same
+		// on v2). Rootless only with a cgroup of its own: an unconfined
+		// container would see crib's cgroup as its root.
 		nss = append(nss, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 	}
 	b.spec.Linux.Namespaces = nss

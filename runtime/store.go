@@ -84,6 +84,9 @@ type Container struct {
 	// the container's processes are exactly those of its PID namespace.
 	CgroupsPath     string `json:"cgroups_path,omitempty"`
 	OwnPIDNamespace bool   `json:"own_pid_namespace,omitempty"`
+	// Unconfined: crib had no cgroup for the container, so none of its
+	// requested limits were applied.
+	Unconfined bool `json:"unconfined,omitempty"`
 	// User is the identity of the container's first process.
 	User *User `json:"user,omitempty"`
 	// ImageVolumes maps image-volume references to the mounted image ids.

@@ -12,6 +12,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/runtime/cgroups"
 )
 
 // creation carries one Create through its steps.
@@ -199,6 +200,10 @@ func (m *Manager) stepCgroup(_ context.Context, c *creation) error {
 		return fmt.Errorf("creating the cgroup of pod %s: %w", c.sb.ID, err)
 	}
 	c.sb.CgroupParent = path
+	if path == "" && (cgroups.AsksForLimits(l.GetResources()) || cgroups.AsksForLimits(l.GetOverhead())) {
+		m.log.Warn("pod asked for resource limits, but crib has no delegated cgroup: it runs unconfined",
+			"pod", c.sb.ID, "name", c.sb.Config.GetMetadata().GetName(), "namespace", c.sb.Config.GetMetadata().GetNamespace())
+	}
 	return m.save(c.sb)
 }
 

@@ -90,6 +90,8 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 		return err
 	}
 	defer parts.close()
+	// crictl info's checks say what the daemon uses, as crib doctor does.
+	report = doctor.WithCgroupUse(report, parts.cgroupUse)
 
 	// Streaming: exec, attach and port-forward sessions (streaming.go).
 	stream, err := startStreaming(ctx, cfg.Streaming, hostSide, streamRuntime{containers: parts.containers, pods: parts.pods}, log)
@@ -196,13 +198,10 @@ func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 
 func hostForCRI(o Options, r doctor.Report, env daemonEnv, p *parts) cri.Host {
 	f := r.Features
-	// The kubelet's driver must match crib's: systemd only when crib
-	// itself drives cgroups through systemd; cgroupfs otherwise, also when
-	// pods run unconfined (the kubelet needs a driver either way).
+	// The kubelet's driver must match crib's, and crib writes cgroupfs
+	// only (under systemd too, in the subtree systemd delegates); cgroupfs
+	// also when pods run unconfined, as the kubelet needs a driver.
 	driver := "cgroupfs"
-	if p.cgroups.Name() == "systemd" {
-		driver = "systemd"
-	}
 	handlers := usableHandlers(f)
 	return cri.Host{
 		RuntimeCondition: func() cri.Condition { return runtimeCondition(r) },
@@ -212,12 +211,18 @@ func hostForCRI(o Options, r doctor.Report, env daemonEnv, p *parts) cri.Host {
 			}
 			return cri.Condition{Ready: true}
 		},
+		ResourceCondition: func() cri.Condition {
+			if !p.cgroupUse.Confined {
+				return cri.Condition{Reason: "NoDelegatedCgroup", Message: "pods run unconfined: " + p.cgroupUse.Reason + " (run `crib doctor`)"}
+			}
+			return cri.Condition{Ready: true}
+		},
 		CgroupDriver: driver,
 		Handlers:     handlers,
 		Info: func() map[string]string {
 			return map[string]string{
 				"config":     mustJSON(o.Config),
-				"cgroups":    mustJSON(map[string]string{"manager": p.cgroups.Name(), "reason": p.cgroupReason}),
+				"cgroups":    mustJSON(p.cgroupUse),
 				"storage":    mustJSON(p.storageDriver),
 				"host":       mustJSON(f),
 				"checks":     mustJSON(map[string]any{"checks": r.Checks}),

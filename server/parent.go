@@ -78,6 +78,9 @@ func runParent(ctx context.Context, o Options, sd systemdHandoff) (retErr error)
 	}
 	os.Remove(filepath.Join(cfg.RunRoot, idleMarkerName))
 	defer releaseHolderIfIdle(cfg.Root, cfg.RunRoot, o.Logger)
+	// On cgroup v2: crib's processes to a leaf, pods to a delegated
+	// sibling, which the daemon gets as its cgroup parent.
+	o.Config.Cgroup = placeCgroups(cfg, holder, o.Logger)
 
 	child, readyR, err := startChild(o, holder.PID, sd.socket)
 	if err != nil {

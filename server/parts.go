@@ -20,6 +20,7 @@ import (
 type parts struct {
 	cgroups       cgroups.Manager
 	cgroupReason  string
+	cgroupUse     doctor.CgroupUse
 	storageDriver storage.DriverChoice
 	pods          *sandbox.Manager
 	containers    *runtime.Manager
@@ -51,6 +52,8 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 	}
 	p.cgroups, p.cgroupReason = cg, why
 	log.Info("cgroups", "manager", cg.Name(), "version", cg.Version(), "reason", why)
+	p.cgroupUse = recordCgroupUse(cfg.RunRoot, cg, why, log)
+	p.closers = append(p.closers, func() { os.Remove(filepath.Join(cfg.RunRoot, doctor.CgroupsFileName)) })
 
 	host, err := runtime.ProbeHost()
 	if err != nil {

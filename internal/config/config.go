@@ -91,10 +91,10 @@ type Rootless struct {
 
 // Cgroup configures how pods and containers are confined.
 type Cgroup struct {
-	// Manager is auto, cgroupfs, systemd or none. auto picks systemd when a
-	// user systemd owns a delegated subtree, else cgroupfs where crib's
-	// cgroup is writable, else none (pods unconfined, reported by Status).
-	Manager string `toml:"manager" json:"manager" flag:"cgroup-manager" help:"cgroup manager: auto, cgroupfs, systemd or none"`
+	// Manager is auto, cgroupfs or none. auto picks cgroupfs where crib
+	// has a delegated cgroup (under systemd: the one systemd delegates),
+	// else none (pods unconfined, reported by Status and crib doctor).
+	Manager string `toml:"manager" json:"manager" flag:"cgroup-manager" help:"cgroup manager: auto, cgroupfs or none"`
 	// Parent is the cgroup under which crib makes pod cgroups; empty means
 	// crib's own cgroup.
 	Parent string `toml:"parent" json:"parent" flag:"cgroup-parent" help:"cgroup under which pod cgroups are made (empty: crib's own)"`

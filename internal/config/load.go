@@ -173,7 +173,7 @@ func (c Config) Validate() error {
 		oneOf("storage.driver", c.Storage.Driver, "auto", "overlay", "fuse-overlayfs", "vfs"),
 		oneOf("runtime.default_handler", c.Runtime.DefaultHandler, "auto", "runc", "crun"),
 		oneOf("network.outbound", c.Network.Outbound, "auto", "slirp4netns", "pasta", "none"),
-		oneOf("cgroup.manager", c.Cgroup.Manager, "auto", "cgroupfs", "systemd", "none"),
+		oneOf("cgroup.manager", c.Cgroup.Manager, "auto", "cgroupfs", "none"),
 	}
 	if c.Streaming.Port < 0 || c.Streaming.Port > 65535 {
 		checks = append(checks, &ValueError{Key: "streaming.port", Msg: fmt.Sprintf("%d is not a port number", c.Streaming.Port)})

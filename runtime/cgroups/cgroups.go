@@ -18,7 +18,9 @@ import (
 // hand it back to RemovePod and Stats, and ask ContainerPath for the
 // cgroupsPath of an OCI spec. The "none" manager returns "" for every pod.
 type Manager interface {
-	// Name is cgroupfs, systemd or none (the CRI cgroup driver).
+	// Name is cgroupfs or none. crib drives cgroups through cgroupfs
+	// only, also under systemd (which delegates it a subtree), so the CRI
+	// cgroup driver it reports is always cgroupfs.
 	Name() string
 	// Version is 1 or 2, or 0 for none.
 	Version() int
@@ -198,3 +200,14 @@ func (none) Stats(string) (*Stats, error) {
 	return nil, fmt.Errorf("no cgroups: crib runs pods unconfined: %w", errdefs.ErrUnavailable)
 }
 func (none) ContainerPath(string, string) string { return "" }
+
+// AsksForLimits reports whether r asks for any limit a cgroup enforces,
+// so that a pod or container run unconfined can be warned about.
+func AsksForLimits(r *runtimeapi.LinuxContainerResources) bool {
+	if r == nil {
+		return false
+	}
+	return r.MemoryLimitInBytes > 0 || r.CpuQuota > 0 || r.CpuShares > 0 ||
+		r.CpusetCpus != "" || r.CpusetMems != "" || r.MemorySwapLimitInBytes > 0 ||
+		len(r.HugepageLimits) > 0 || len(r.Unified) > 0
+}

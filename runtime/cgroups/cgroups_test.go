@@ -81,7 +81,7 @@ func TestDetect(t *testing.T) {
 		{"v2 not delegated", map[string]string{"cgroup.controllers": "cpu memory", "user.slice/cgroup.procs": "1\n"},
 			"0::/user.slice\n", "auto", "", nil, "none", 0, nil, "not delegated"},
 		{"none forced", hybrid, hybridSelf, "none", "", nil, "none", 0, nil, "configured"},
-		{"systemd unavailable", hybrid, hybridSelf, "systemd", "", nil, "", 0, errdefs.ErrUnavailable, ""},
+		{"systemd is not a manager crib has", hybrid, hybridSelf, "systemd", "", nil, "", 0, errdefs.ErrInvalidArgument, ""},
 		{"unknown manager", hybrid, hybridSelf, "lxc", "", nil, "", 0, errdefs.ErrInvalidArgument, ""},
 	}
 	for _, tc := range cases {

@@ -15,7 +15,7 @@ import (
 
 // DetectOptions says where to look; the zero value looks at this host.
 type DetectOptions struct {
-	// Manager is auto, cgroupfs, systemd or none (config.Cgroup.Manager).
+	// Manager is auto, cgroupfs or none (config.Cgroup.Manager).
 	Manager string
 	// Parent is the delegated base (config.Cgroup.Parent). An absolute
 	// path is looked for from each hierarchy's root, then below crib's own
@@ -39,11 +39,9 @@ func Detect(o DetectOptions) (Manager, string, error) {
 	switch o.Manager {
 	case "none":
 		return None(), "cgroup manager \"none\" configured: pods run unconfined", nil
-	case "systemd":
-		return nil, "", fmt.Errorf("%w: the systemd cgroup driver needs a user systemd owning crib's cgroup; this build detects none (use cgroupfs or none)", errdefs.ErrUnavailable)
 	case "auto", "", "cgroupfs":
 	default:
-		return nil, "", fmt.Errorf("%w: unknown cgroup manager %q (auto, cgroupfs, systemd or none)", errdefs.ErrInvalidArgument, o.Manager)
+		return nil, "", fmt.Errorf("%w: unknown cgroup manager %q (auto, cgroupfs or none)", errdefs.ErrInvalidArgument, o.Manager)
 	}
 	own, err := parseProcCgroup(o.ProcSelfCgroup)
 	if err != nil {

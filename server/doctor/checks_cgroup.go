@@ -208,7 +208,18 @@ func (r *run) cgroupWritable(dir string) bool {
 	return err == nil && okProcs
 }
 
+// checkCgroup predicts from the host what crib can use, and defers to
+// what a running crib recorded it uses (cgroups.json), so that `crib
+// doctor`, `crictl info` and the daemon say the same.
 func (r *run) checkCgroup() Check {
+	c := r.predictCgroup()
+	if use, ok := r.daemonCgroupUse(); ok {
+		return use.apply(c)
+	}
+	return c
+}
+
+func (r *run) predictCgroup() Check {
 	c := Check{ID: IDCgroup, Title: "cgroups"}
 	l := r.layout
 	r.f.CgroupVersion, r.f.CgroupHybrid = l.version, l.hybrid
@@ -261,6 +272,9 @@ func (r *run) checkCgroupV2(c Check) Check {
 		c.Fix = r.v2ControllersFix(dir, missing)
 	default:
 		c.Detail = fmt.Sprintf("cgroup v2: %s is delegated to %s with controllers %s", rel, r.h.User, strings.Join(controllers, " "))
+		if r.cfg.Cgroup.Parent == "" {
+			c.Detail += "; crib moves its own processes to crib/ in it and makes pod cgroups under pods/"
+		}
 	}
 	return c
 }
@@ -339,10 +353,10 @@ func (r *run) checkCgroupV1(c Check) Check {
 		if !ok {
 			continue
 		}
+		rel, dir := r.v1Dir(m, name, rel)
 		if name == "memory" || r.f.CgroupPath == "" {
 			r.f.CgroupPath = rel
 		}
-		dir := m.dir(rel)
 		w := r.cgroupWritable(dir)
 		r.f.CgroupWritable[name] = w
 		if w {
@@ -373,6 +387,23 @@ func (r *run) checkCgroupV1(c Check) Check {
 		}
 	}
 	return c
+}
+
+// v1Dir finds a configured parent where the daemon does (cgroups.Detect):
+// from the hierarchy's root, else below crib's own cgroup of that
+// hierarchy, where scripts/cgroup-delegate.sh makes the memory subtree.
+func (r *run) v1Dir(m cgroupMount, controller, rel string) (string, string) {
+	dir := m.dir(rel)
+	if r.cfg.Cgroup.Parent == "" || r.h.exists(dir) {
+		return rel, dir
+	}
+	if own, ok := r.layout.own[controller]; ok {
+		below := path.Join(own, r.cfg.Cgroup.Parent)
+		if d := m.dir(below); r.h.exists(d) {
+			return below, d
+		}
+	}
+	return rel, dir
 }
 
 func (r *run) v1Mount(controller string) (cgroupMount, bool) {

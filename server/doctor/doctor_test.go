@@ -450,6 +450,22 @@ func TestCgroupV1(t *testing.T) {
 			setup: func(f *fixture) { f.cgroupV1Hybrid(""); f.cfg.Cgroup.Parent = "/crib" },
 			fix: "sudo mkdir -p /sys/fs/cgroup/cpu/crib /sys/fs/cgroup/cpuacct/crib /sys/fs/cgroup/memory/crib /sys/fs/cgroup/pids/crib" +
 				" && sudo chown -R alice /sys/fs/cgroup/cpu/crib /sys/fs/cgroup/cpuacct/crib /sys/fs/cgroup/memory/crib /sys/fs/cgroup/pids/crib"},
+		{name: "configured parent made by cgroup-delegate.sh, memory below crib's own", id: IDCgroup, status: OK,
+			detail: "writable by alice: cpu cpuacct memory pids",
+			setup: func(f *fixture) {
+				f.cgroupV1Hybrid("")
+				f.cfg.Cgroup.Parent = "/crib-alice"
+				for _, d := range []string{"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/memory/process_api/x", "/sys/fs/cgroup/pids"} {
+					f.mkdir(d+"/crib-alice", 0o755)
+					f.write(d+"/crib-alice/cgroup.procs", "", 0o644)
+					f.chown(d+"/crib-alice", d+"/crib-alice/cgroup.procs")
+				}
+			},
+			features: func(t *testing.T, got Features) {
+				if got.CgroupPath != "/process_api/x/crib-alice" {
+					t.Errorf("CgroupPath = %q", got.CgroupPath)
+				}
+			}},
 		{name: "as root", id: IDCgroup, status: OK, detail: "writable by root",
 			setup: func(f *fixture) { f.cgroupV1Hybrid("hugetlb\n"); asRoot(f) }},
 	})
