@@ -101,6 +101,7 @@ fuzz:
 # crib's namespaces; fails when a spec in conformance/baseline.txt fails.
 conformance: build crictl
 	conformance/run.sh
+	CGROUPS=none MODES=host FOCUS=NamespaceOption conformance/run.sh
 
 bench:
 	bench/run.sh

@@ -16,7 +16,11 @@
 # Environment: MODES="host inside host-websocket inside-websocket" (the
 # default), FOCUS=regex (ginkgo
 # focus), WRITE_BASELINE=1 (rewrite the baseline from this run),
-# TEST_USER (default crib-test).
+# TEST_USER (default crib-test), CGROUPS=none (crib unconfined: no
+# delegated cgroup subtree, --cgroup-manager none).
+# Every run ends with a census (issue 19): once crib stopped with nothing
+# left, no process may be left in its user namespace or one below it; any
+# found are listed, killed, and fail the run.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -65,7 +69,9 @@ as_user() {
 
 # A delegated cgroup subtree so resource and OOM specs run for real.
 cgroup_parent=""
-if [ -x "$repo/scripts/cgroup-delegate.sh" ]; then
+if [ "${CGROUPS:-}" = none ]; then
+	echo "CGROUPS=none: crib runs unconfined"
+elif [ -x "$repo/scripts/cgroup-delegate.sh" ]; then
 	if "$repo/scripts/cgroup-delegate.sh" create "$user" >/dev/null; then
 		cgroup_parent=/crib-$user
 	fi
@@ -93,6 +99,7 @@ crib_args=(serve --root "$root" --runroot "$runroot"
 if [ -n "$cgroup_parent" ]; then
 	crib_args+=(--cgroup-parent "$cgroup_parent")
 fi
+[ "${CGROUPS:-}" = none ] && crib_args+=(--cgroup-manager none)
 # Not through as_user: a function in the background is a subshell, and
 # $! must be crib's own pid for the clean-up to stop it.
 setpriv --reuid="$uid" --regid="$gid" --init-groups \
@@ -108,6 +115,9 @@ for _ in $(seq 200); do
 	kill -0 "$crib_pid" 2>/dev/null || { cat "$cache/results/crib.log" >&2; exit 1; }
 	sleep 0.1
 done
+# crib's user namespace, for the census at the end.
+holder=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$runroot/holder.json" 2>/dev/null)
+crib_userns=$(readlink "/proc/${holder:-0}/ns/user" 2>/dev/null || true)
 
 skip_regex() {
 	# conformance/skips.txt: MODE<TAB>regex<TAB>reason; MODE "all" applies to both.
@@ -150,4 +160,49 @@ for mode in $modes; do
 	[ -n "${FOCUS:-}" ] && write+=(-partial)
 	"$cache/junitcheck" -report "$report" -baseline "$here/baseline.txt" -mode "$mode" "${write[@]}" || status=1
 done
+
+# under_userns NS: the live processes whose user namespace is NS ("user:[N]")
+# or one below it (a pod with its own user namespace is nested in crib's).
+under_userns() {
+	local set=" ${1//[^0-9]/} " tree ns pns changed=1 d link
+	tree=$(lsns -t user -n -r -o NS,PNS 2>/dev/null || true)
+	while [ $changed = 1 ]; do
+		changed=0
+		while read -r ns pns; do
+			[ -n "$ns" ] || continue
+			case $set in *" $pns "*) case $set in *" $ns "*) ;; *) set="$set$ns " changed=1 ;; esac ;; esac
+		done <<<"$tree"
+	done
+	for d in /proc/[0-9]*; do
+		link=$(readlink "$d/ns/user" 2>/dev/null) || continue
+		ns=${link//[^0-9]/}
+		case $set in *" $ns "*) ;; *) continue ;; esac
+		[ "$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "$d/status" 2>/dev/null)" = Z ] && continue
+		echo "${d#/proc/} $(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)"
+	done
+}
+
+# The census: crib stops as the clean-up stops it; then nothing may be left.
+if [ -n "$crib_userns" ]; then
+	as_user "$repo/bin/crictl" --runtime-endpoint "unix://$sock" rmp --all --force >/dev/null 2>&1 || true
+	kill "$crib_pid" 2>/dev/null || true
+	wait "$crib_pid" 2>/dev/null || true
+	crib_pid=""
+	left=""
+	for _ in $(seq 50); do
+		left=$(under_userns "$crib_userns")
+		[ -z "$left" ] && break
+		sleep 0.2
+	done
+	if [ -n "$left" ]; then
+		echo "census: processes left in crib's user namespace $crib_userns after it stopped:" >&2
+		echo "$left" >&2
+		for pid in $(echo "$left" | cut -d' ' -f1); do kill -9 "$pid" 2>/dev/null || true; done
+		status=1
+	else
+		echo "census: no process left in crib's user namespace $crib_userns"
+	fi
+else
+	echo "census: crib's user namespace unknown (no holder: rootful?); skipped" >&2
+fi
 exit $status

@@ -24,6 +24,17 @@ func (s *RuntimeService) StartContainer(ctx context.Context, req *runtimeapi.Sta
 	if err != nil {
 		return nil, err
 	}
+	// Shared with creates, exclusive with the pod's stop and remove: a
+	// start either finishes before the pod stops (and the stop kills it)
+	// or sees the pod stopped and refuses.
+	unlock := s.podLocks.shared(c.SandboxID)
+	defer unlock()
+	if _, err := s.readyPod(c.SandboxID); err != nil {
+		return nil, toStatus(err)
+	}
+	if _, err := s.containers.Get(c.ID); err != nil {
+		return nil, toStatus(err)
+	}
 	if err := s.containers.Start(ctx, c.ID); err != nil {
 		return nil, toStatus(err)
 	}
@@ -252,8 +263,8 @@ func (s *RuntimeService) ReopenContainerLog(ctx context.Context, req *runtimeapi
 
 // ExecSync runs a command in a running container and returns its output.
 func (s *RuntimeService) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
-	if len(req.GetCmd()) == 0 {
-		return nil, invalid("exec command is empty")
+	if err := validateCmd(req.GetCmd()); err != nil {
+		return nil, err
 	}
 	c, err := s.findContainer(req.GetContainerId())
 	if err != nil {
@@ -282,13 +293,13 @@ func (s *RuntimeService) findContainer(id string) (*runtime.Container, error) {
 	for _, c := range s.containers.List() {
 		if strings.HasPrefix(c.ID, id) {
 			if found != nil {
-				return nil, invalid("container id prefix %s is ambiguous", id)
+				return nil, invalid("container id prefix %s is ambiguous", errdefs.Quote(id))
 			}
 			found = c
 		}
 	}
 	if found == nil {
-		return nil, toStatus(fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound))
+		return nil, toStatus(fmt.Errorf("container %s: %w", errdefs.Quote(id), errdefs.ErrNotFound))
 	}
 	return found, nil
 }

@@ -20,6 +20,12 @@ import (
 // CreateContainer makes a container in a ready pod: its filesystem from
 // the image, its OCI spec, and the created (not started) container under
 // its monitor. Every step is undone if a later one fails.
+//
+// Every decision about the pod (privileged, namespaces, SELinux label,
+// cgroup parent, user namespace, log directory) comes from the pod crib
+// recorded at RunPodSandbox. The request's sandbox_config is the client's
+// word only and is ignored: trusting it let a client claim a privileged
+// pod for a pod that is not.
 func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (_ *runtimeapi.CreateContainerResponse, retErr error) {
 	cfg := req.GetConfig()
 	if err := validateContainerConfig(cfg); err != nil {
@@ -28,16 +34,21 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 	if req.GetPodSandboxId() == "" {
 		return nil, invalid("pod sandbox id is empty")
 	}
-	sb, err := s.findPod(req.GetPodSandboxId())
+	found, err := s.findPod(req.GetPodSandboxId())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if sb.State != sandbox.StateReady {
-		return nil, toStatus(fmt.Errorf("pod sandbox %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition))
+	// Held until the container is recorded, so a StopPodSandbox that
+	// starts meanwhile waits for it and then stops it.
+	unlock := s.podLocks.shared(found.ID)
+	defer unlock()
+	sb, err := s.readyPod(found.ID)
+	if err != nil {
+		return nil, toStatus(err)
 	}
-	podCfg := req.GetSandboxConfig()
-	if podCfg == nil {
-		podCfg = sb.Config
+	podCfg := sb.Config
+	if err := checkPrivilege(cfg, podCfg); err != nil {
+		return nil, toStatus(err)
 	}
 	img, err := s.rootfs.Status(ctx, cfg.GetImage().GetImage())
 	if errors.Is(err, errdefs.ErrNotFound) {
@@ -118,15 +129,28 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 	return &runtimeapi.CreateContainerResponse{ContainerId: c.ID}, nil
 }
 
-func validateContainerConfig(cfg *runtimeapi.ContainerConfig) error {
-	if cfg == nil {
-		return invalid("container config is missing")
+// readyPod reads the pod's record again under its lock: a pod stopped or
+// removed since the caller looked it up accepts no new work.
+func (s *RuntimeService) readyPod(id string) (*sandbox.Sandbox, error) {
+	sb, err := s.pods.Get(id)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil, fmt.Errorf("pod sandbox %s was removed: %w", id, errdefs.ErrFailedPrecondition)
 	}
-	if cfg.GetMetadata().GetName() == "" {
-		return invalid("container metadata needs a name")
+	if err != nil {
+		return nil, err
 	}
-	if strings.TrimSpace(cfg.GetImage().GetImage()) == "" {
-		return invalid("container image is empty")
+	if sb.State != sandbox.StateReady {
+		return nil, fmt.Errorf("pod sandbox %s is not ready: %w", id, errdefs.ErrFailedPrecondition)
+	}
+	return sb, nil
+}
+
+// checkPrivilege refuses a privileged container in a pod that was not
+// created privileged, before any filesystem is made for it.
+func checkPrivilege(cfg *runtimeapi.ContainerConfig, pod *runtimeapi.PodSandboxConfig) error {
+	if cfg.GetLinux().GetSecurityContext().GetPrivileged() && !pod.GetLinux().GetSecurityContext().GetPrivileged() {
+		return fmt.Errorf("container %s is privileged but its pod was not created privileged: %w",
+			errdefs.Quote(cfg.GetMetadata().GetName()), errdefs.ErrInvalidArgument)
 	}
 	return nil
 }

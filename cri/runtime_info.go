@@ -92,6 +92,9 @@ func (s *RuntimeService) RuntimeConfig(_ context.Context, _ *runtimeapi.RuntimeC
 // operator who wants the kubelet's range edits that conflist.
 func (s *RuntimeService) UpdateRuntimeConfig(_ context.Context, req *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
 	cidr := req.GetRuntimeConfig().GetNetworkConfig().GetPodCidr()
+	if err := validatePodCIDR(cidr); err != nil {
+		return nil, err
+	}
 	s.podCIDR.Store(&cidr)
 	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
 }

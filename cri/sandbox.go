@@ -27,6 +27,10 @@ func (s *RuntimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.Sto
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	// Exclusive: creates and starts in flight finish first, so every
+	// container they made is listed below; later ones see the pod stopped.
+	unlock := s.podLocks.exclusive(sb.ID)
+	defer unlock()
 	for _, c := range s.podContainers(sb.ID) {
 		if err := s.containers.Stop(ctx, c.ID, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 			return nil, toStatus(err)
@@ -52,6 +56,10 @@ func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.R
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	// Exclusive: creates and starts in flight finish first, so every
+	// container they made is listed below; later ones see the pod stopped.
+	unlock := s.podLocks.exclusive(sb.ID)
+	defer unlock()
 	for _, c := range s.podContainers(sb.ID) {
 		if err := s.removeContainer(ctx, c.ID); err != nil {
 			return nil, toStatus(err)
@@ -159,13 +167,13 @@ func (s *RuntimeService) findPod(id string) (*sandbox.Sandbox, error) {
 	for _, sb := range s.pods.List() {
 		if strings.HasPrefix(sb.ID, id) {
 			if found != nil {
-				return nil, fmt.Errorf("pod sandbox id prefix %s is ambiguous: %w", id, errdefs.ErrInvalidArgument)
+				return nil, fmt.Errorf("pod sandbox id prefix %s is ambiguous: %w", errdefs.Quote(id), errdefs.ErrInvalidArgument)
 			}
 			found = sb
 		}
 	}
 	if found == nil {
-		return nil, fmt.Errorf("pod sandbox %s: %w", id, errdefs.ErrNotFound)
+		return nil, fmt.Errorf("pod sandbox %s: %w", errdefs.Quote(id), errdefs.ErrNotFound)
 	}
 	return found, nil
 }

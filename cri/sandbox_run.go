@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crib-dev/crib/internal/errdefs"
 )
 
 // RunPodSandbox creates and starts a pod sandbox. The sandbox package
@@ -36,20 +38,9 @@ func (s *RuntimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunP
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: sb.ID}, nil
 }
 
-func validatePodConfig(cfg *runtimeapi.PodSandboxConfig) error {
-	if cfg == nil {
-		return invalid("pod sandbox config is missing")
-	}
-	m := cfg.GetMetadata()
-	if m == nil || m.GetName() == "" || m.GetNamespace() == "" || m.GetUid() == "" {
-		return invalid("pod sandbox metadata needs a name, namespace and uid (got %v)", m)
-	}
-	return nil
-}
-
 func (s *RuntimeService) checkHandler(handler string) error {
 	if handler == "" || slices.Contains(s.opts.Host.Handlers, handler) {
 		return nil
 	}
-	return invalid("runtime handler %q is not configured (crib has %v)", handler, s.opts.Host.Handlers)
+	return invalid("runtime handler %s is not configured (crib has %v)", errdefs.Quote(handler), s.opts.Host.Handlers)
 }

@@ -56,6 +56,7 @@ type RuntimeService struct {
 	podNames       *nameIndex
 	containerNames *nameIndex
 	events         *eventHub
+	podLocks       *podLocks
 	// podCIDR is what the kubelet last sent in UpdateRuntimeConfig.
 	podCIDR atomic.Pointer[string]
 }
@@ -77,6 +78,7 @@ func NewRuntimeService(opts Options) *RuntimeService {
 		podNames:       newNameIndex(),
 		containerNames: newNameIndex(),
 		events:         newEventHub(),
+		podLocks:       newPodLocks(),
 	}
 	if s.pods != nil {
 		for _, sb := range s.pods.List() {

@@ -24,8 +24,8 @@ func (s *RuntimeService) Exec(ctx context.Context, req *runtimeapi.ExecRequest) 
 	if s.opts.Streaming == nil {
 		return nil, status.Error(codes.Unimplemented, "streaming is not configured")
 	}
-	if len(req.GetCmd()) == 0 {
-		return nil, invalid("exec command is empty")
+	if err := validateCmd(req.GetCmd()); err != nil {
+		return nil, err
 	}
 	if err := validateStdio(req.GetTty(), req.GetStdin(), req.GetStdout(), req.GetStderr()); err != nil {
 		return nil, err
@@ -71,7 +71,7 @@ func (s *RuntimeService) PortForward(ctx context.Context, req *runtimeapi.PortFo
 	}
 	sb, err := s.findPod(req.GetPodSandboxId())
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
 	if sb.State != sandbox.StateReady {
 		return nil, toStatus(fmt.Errorf("pod sandbox %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition))

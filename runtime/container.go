@@ -362,7 +362,7 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt ociRuntime) (c
 		if err := rt.delete(context.Background(), o.ID); err != nil {
 			m.log.Warn("rollback: deleting the runtime state", "container", o.ID, "err", err)
 		}
-		_ = os.Remove(f.exitFile)
+		_ = f.removeOutside()
 	})
 	started, err := m.startMonitor(ctx, monitorRequest{id: o.ID, name: o.Name, logPath: o.LogPath, rt: rt, files: f,
 		stdio: monitorStdio{tty: o.Config.GetTty(), stdin: o.Config.GetStdin(), stdinOnce: o.Config.GetStdinOnce()}})
@@ -370,6 +370,14 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt ociRuntime) (c
 		return nil, err
 	}
 	undo = append(undo, func() { m.killMonitor(started.monitorPid, o.ID) })
+	if err := recordCensus(f.bundle, started.pid); err != nil {
+		return nil, fmt.Errorf("container %s: %w", o.ID, err)
+	}
+	undo = append(undo, func() {
+		if err := m.endProcesses(context.Background(), o.ID); err != nil {
+			m.log.Warn("rollback: ending the container's processes", "container", o.ID, "err", err)
+		}
+	})
 	c = newRecord(o, rt.h.Name, started)
 	// Rootless without a cgroup the spec carries no limits (setResources):
 	// say so in the record, so ContainerStatus reports none.

@@ -32,7 +32,18 @@ func (m *Manager) Stop(ctx context.Context, id string, timeout time.Duration) er
 	return m.stop(ctx, e, timeout)
 }
 
+// stop ends the container's init, then every other process of the
+// container (census.go): an init that exited, by itself or killed, may
+// leave children behind when the container shares the node's PID
+// namespace and has no cgroup to find them by.
 func (m *Manager) stop(ctx context.Context, e *entry, timeout time.Duration) error {
+	if err := m.stopInit(ctx, e, timeout); err != nil {
+		return err
+	}
+	return m.endProcesses(ctx, e.c.ID)
+}
+
+func (m *Manager) stopInit(ctx context.Context, e *entry, timeout time.Duration) error {
 	m.handleExit(e.c.ID)
 	c := m.snapshot(e)
 	if c.State == StateExited {
@@ -178,7 +189,8 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	return nil
 }
 
-// cleanup removes what a container left in the runroot and the runtime.
+// cleanup removes what a container left in the runroot (bundle, exit
+// file, attach link) and the runtime.
 func (m *Manager) cleanup(ctx context.Context, id string, rt ociRuntime) error {
 	if err := rt.delete(ctx, id); err != nil {
 		return fmt.Errorf("deleting container %s from %s: %w", id, rt.h.Name, err)
@@ -187,8 +199,8 @@ func (m *Manager) cleanup(ctx context.Context, id string, rt ociRuntime) error {
 	if err := os.RemoveAll(f.bundle); err != nil {
 		return fmt.Errorf("removing the bundle of container %s: %w", id, err)
 	}
-	if err := os.Remove(f.exitFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("removing the exit file of container %s: %w", id, err)
+	if err := f.removeOutside(); err != nil {
+		return fmt.Errorf("removing the exit file and attach link of container %s: %w", id, err)
 	}
 	return nil
 }

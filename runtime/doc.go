@@ -39,4 +39,9 @@
 // is cheaper than a round trip through the monitor. crib is a child
 // subreaper (Reaper): it adopts orphaned monitors and exec'd processes and
 // reaps them, because some hosts' PID 1 never does.
+//
+// No process outlives its container (census.go). Stop, Remove, a create's
+// rollback and recovery end every process in the container's mount
+// namespace, found through /proc: `runc kill --all` needs a cgroup, and a
+// container in the node's PID namespace keeps what its init forked.
 package runtime

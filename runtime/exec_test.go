@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/procfs"
 )
 
 func TestExecSync(t *testing.T) {
@@ -82,12 +83,12 @@ func TestExecSyncTimeout(t *testing.T) {
 func leftovers() []string {
 	var out []string
 	for _, pid := range childPids() {
-		st, err := readProcStat(pid)
+		st, err := procfs.ReadStat(pid)
 		if err != nil {
 			continue
 		}
-		if st.state == 'Z' || st.comm == "sleep" || st.comm == "runc" || st.comm == "runc:[2:INIT]" {
-			out = append(out, fmt.Sprintf("%d %s %c", pid, st.comm, st.state))
+		if st.State == 'Z' || st.Comm == "sleep" || st.Comm == "runc" || st.Comm == "runc:[2:INIT]" {
+			out = append(out, fmt.Sprintf("%d %s %c", pid, st.Comm, st.State))
 		}
 	}
 	return out

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/crib-dev/crib/internal/procfs"
 	"github.com/crib-dev/crib/runtime/cgroups"
 )
 
@@ -201,16 +202,16 @@ func (h hostFiles) readProcesses(pids []int) processTotals {
 		if err != nil {
 			continue
 		}
-		st, err := parseProcStat(data)
+		st, err := procfs.ParseStat(data)
 		if err != nil {
 			continue
 		}
 		t.count++
-		t.userNs += (st.utime + st.cutime) * uint64(time.Second) / clockTicks
-		t.systemNs += (st.stime + st.cstime) * uint64(time.Second) / clockTicks
-		t.rss += st.rssPages * page
-		t.faults += st.minflt + st.majflt
-		t.majFaults += st.majflt
+		t.userNs += (st.Utime + st.Cutime) * uint64(time.Second) / clockTicks
+		t.systemNs += (st.Stime + st.Cstime) * uint64(time.Second) / clockTicks
+		t.rss += st.RSSPages * page
+		t.faults += st.Minflt + st.Majflt
+		t.majFaults += st.Majflt
 		status := readProcKeyed(filepath.Join(dir, "status"), ":")
 		t.rssFile += status["RssFile"] * 1024 // kB
 		t.swap += status["VmSwap"] * 1024

@@ -144,7 +144,9 @@ func TestMetrics(t *testing.T) {
 			e := newEnv(t, tc.cgroups)
 			ctx := context.Background()
 			cfg := config("metrics", "sh", "-c", "exec 3</dev/null; sleep 1000 & yes >/dev/null")
-			cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 50000, CpuShares: 512, MemoryLimitInBytes: 64 << 20}
+			// The smallest quota the kernel takes (1 ms a period): yes exceeds
+			// it within a period even when a loaded machine gives it little CPU.
+			cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuQuota: 1000, CpuShares: 512, MemoryLimitInBytes: 64 << 20}
 			if _, err := e.m.Create(ctx, e.createOptions("metrics", cfg)); err != nil {
 				t.Fatal(err)
 			}
@@ -152,11 +154,7 @@ func TestMetrics(t *testing.T) {
 			if err := e.m.Start(ctx, "metrics"); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(300 * time.Millisecond)
-			got, err := e.m.Metrics(ctx, "metrics")
-			if err != nil {
-				t.Fatal(err)
-			}
+			got := waitForMetrics(t, e.m, "metrics", tc.cgroups)
 			t.Logf("metrics: %+v", got)
 			if got.Source != tc.source || got.CPUUsageNs == 0 || got.CPUUserNs == 0 || got.Pids != 2 {
 				t.Errorf("usage %+v: want source %s, CPU and 2 processes", got.Usage, tc.source)
@@ -178,16 +176,33 @@ func TestMetrics(t *testing.T) {
 				}
 				return
 			}
-			if got.CPUPeriodUs != 100000 || got.CPUQuotaUs != 50000 || got.CPUShares != 512 || got.MemoryLimit != 64<<20 {
+			if got.CPUPeriodUs != 100000 || got.CPUQuotaUs != 1000 || got.CPUShares != 512 || got.MemoryLimit != 64<<20 {
 				t.Errorf("limits: period %d quota %d shares %d memory %d", got.CPUPeriodUs, got.CPUQuotaUs, got.CPUShares, got.MemoryLimit)
 			}
-			// The quota is in force: CFS counts its periods. Whether yes got
-			// throttled depends on how busy the machine is (on a loaded one
-			// it never reaches its 50% share), so that is not asserted here;
-			// TestReadMetrics checks the throttling figures are read.
-			if got.CFSPeriods == 0 {
-				t.Errorf("CFS periods %d: the CPU quota is not in force", got.CFSPeriods)
+			// yes spins far beyond the quota: CFS must have throttled it.
+			if got.CFSPeriods == 0 || got.CFSThrottledPeriods == 0 {
+				t.Errorf("CFS periods %d, throttled %d", got.CFSPeriods, got.CFSThrottledPeriods)
 			}
 		})
+	}
+}
+
+// waitForMetrics samples a running container until its processes have used
+// CPU, sh has exec'd its last command (8 fds) and, under a cgroup, CFS has
+// throttled it, or until 10 s pass: on a loaded machine a fixed sleep may
+// not give the spinner its first period.
+func waitForMetrics(t *testing.T, m *Manager, id string, throttled bool) Metrics {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := m.Metrics(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := got.CPUUserNs > 0 && got.Pids == 2 && got.FileDescriptors == 8 && (!throttled || got.CFSThrottledPeriods > 0)
+		if done || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -51,6 +51,7 @@ type monitorFiles struct {
 	pidFile    string // container init pid, written by the runtime
 	monitorPid string // conmon's own pid
 	exitFile   string // <exit-dir>/<id>
+	attachLink string // <socket-dir-path>/<id>, conmon's link to the bundle
 }
 
 func (m *Manager) files(id string) monitorFiles {
@@ -60,7 +61,20 @@ func (m *Manager) files(id string) monitorFiles {
 		pidFile:    filepath.Join(bundle, "pidfile"),
 		monitorPid: filepath.Join(bundle, "conmon.pid"),
 		exitFile:   filepath.Join(m.exitDir, id),
+		attachLink: filepath.Join(m.attachDir, id),
 	}
+}
+
+// removeOutside removes what the monitor left outside the bundle: the
+// exit file and the attach link (conmon never removes either; a node
+// that churns containers would pile them up by the thousand).
+func (f monitorFiles) removeOutside() error {
+	for _, p := range []string{f.exitFile, f.attachLink} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // monitorRequest is what startMonitor needs for one container.

@@ -1,9 +1,7 @@
 package runtime
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -17,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/crib-dev/crib/internal/procfs"
 )
 
 // Reaper makes crib a child subreaper and reaps the orphans it adopts.
@@ -209,64 +209,11 @@ func childPids() []int {
 // processState is the one-letter state of /proc/PID/stat, or 0 when the
 // process does not exist.
 func processState(pid int) byte {
-	st, err := readProcStat(pid)
+	st, err := procfs.ReadStat(pid)
 	if err != nil {
 		return 0
 	}
-	return st.state
-}
-
-// procStat is the part of /proc/PID/stat crib reads.
-type procStat struct {
-	state     byte
-	ppid      int
-	minflt    uint64
-	majflt    uint64
-	utime     uint64 // clock ticks
-	stime     uint64
-	cutime    uint64 // reaped children's times
-	cstime    uint64
-	starttime uint64
-	rssPages  uint64
-	comm      string
-}
-
-var errBadStat = errors.New("malformed /proc stat line")
-
-func readProcStat(pid int) (procStat, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return procStat{}, err
-	}
-	return parseProcStat(data)
-}
-
-// parseProcStat reads a stat line; comm may hold spaces and parentheses,
-// so the fields are counted from the last ')'.
-func parseProcStat(data []byte) (procStat, error) {
-	open, close := bytes.IndexByte(data, '('), bytes.LastIndexByte(data, ')')
-	if open < 0 || close < open {
-		return procStat{}, errBadStat
-	}
-	f := strings.Fields(string(data[close+1:]))
-	// f[0] is field 3 (state) of proc(5).
-	if len(f) < 22 {
-		return procStat{}, errBadStat
-	}
-	num := func(i int) uint64 { v, _ := strconv.ParseUint(f[i-3], 10, 64); return v }
-	return procStat{
-		state:     f[0][0],
-		ppid:      int(num(4)),
-		minflt:    num(10),
-		majflt:    num(12),
-		utime:     num(14),
-		stime:     num(15),
-		cutime:    num(16),
-		cstime:    num(17),
-		starttime: num(22),
-		rssPages:  num(24),
-		comm:      string(data[open+1 : close]),
-	}, nil
+	return st.State
 }
 
 // processAlive reports whether pid is a process that has not exited

@@ -52,19 +52,7 @@ func TestReaperReapsOrphans(t *testing.T) {
 	}
 }
 
-func TestParseProcStat(t *testing.T) {
-	line := "1234 (we(i) rd) S 42 1234 1234 0 -1 4194560 150 0 3 0 7 9 2 1 20 0 1 0 5555 1000000 321 18446744073709551615"
-	st, err := parseProcStat([]byte(line))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := procStat{state: 'S', ppid: 42, minflt: 150, majflt: 3, utime: 7, stime: 9, cutime: 2, cstime: 1, starttime: 5555, rssPages: 321, comm: "we(i) rd"}
-	if st != want {
-		t.Errorf("got %+v\nwant %+v", st, want)
-	}
-	if _, err := parseProcStat([]byte("1 (x) S 1")); err == nil {
-		t.Error("a short line parsed")
-	}
+func TestProcessState(t *testing.T) {
 	if processState(os.Getpid()) == 0 {
 		t.Error("own process has no state")
 	}

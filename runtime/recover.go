@@ -89,6 +89,9 @@ func (m *Manager) recoverOne(ctx context.Context, e *entry, rep *RecoverReport) 
 	// Unmonitored, a container that still runs has no log and no exit
 	// code: kill it so the kubelet restarts it properly.
 	_ = rt.kill(ctx, c.ID, "KILL", c.CgroupsPath != "")
+	if err := m.endProcesses(ctx, c.ID); err != nil {
+		m.log.Warn("ending a lost container's processes", "container", c.ID, "err", err)
+	}
 	m.markMonitorGone(e, lostMessage)
 	if err := m.cleanup(ctx, c.ID, rt); err != nil {
 		m.log.Warn("cleaning up a lost container", "container", c.ID, "err", err)
@@ -116,17 +119,19 @@ func (m *Manager) finishStart(ctx context.Context, e *entry, c *Container) {
 	})
 }
 
-// cleanOrphans removes bundles, runtime state and exit files of ids that
-// have no record.
+// cleanOrphans removes bundles, runtime state, exit files and attach
+// links of ids that have no record.
 func (m *Manager) cleanOrphans(ctx context.Context, known map[string]bool, rep *RecoverReport) {
 	orphans := map[string]bool{}
 	bundles, _ := os.ReadDir(filepath.Join(m.runRoot, "containers"))
 	for _, b := range bundles {
 		orphans[b.Name()] = true
 	}
-	exits, _ := os.ReadDir(m.exitDir)
-	for _, x := range exits {
-		orphans[x.Name()] = true
+	for _, dir := range []string{m.exitDir, m.attachDir} {
+		entries, _ := os.ReadDir(dir)
+		for _, x := range entries {
+			orphans[x.Name()] = true
+		}
 	}
 	for _, h := range m.handlers {
 		if !m.ownsRoot(h) {
@@ -158,6 +163,10 @@ func (m *Manager) cleanOrphans(ctx context.Context, known map[string]bool, rep *
 		}
 		f := m.files(id)
 		m.killMonitor(readPidFile(f.monitorPid), id)
+		// A half-made or half-removed container may still have processes.
+		if err := m.endProcesses(ctx, id); err != nil {
+			m.log.Warn("ending a leftover container's processes", "container", id, "err", err)
+		}
 		for _, h := range m.handlers {
 			rt := ociRuntime{h: h, reaper: m.reaper}
 			if err := rt.delete(ctx, id); err != nil {
@@ -167,8 +176,8 @@ func (m *Manager) cleanOrphans(ctx context.Context, known map[string]bool, rep *
 		if err := os.RemoveAll(f.bundle); err != nil {
 			m.log.Warn("removing a leftover bundle", "container", id, "err", err)
 		}
-		if err := os.Remove(f.exitFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-			m.log.Warn("removing a leftover exit file", "container", id, "err", err)
+		if err := f.removeOutside(); err != nil {
+			m.log.Warn("removing a leftover exit file or attach link", "container", id, "err", err)
 		}
 		rep.Cleaned = append(rep.Cleaned, id)
 	}

@@ -33,6 +33,12 @@ func TestRecover(t *testing.T) {
 	if err := os.MkdirAll(orphan, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	// What a monitor of a container removed while crib was away left:
+	// an attach link to a bundle that is gone.
+	orphanLink := filepath.Join(e.opts.RunRoot, "attach", "rec-gone")
+	if err := os.Symlink(filepath.Join(e.opts.RunRoot, "containers", "rec-gone"), orphanLink); err != nil {
+		t.Fatal(err)
+	}
 	// A removal killed after the record went and before its directory.
 	emptyRecord := filepath.Join(e.opts.Root, "containers", "rec-removed")
 	if err := os.MkdirAll(emptyRecord, 0o700); err != nil {
@@ -60,7 +66,7 @@ func TestRecover(t *testing.T) {
 	t.Logf("recover: %+v", rep)
 	slices.Sort(rep.Reattached)
 	if !slices.Equal(rep.Reattached, []string{"rec-created", "rec-running", "rec-started"}) || !slices.Equal(rep.Exited, []string{"rec-exits"}) ||
-		!slices.Equal(rep.Lost, []string{"rec-lost"}) || !slices.Equal(sorted(rep.Cleaned), []string{"rec-orphan", "rec-removed"}) {
+		!slices.Equal(rep.Lost, []string{"rec-lost"}) || !slices.Equal(sorted(rep.Cleaned), []string{"rec-gone", "rec-orphan", "rec-removed"}) {
 		t.Errorf("report %+v", rep)
 	}
 
@@ -101,6 +107,9 @@ func TestRecover(t *testing.T) {
 	}
 	if _, err := os.Stat(emptyRecord); err == nil {
 		t.Error("the empty record dir is left")
+	}
+	if _, err := os.Lstat(orphanLink); err == nil {
+		t.Error("the orphan attach link is left")
 	}
 
 	if err := e.m.Start(ctx, "rec-created"); err != nil {

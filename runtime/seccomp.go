@@ -121,7 +121,8 @@ func (b *specBuilder) localhostSeccomp(ref string) (*specs.LinuxSeccomp, error) 
 		return nil, fmt.Errorf("%w: localhost profile %s does not exist", errdefs.ErrInvalidArgument, file)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read localhost profile: %w", err)
+		// Unreadable (a directory, no permission) is the client's to fix.
+		return nil, fmt.Errorf("%w: read localhost profile: %w", errdefs.ErrInvalidArgument, err)
 	}
 	p, err := seccomp.LoadProfile(string(data), b.spec)
 	if err != nil {

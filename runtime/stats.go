@@ -8,6 +8,8 @@ import (
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crib-dev/crib/internal/procfs"
 )
 
 // Usage is one sample of a container's resource use.
@@ -150,15 +152,15 @@ func procUsage(c *Container, now time.Time) Usage {
 	u := Usage{Timestamp: now, Source: "proc", Pids: uint64(len(pids))}
 	page := uint64(os.Getpagesize())
 	for _, pid := range pids {
-		st, err := readProcStat(pid)
+		st, err := procfs.ReadStat(pid)
 		if err != nil {
 			continue
 		}
-		ticks := st.utime + st.stime + st.cutime + st.cstime
+		ticks := st.Utime + st.Stime + st.Cutime + st.Cstime
 		u.CPUUsageNs += ticks * uint64(time.Second) / clockTicks
-		u.MemoryRSS += st.rssPages * page
-		u.PageFaults += st.minflt + st.majflt
-		u.MajorPageFaults += st.majflt
+		u.MemoryRSS += st.RSSPages * page
+		u.PageFaults += st.Minflt + st.Majflt
+		u.MajorPageFaults += st.Majflt
 	}
 	u.MemoryUsage, u.MemoryWorkingSet = u.MemoryRSS, u.MemoryRSS
 	return u
@@ -200,8 +202,8 @@ func allPids() []int {
 func descendants(root int) []int {
 	children := map[int][]int{}
 	for _, pid := range allPids() {
-		if st, err := readProcStat(pid); err == nil {
-			children[st.ppid] = append(children[st.ppid], pid)
+		if st, err := procfs.ReadStat(pid); err == nil {
+			children[st.Ppid] = append(children[st.Ppid], pid)
 		}
 	}
 	var out []int

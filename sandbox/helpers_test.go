@@ -14,6 +14,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crib-dev/crib/internal/procfs"
 	"github.com/crib-dev/crib/runtime/cgroups"
 )
 
@@ -217,8 +218,8 @@ func liveChildren(t *testing.T, prog string) []string {
 			continue
 		}
 		s := string(b)
-		f, err := statFields(s)
-		if err != nil || f[0] == "Z" || f[1] != fmt.Sprint(os.Getpid()) {
+		st, err := procfs.ParseStat(b)
+		if err != nil || st.State == 'Z' || st.Ppid != os.Getpid() {
 			continue
 		}
 		if strings.Contains(s, "("+prog+")") {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/crib-dev/crib/internal/loopback"
 	"github.com/crib-dev/crib/internal/mountinfo"
+	"github.com/crib-dev/crib/internal/procfs"
 )
 
 // nsKind is a namespace a pod may own; the name is /proc/<tid>/ns/<name>.
@@ -253,29 +254,8 @@ func startReaper(catatonit, mark string) (pid int, start uint64, err error) {
 // processStartTime is field 22 of /proc/<pid>/stat, in clock ticks since
 // boot: with the pid it names one process for the life of the machine.
 func processStartTime(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	fields, err := statFields(string(b))
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseUint(fields[19], 10, 64)
-}
-
-// statFields splits /proc/<pid>/stat after the command name (which may
-// hold spaces and parentheses): index 0 is field 3, the state.
-func statFields(stat string) ([]string, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return nil, errors.New("malformed /proc stat")
-	}
-	f := strings.Fields(stat[i+1:])
-	if len(f) < 22 {
-		return nil, errors.New("short /proc stat")
-	}
-	return f, nil
+	st, err := procfs.ReadStat(pid)
+	return st.Starttime, err
 }
 
 // processAlive reports whether pid still is the process that started at
@@ -284,15 +264,11 @@ func processAlive(pid int, start uint64) bool {
 	if pid <= 0 {
 		return false
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	st, err := procfs.ReadStat(pid)
+	if err != nil || st.State == 'Z' || st.State == 'X' {
 		return false
 	}
-	f, err := statFields(string(b))
-	if err != nil || f[0] == "Z" || f[0] == "X" {
-		return false
-	}
-	return start == 0 || f[19] == strconv.FormatUint(start, 10)
+	return start == 0 || st.Starttime == start
 }
 
 // killProcess kills pid if it is still the process that started at start

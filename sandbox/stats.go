@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crib-dev/crib/internal/procfs"
 )
 
 // cpuSample is the previous CPU reading of a pod, for the usage rate.
@@ -154,17 +156,14 @@ func processUsage(member func(pid string) bool) (usage, error) {
 		if err != nil {
 			continue // exited meanwhile
 		}
-		f, err := statFields(string(b))
+		st, err := procfs.ParseStat(b)
 		if err != nil {
 			continue
 		}
-		num := func(i int) uint64 { v, _ := strconv.ParseUint(f[i], 10, 64); return v }
-		// Fields 10, 12, 14, 15 and 24 of stat: minflt, majflt, utime,
-		// stime (clock ticks) and rss (pages).
-		u.faults += num(7)
-		u.majFaults += num(9)
-		u.cpuNs += (num(11) + num(12)) * uint64(time.Second) / clockTicks
-		u.rss += num(21) * page
+		u.faults += st.Minflt + st.Majflt
+		u.majFaults += st.Majflt
+		u.cpuNs += (st.Utime + st.Stime) * uint64(time.Second) / clockTicks
+		u.rss += st.RSSPages * page
 		u.procs++
 	}
 	u.memUsage, u.workingSet = u.rss, u.rss

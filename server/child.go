@@ -27,6 +27,9 @@ func runChild(ctx context.Context, o Options) error {
 	if err := prepareMountNamespace(); err != nil {
 		return err
 	}
+	if err := setUpNodeNamespaces(); err != nil {
+		return err
+	}
 	if err := copyUpOnce(o); err != nil {
 		return err
 	}

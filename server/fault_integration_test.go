@@ -40,6 +40,12 @@ import (
 const faultImage = "docker.io/library/busybox:latest"
 
 func TestIntegrationFaultKills(t *testing.T) {
+	for _, mode := range cgroupModes {
+		t.Run(mode.name, func(t *testing.T) { faultKills(t, mode) })
+	}
+}
+
+func faultKills(t *testing.T, mode cgroupMode) {
 	u := lookupTestUser(t)
 	kills := envInt(t, "CRIB_FAULT_KILLS", 50)
 	seed := uint64(envInt(t, "CRIB_FAULT_SEED", int(time.Now().UnixNano()%1e9)))
@@ -48,9 +54,9 @@ func TestIntegrationFaultKills(t *testing.T) {
 	began := time.Now()
 
 	adoptOrphans(t)
-	cg := delegateCgroups(t, u)
+	flags, cg := mode.setup(t, u)
 	d := newDaemon(t, u)
-	d.extra = []string{"--cgroup-parent", cg.parent}
+	d.extra = flags
 	d.startWithRegistry(t)
 	f := &faultRun{t: t, d: d, u: u, cg: cg}
 	t.Cleanup(f.killLeftovers)
@@ -59,6 +65,7 @@ func TestIntegrationFaultKills(t *testing.T) {
 	f.logDir = filepath.Join(u.home, "it-fault-logs-"+filepath.Base(d.runroot))
 	t.Cleanup(func() { os.RemoveAll(f.logDir) })
 	empty := f.snapshot()
+	userNS := namespacesOf(d.holderPID(t))["user"]
 
 	// A pod whose container runs through every kill: it must stay
 	// running, under the same monitor, reachable by exec, logging.
@@ -99,7 +106,10 @@ func TestIntegrationFaultKills(t *testing.T) {
 		t.Errorf("namespace holder %d still alive after crib stopped with nothing left", holder)
 		st.leaks++
 	}
-	t.Logf("fault injection: %s in %v", st.String(), time.Since(began).Round(time.Second))
+	if !expectNoProcessInUserNS(t, userNS) {
+		st.leaks++
+	}
+	t.Logf("fault injection (%s): %s in %v", mode.name, st.String(), time.Since(began).Round(time.Second))
 	fmt.Printf("FAULT COUNTS: %s\n", st.String())
 	if st.leaks != 0 {
 		t.Errorf("%d leaks found", st.leaks)

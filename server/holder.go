@@ -15,9 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The holder keeps crib's user, mount and network namespaces alive while
-// crib itself is stopped, restarted or upgraded: pods' namespace pins live
-// in that mount namespace and their veths on that network's bridge, so
+// The holder keeps crib's user, mount, network, PID and IPC namespaces
+// (the node's) alive while crib itself is stopped, restarted or upgraded:
+// pods' namespace pins live in that mount namespace and their veths on that network's bridge, so
 // containers keep running and a new crib finds them where they were. It is
 // a pause process (catatonit -P), started detached, in the manner of
 // Podman's rootless pause process. slirp4netns serves it, not crib, and is
@@ -120,8 +120,8 @@ func ensureHolder(runRoot, outboundMode string, uidArgs, gidArgs func(int) []str
 	return h, nil
 }
 
-// startHolder starts the pause process in new user, mount and network
-// namespaces, detached from crib so that it outlives it.
+// startHolder starts the pause process in new user, mount, network, PID
+// and IPC namespaces, detached from crib so that it outlives it.
 func startHolder() (int, error) {
 	path, err := exec.LookPath("catatonit")
 	if err != nil {
@@ -129,7 +129,10 @@ func startHolder() (int, error) {
 	}
 	cmd := exec.Command(path, "-P")
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWNET,
+		// It is PID 1 of the node's PID namespace (node.go), reaping
+		// what is orphaned there; the namespace, and every process in it,
+		// ends with it.
+		Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS | unix.CLONE_NEWNET | unix.CLONE_NEWPID | unix.CLONE_NEWIPC,
 		Setsid:     true,
 	}
 	if err := cmd.Start(); err != nil {

@@ -2,13 +2,17 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/subtle"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -92,28 +96,63 @@ func splice(a, b net.Conn) {
 	wg.Wait()
 }
 
-// socksFront is a minimal SOCKS5 server (RFC 1928: no authentication,
-// CONNECT only) whose every connection is dialled from the host through the
-// relay.
+// socksFront is a minimal SOCKS5 server (RFC 1928, CONNECT only) whose
+// every connection is dialled from the host through the relay. It listens
+// on TCP in crib's network namespace, which hostNetwork pods share: without
+// a login any such pod would reach the host's loopback through it (a local
+// registry, anything else listening there), around slirp4netns'
+// --disable-host-loopback. So it takes only a username/password login
+// (RFC 1929) with a 128-bit secret, which lives in the URL published in
+// crib's 0700 runroot and nowhere a pod can read.
 type socksFront struct {
 	listener net.Listener
 	relay    string
+	secret   string
 	log      *slog.Logger
 }
 
-// startSocksFront listens on prefer (the address an earlier crib used in
-// the same namespace, so that a client configured with it — a kubelet's
-// kubeconfig proxy-url — keeps working across restarts), else on a free
-// loopback port.
-func startSocksFront(ctx context.Context, relaySock, prefer string, log *slog.Logger) (*socksFront, error) {
-	l, err := listenPreferred(prefer)
+// pullProxyUser is the user name of the pull proxy's login; the password
+// is what keeps pods out.
+const pullProxyUser = "crib"
+
+// startSocksFront listens on prefer's address (the one an earlier crib
+// used in the same namespace, so that a client configured with its URL —
+// a kubelet's kubeconfig proxy-url — keeps working across restarts), else
+// on a free loopback port. prefer's secret is kept with its address; a
+// URL without a well-formed one gets a fresh secret.
+func startSocksFront(ctx context.Context, relaySock string, prefer *url.URL, log *slog.Logger) (*socksFront, error) {
+	var addr string
+	secret := proxySecret(prefer)
+	if prefer != nil {
+		addr = prefer.Host
+	}
+	if secret == "" {
+		var err error
+		if secret, err = newSessionToken(); err != nil {
+			return nil, fmt.Errorf("pull proxy secret: %w", err)
+		}
+	}
+	l, err := listenPreferred(addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening for the pull proxy: %w", err)
 	}
-	f := &socksFront{listener: l, relay: relaySock, log: log}
+	f := &socksFront{listener: l, relay: relaySock, secret: secret, log: log}
 	go func() { <-ctx.Done(); l.Close() }()
 	go f.serve(ctx)
 	return f, nil
+}
+
+// proxySecret is u's password when u is a pull proxy URL carrying a
+// secret of the size crib makes, else "".
+func proxySecret(u *url.URL) string {
+	if u == nil || u.User == nil || u.User.Username() != pullProxyUser {
+		return ""
+	}
+	pass, _ := u.User.Password()
+	if b, err := base64.RawURLEncoding.DecodeString(pass); err != nil || len(b) != 16 {
+		return ""
+	}
+	return pass
 }
 
 func listenPreferred(prefer string) (net.Listener, error) {
@@ -125,8 +164,12 @@ func listenPreferred(prefer string) (net.Listener, error) {
 	return net.Listen("tcp", "127.0.0.1:0")
 }
 
-// URL is the proxy URL to give to HTTP clients inside crib's namespace.
-func (f *socksFront) URL() string { return "socks5://" + f.listener.Addr().String() }
+// URL is the proxy URL, login included, to give to HTTP clients inside
+// crib's namespace.
+func (f *socksFront) URL() string {
+	u := url.URL{Scheme: "socks5", User: url.UserPassword(pullProxyUser, f.secret), Host: f.listener.Addr().String()}
+	return u.String()
+}
 
 func (f *socksFront) serve(ctx context.Context) {
 	for {
@@ -141,7 +184,7 @@ func (f *socksFront) serve(ctx context.Context) {
 func (f *socksFront) handle(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(hostDialTimeout))
-	target, err := socksHandshake(c)
+	target, err := socksHandshake(c, pullProxyUser, f.secret)
 	if err != nil {
 		f.log.Debug("socks handshake", "err", err)
 		return
@@ -160,9 +203,10 @@ func (f *socksFront) handle(ctx context.Context, c net.Conn) {
 	splice(c, up)
 }
 
-// socksHandshake reads a SOCKS5 greeting and CONNECT request and returns the
-// target as host:port.
-func socksHandshake(rw io.ReadWriter) (string, error) {
+// socksHandshake reads a SOCKS5 greeting, a username/password login that
+// must match user and pass, and a CONNECT request, and returns the target
+// as host:port.
+func socksHandshake(rw io.ReadWriter, user, pass string) (string, error) {
 	hdr := make([]byte, 2)
 	if _, err := io.ReadFull(rw, hdr); err != nil {
 		return "", err
@@ -174,7 +218,14 @@ func socksHandshake(rw io.ReadWriter) (string, error) {
 	if _, err := io.ReadFull(rw, methods); err != nil {
 		return "", err
 	}
-	if _, err := rw.Write([]byte{5, 0}); err != nil {
+	if !bytes.Contains(methods, []byte{socksUserPass}) {
+		rw.Write([]byte{5, 0xff}) // no acceptable method
+		return "", errors.New("SOCKS client offered no username/password login")
+	}
+	if _, err := rw.Write([]byte{5, socksUserPass}); err != nil {
+		return "", err
+	}
+	if err := socksLogin(rw, user, pass); err != nil {
 		return "", err
 	}
 	req := make([]byte, 4)
@@ -211,6 +262,41 @@ func socksHandshake(rw io.ReadWriter) (string, error) {
 		return "", err
 	}
 	return net.JoinHostPort(host, strconv.Itoa(int(binary.BigEndian.Uint16(port)))), nil
+}
+
+// socksUserPass is RFC 1929's method number.
+const socksUserPass = 2
+
+// socksLogin reads an RFC 1929 username/password request and answers
+// success only for user and pass.
+func socksLogin(rw io.ReadWriter, user, pass string) error {
+	ver := make([]byte, 2)
+	if _, err := io.ReadFull(rw, ver); err != nil {
+		return err
+	}
+	if ver[0] != 1 {
+		return fmt.Errorf("SOCKS login version %d", ver[0])
+	}
+	gotUser := make([]byte, ver[1])
+	if _, err := io.ReadFull(rw, gotUser); err != nil {
+		return err
+	}
+	n := make([]byte, 1)
+	if _, err := io.ReadFull(rw, n); err != nil {
+		return err
+	}
+	gotPass := make([]byte, n[0])
+	if _, err := io.ReadFull(rw, gotPass); err != nil {
+		return err
+	}
+	userOK := subtle.ConstantTimeCompare(gotUser, []byte(user))
+	passOK := subtle.ConstantTimeCompare(gotPass, []byte(pass))
+	if userOK&passOK != 1 {
+		rw.Write([]byte{1, 1})
+		return errors.New("SOCKS login refused")
+	}
+	_, err := rw.Write([]byte{1, 0})
+	return err
 }
 
 func removeStale(path string) {

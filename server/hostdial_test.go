@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -25,7 +26,7 @@ func TestHostDialerProxiesHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	go serveDialRelay(ctx, l, log)
-	front, err := startSocksFront(ctx, sock, "", log)
+	front, err := startSocksFront(ctx, sock, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,13 +59,71 @@ func TestHostDialerProxiesHTTP(t *testing.T) {
 	}
 }
 
+// A hostNetwork pod shares crib's network namespace and so reaches the
+// proxy's port: only a client that knows the secret may go through.
+func TestPullProxyRefusesClientsWithoutItsSecret(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sock := filepath.Join(t.TempDir(), "hostdial.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go serveDialRelay(ctx, l, log)
+	front, err := startSocksFront(ctx, sock, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "secret data")
+	}))
+	defer backend.Close()
+
+	good, _ := url.Parse(front.URL())
+	pass, _ := good.User.Password()
+	addr := front.listener.Addr().String()
+	tests := []struct {
+		name  string
+		proxy string
+		ok    bool
+	}{
+		{"no login", "socks5://" + addr, false},
+		{"wrong password", "socks5://crib:" + strings.Repeat("A", len(pass)) + "@" + addr, false},
+		{"wrong user", "socks5://root:" + pass + "@" + addr, false},
+		{"password cut short", "socks5://crib:" + pass[:len(pass)-1] + "@" + addr, false},
+		{"the published URL", front.URL(), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			proxy, err := url.Parse(tc.proxy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxy)}}
+			resp, err := client.Get(backend.URL)
+			if !tc.ok {
+				if err == nil {
+					resp.Body.Close()
+					t.Fatal("the proxy let the client through")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		})
+	}
+}
+
 func TestPullProxyKeepsItsAddressAcrossRestarts(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	runRoot := t.TempDir()
-	if got := previousPullProxy(runRoot); got != "" {
-		t.Fatalf("a fresh runroot remembers %q", got)
+	if got := previousPullProxy(runRoot); got != nil {
+		t.Fatalf("a fresh runroot remembers %v", got)
 	}
 	first, err := startSocksFront(ctx, "unused.sock", previousPullProxy(runRoot), log)
 	if err != nil {
@@ -89,9 +148,12 @@ func TestPullProxyKeepsItsAddressAcrossRestarts(t *testing.T) {
 	if got := second.listener.Addr().String(); got != addr {
 		t.Fatalf("restarted proxy on %s, want the earlier %s", got, addr)
 	}
+	if second.URL() != first.URL() {
+		t.Fatalf("restarted proxy's URL %s, want the earlier one (same login)", second.URL())
+	}
 
 	// The remembered port taken by something else: any free port will do.
-	third, err := startSocksFront(ctx, "unused.sock", addr, log)
+	third, err := startSocksFront(ctx, "unused.sock", previousPullProxy(runRoot), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,14 +161,27 @@ func TestPullProxyKeepsItsAddressAcrossRestarts(t *testing.T) {
 	if third.listener.Addr().String() == addr {
 		t.Fatal("two listeners on one address")
 	}
+
+	// An older crib's URL had no login: its port is kept, a secret made.
+	os.WriteFile(filepath.Join(runRoot, lastPullProxyFileName), []byte("socks5://"+addr+"\n"), 0o600)
+	second.listener.Close()
+	fourth, err := startSocksFront(ctx, "unused.sock", previousPullProxy(runRoot), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fourth.listener.Close()
+	u, _ := url.Parse(fourth.URL())
+	if u.Host != addr || proxySecret(u) == "" {
+		t.Fatalf("after an older crib: %s, want %s with a secret", fourth.URL(), addr)
+	}
 }
 
 func TestPreviousPullProxyIgnoresOtherURLs(t *testing.T) {
 	for _, content := range []string{"http://127.0.0.1:80\n", "socks5://10.0.0.1:1080\n", "%%%", ""} {
 		runRoot := t.TempDir()
 		os.WriteFile(filepath.Join(runRoot, lastPullProxyFileName), []byte(content), 0o600)
-		if got := previousPullProxy(runRoot); got != "" {
-			t.Errorf("%q gave %q, want nothing", content, got)
+		if got := previousPullProxy(runRoot); got != nil {
+			t.Errorf("%q gave %v, want nothing", content, got)
 		}
 	}
 }

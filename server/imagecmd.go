@@ -269,18 +269,18 @@ func publishPullProxy(runRoot, proxyURL string) (func(), error) {
 	return func() { os.Remove(path) }, nil
 }
 
-// previousPullProxy is the host:port of the pull proxy the last crib on
-// this runroot served, or "".
-func previousPullProxy(runRoot string) string {
+// previousPullProxy is the URL (loopback address and login) of the pull
+// proxy the last crib on this runroot served, or nil.
+func previousPullProxy(runRoot string) *url.URL {
 	data, err := os.ReadFile(filepath.Join(runRoot, lastPullProxyFileName))
 	if err != nil {
-		return ""
+		return nil
 	}
 	u, err := url.Parse(strings.TrimSpace(string(data)))
 	if err != nil || u.Scheme != "socks5" || u.Hostname() != "127.0.0.1" {
-		return ""
+		return nil
 	}
-	return u.Host
+	return u
 }
 
 func progressEvent(p storage.Progress) progress.Event {

@@ -28,7 +28,10 @@ func waitReadyByte(r *os.File) error {
 
 // startPastaProcess runs pasta against the holder's namespaces. pasta forks
 // into the background once the namespace is configured and quits by
-// itself when the namespace goes away.
+// itself when the namespace goes away. --no-map-gw keeps the host's
+// loopback out of reach, as slirp4netns' --disable-host-loopback does:
+// without it, connections to the gateway address land on the host's
+// 127.0.0.1, open to every pod.
 func startPastaProcess(pid int) (int, error) {
 	path, err := exec.LookPath("pasta")
 	if err != nil {
@@ -36,7 +39,7 @@ func startPastaProcess(pid int) (int, error) {
 	}
 	pidFile := filepath.Join(os.TempDir(), "crib-pasta-"+strconv.Itoa(pid)+".pid")
 	cmd := exec.Command(path, "--config-net", "--quiet", "--pid", pidFile,
-		"-t", "none", "-u", "none", "-T", "none", "-U", "none", strconv.Itoa(pid))
+		"--no-map-gw", "-t", "none", "-u", "none", "-T", "none", "-U", "none", strconv.Itoa(pid))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("pasta: %w: %s", err, strings.TrimSpace(string(out)))

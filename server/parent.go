@@ -152,10 +152,10 @@ func listenRelay(path string) (net.Listener, error) {
 }
 
 // startChild runs crib's daemon inside the holder's user, mount and
-// network namespaces, as uid 0 there. Joining a user namespace needs a
+// network namespaces (and PID and IPC: node.go), as uid 0 there. Joining a user namespace needs a
 // single-threaded process, so nsenter does the joining and then executes
 // crib. A socket systemd activated is passed down at fdActivated.
-func startChild(o Options, holderPID int, activated *os.File) (*exec.Cmd, *os.File, error) {
+func startChild(o Options, holderPID int, activated *os.File) (*daemonProcess, *os.File, error) {
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return nil, nil, err
@@ -176,7 +176,8 @@ func startChild(o Options, holderPID int, activated *os.File) (*exec.Cmd, *os.Fi
 		readyR.Close()
 		return nil, nil, err
 	}
-	args := append([]string{"nsenter", "--target", strconv.Itoa(holderPID), "--user", "--mount", "--net", "--", exe}, o.Args...)
+	node := hasNodeNamespaces(holderPID)
+	args := append(append(append([]string{"nsenter"}, joinArgs(holderPID, node)...), "--", exe), o.Args...)
 	cmd := &exec.Cmd{Path: nsenter, Args: args}
 	cmd.Env = withEnv(withEnv(withEnv(withEnv(os.Environ(), stageEnv, stageChild),
 		parentPIDEnv, strconv.Itoa(os.Getpid())), configEnv, string(cfgJSON)),
@@ -192,11 +193,12 @@ func startChild(o Options, holderPID int, activated *os.File) (*exec.Cmd, *os.Fi
 		// which then stops the child in order.
 		Setpgid: true,
 	}
-	if err := cmd.Start(); err != nil {
+	child, err := startDaemonProcess(cmd, holderPID, node, o.Logger)
+	if err != nil {
 		readyR.Close()
 		return nil, nil, fmt.Errorf("starting crib in its namespaces: %w", err)
 	}
-	return cmd, readyR, nil
+	return child, readyR, nil
 }
 
 func writeIDMaps(pid int, uidArgs, gidArgs func(int) []string) error {
@@ -216,7 +218,7 @@ func writeIDMaps(pid int, uidArgs, gidArgs func(int) []string) error {
 // SIGTERM/SIGINT to it and waits for it to exit. It is the parent, the
 // process systemd watches, that tells systemd when crib is ready and when
 // it stops.
-func superviseChild(ctx context.Context, child *exec.Cmd, readyR *os.File, log *slog.Logger, notify sdNotifier, socket string) error {
+func superviseChild(ctx context.Context, child *daemonProcess, readyR *os.File, log *slog.Logger, notify sdNotifier, socket string) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
@@ -252,7 +254,7 @@ func superviseChild(ctx context.Context, child *exec.Cmd, readyR *os.File, log *
 // parent kills it; the child's own gRPC drain is shorter.
 const childStopGrace = 30 * time.Second
 
-func waitChildStop(child *exec.Cmd, exited chan error, log *slog.Logger) error {
+func waitChildStop(child *daemonProcess, exited chan error, log *slog.Logger) error {
 	select {
 	case err := <-exited:
 		return childExitError(err)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
@@ -163,4 +164,39 @@ func requestStatus(t *testing.T, method, rawURL string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// Streaming URLs and the pull proxy's secret are all a client presents:
+// each must be 128 bits from a good random source. Counting set bits per
+// position over many tokens catches a short, constant or biased source
+// (a stuck bit is set 0 or 1000 times; a fair one 500 ± ~16).
+func TestSessionTokensAre128RandomBits(t *testing.T) {
+	const n = 1000
+	seen := map[string]bool{}
+	var ones [128]int
+	for i := 0; i < n; i++ {
+		token, err := newSessionToken()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[token] {
+			t.Fatalf("token %s handed out twice", token)
+		}
+		seen[token] = true
+		b, err := base64.RawURLEncoding.DecodeString(token)
+		if err != nil || len(b) != 16 {
+			t.Fatalf("token %q is not 16 bytes of URL-safe base64: %v", token, err)
+		}
+		for bit := 0; bit < 128; bit++ {
+			if b[bit/8]&(1<<(bit%8)) != 0 {
+				ones[bit]++
+			}
+		}
+	}
+	for bit, c := range ones {
+		// 8 standard deviations: a fair source never gets here.
+		if c < n/2-130 || c > n/2+130 {
+			t.Errorf("bit %d set in %d of %d tokens", bit, c, n)
+		}
+	}
 }

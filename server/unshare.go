@@ -11,7 +11,7 @@ import (
 )
 
 // Unshare replaces the current process with argv run inside a running
-// crib's user, mount and network namespaces, as uid 0 there — the way a
+// crib's user, mount, network, IPC and PID namespaces, as uid 0 there — the way a
 // rootless kubelet, critest or a debugging shell joins crib's node.
 //
 // Joining a user namespace needs a single-threaded process, which a Go
@@ -41,8 +41,25 @@ func Unshare(cfg config.Config, argv []string) error {
 	// would open it before joining and leave a working directory that
 	// getcwd reports as unreachable.
 	wd, _ := os.Getwd()
-	args := []string{nsenter, "--target", strconv.Itoa(pid), "--user", "--mount", "--net", "--wdns=" + wd, "--"}
-	return syscall.Exec(nsenter, append(args, argv...), os.Environ())
+	node := hasNodeNamespaces(pid)
+	args := append(append([]string{nsenter}, joinArgs(pid, node)...), "--wdns="+wd, "--")
+	env := os.Environ()
+	if node {
+		// nsenter cannot hand over its own child (--pid forks, and relays
+		// no signal): crib's node stage joins the PID namespace and runs
+		// argv (node.go).
+		nsFD, err := openPIDNamespace(pid)
+		if err != nil {
+			return err
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		args = append(args, exe)
+		env = withEnv(env, nodeStageEnv, "exec:"+strconv.Itoa(nsFD))
+	}
+	return syscall.Exec(nsenter, append(args, argv...), env)
 }
 
 func execve(argv []string) error {

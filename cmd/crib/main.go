@@ -31,6 +31,10 @@ type command struct {
 }
 
 func main() {
+	// crib executed again to enter the node's PID namespace (server/node.go).
+	if code, ok := server.NodeStage(); ok {
+		os.Exit(code)
+	}
 	// The storage library re-executes crib to unpack layers in a chroot.
 	if storage.ReexecInit() {
 		return

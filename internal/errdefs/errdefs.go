@@ -5,7 +5,11 @@
 // once, at the boundary. This package must not import gRPC.
 package errdefs
 
-import "errors"
+import (
+	"errors"
+	"strconv"
+	"unicode/utf8"
+)
 
 var (
 	// ErrInvalidArgument marks a request that can never succeed as written.
@@ -33,3 +37,22 @@ func IsAlreadyExists(err error) bool      { return errors.Is(err, ErrAlreadyExis
 func IsInvalidArgument(err error) bool    { return errors.Is(err, ErrInvalidArgument) }
 func IsFailedPrecondition(err error) bool { return errors.Is(err, ErrFailedPrecondition) }
 func IsUnavailable(err error) bool        { return errors.Is(err, ErrUnavailable) }
+
+// quoteLimit caps how much of a client's input an error message repeats:
+// enough to recognise it, never enough that a 1 MiB name grows the log by
+// megabytes.
+const quoteLimit = 256
+
+// Quote formats user input for an error message like %q, keeping at most
+// its first 256 bytes and saying how long the whole was.
+func Quote(s string) string {
+	if len(s) <= quoteLimit {
+		return strconv.Quote(s)
+	}
+	cut := quoteLimit
+	// Do not split a UTF-8 sequence: back up to the start of a rune.
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "... (" + strconv.Itoa(len(s)) + " bytes)"
+}

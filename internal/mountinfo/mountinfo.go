@@ -49,3 +49,38 @@ func unescape(s string) string {
 	}
 	return b.String()
 }
+
+// Mount is one line of mountinfo: where, what file system, from what source.
+type Mount struct {
+	Point, FSType, Source string
+}
+
+// Mounts returns every mount, in mount order.
+func Mounts() ([]Mount, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	return parseMounts(string(data)), nil
+}
+
+// parseMounts reads the mount point (fifth field) and, after the "-"
+// separator that ends the optional fields, the file system type and source.
+func parseMounts(data string) []Mount {
+	var out []Mount
+	for _, line := range strings.Split(data, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		m := Mount{Point: unescape(f[4])}
+		for i := 5; i+2 < len(f); i++ {
+			if f[i] == "-" {
+				m.FSType, m.Source = f[i+1], unescape(f[i+2])
+				break
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}

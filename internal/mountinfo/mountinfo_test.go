@@ -36,3 +36,23 @@ func TestPointsListsRoot(t *testing.T) {
 		t.Fatalf("/ is not among this process's mount points: %q", points)
 	}
 }
+
+func TestParseMounts(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []Mount
+	}{
+		{"no optional fields", "22 1 0:21 / /proc rw - proc crib-node-proc rw\n", []Mount{{"/proc", "proc", "crib-node-proc"}}},
+		{"optional fields before the separator", "30 1 0:5 / /dev/shm rw shared:4 master:1 - tmpfs shm rw\n", []Mount{{"/dev/shm", "tmpfs", "shm"}}},
+		{"escaped source", `30 1 0:5 / /m rw - tmpfs a\040b rw`, []Mount{{"/m", "tmpfs", "a b"}}},
+		{"no separator keeps the point", "30 1 0:5 / /m rw\n", []Mount{{Point: "/m"}}},
+		{"stacked mounts listed twice", "1 0 0:1 / /m rw - tmpfs a rw\n2 1 0:2 / /m rw - mqueue b rw\n", []Mount{{"/m", "tmpfs", "a"}, {"/m", "mqueue", "b"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := parseMounts(tt.in); !slices.Equal(got, tt.want) {
+				t.Fatalf("parseMounts = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

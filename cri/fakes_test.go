@@ -1,0 +1,253 @@
+package cri
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/runtime"
+	"github.com/crib-dev/crib/sandbox"
+	"github.com/crib-dev/crib/storage"
+)
+
+// In-memory stand-ins for the managers under cri. They keep records and
+// states only: what the tests using them check is the CRI layer's own
+// work (validation, which pod config decides, locking, status codes). The
+// real managers are tested in their packages and, end to end, by the
+// integration tests in package server. Methods not listed panic.
+
+type fakePods struct {
+	PodManager
+	mu   sync.Mutex
+	pods map[string]*sandbox.Sandbox
+}
+
+func (f *fakePods) add(sb *sandbox.Sandbox) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pods[sb.ID] = sb
+}
+
+func (f *fakePods) Create(_ context.Context, id string, cfg *runtimeapi.PodSandboxConfig, handler string) (*sandbox.Sandbox, error) {
+	sb := &sandbox.Sandbox{ID: id, Config: cfg, State: sandbox.StateReady, RuntimeHandler: handler}
+	f.add(sb)
+	c := *sb
+	return &c, nil
+}
+
+func (f *fakePods) Get(id string) (*sandbox.Sandbox, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sb, ok := f.pods[id]
+	if !ok {
+		return nil, fmt.Errorf("pod %s: %w", id, errdefs.ErrNotFound)
+	}
+	c := *sb
+	return &c, nil
+}
+
+func (f *fakePods) List() []*sandbox.Sandbox {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*sandbox.Sandbox
+	for _, sb := range f.pods {
+		c := *sb
+		out = append(out, &c)
+	}
+	return out
+}
+
+func (f *fakePods) Stop(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if sb, ok := f.pods[id]; ok {
+		sb.State = sandbox.StateNotReady
+	}
+	return nil
+}
+
+func (f *fakePods) Remove(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.pods, id)
+	return nil
+}
+
+type fakeContainers struct {
+	ContainerManager
+	mu      sync.Mutex
+	ctrs    map[string]*runtime.Container
+	created []runtime.CreateOptions
+	// pause, when set, is called inside Create and Start before the
+	// container changes: a test holds a call there to race it.
+	pause func(op string)
+}
+
+func (f *fakeContainers) hold(op string) {
+	if f.pause != nil {
+		f.pause(op)
+	}
+}
+
+func (f *fakeContainers) Create(_ context.Context, o runtime.CreateOptions) (*runtime.Container, error) {
+	f.hold("create")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := &runtime.Container{ID: o.ID, SandboxID: o.SandboxID, Name: o.Name, Config: o.Config, State: runtime.StateCreated, CreatedAt: time.Now()}
+	f.ctrs[o.ID] = c
+	f.created = append(f.created, o)
+	cc := *c
+	return &cc, nil
+}
+
+func (f *fakeContainers) set(id string, st runtime.State) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.ctrs[id]
+	if !ok {
+		return fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
+	}
+	c.State = st
+	return nil
+}
+
+func (f *fakeContainers) Start(_ context.Context, id string) error {
+	f.hold("start")
+	return f.set(id, runtime.StateRunning)
+}
+
+func (f *fakeContainers) Stop(_ context.Context, id string, _ time.Duration) error {
+	return f.set(id, runtime.StateExited)
+}
+
+func (f *fakeContainers) Remove(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.ctrs, id)
+	return nil
+}
+
+func (f *fakeContainers) Get(id string) (*runtime.Container, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.ctrs[id]
+	if !ok {
+		return nil, fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
+	}
+	cc := *c
+	return &cc, nil
+}
+
+func (f *fakeContainers) Status(id string) (*runtime.Container, error) { return f.Get(id) }
+
+func (f *fakeContainers) List() []*runtime.Container {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*runtime.Container
+	for _, c := range f.ctrs {
+		cc := *c
+		out = append(out, &cc)
+	}
+	return out
+}
+
+func (f *fakeContainers) Events() <-chan runtime.Event { return nil }
+
+func (f *fakeContainers) ExecSync(context.Context, string, []string, time.Duration) (runtime.ExecResult, error) {
+	return runtime.ExecResult{}, nil
+}
+
+// fakeRootfs knows one image, "busybox", and mounts every container at
+// an empty directory.
+type fakeRootfs struct {
+	RootfsStore
+	dir string
+}
+
+func (f fakeRootfs) Status(_ context.Context, ref string) (storage.Image, error) {
+	if ref != "busybox" {
+		return storage.Image{}, fmt.Errorf("image %s: %w", ref, errdefs.ErrNotFound)
+	}
+	return storage.Image{ID: "busyboxid"}, nil
+}
+
+func (f fakeRootfs) CreateContainer(_ context.Context, id, name, _, _, _ string) (storage.ContainerFS, error) {
+	return storage.ContainerFS{ID: id, Name: name}, nil
+}
+func (f fakeRootfs) Mount(string) (string, error) { return f.dir, nil }
+func (f fakeRootfs) Unmount(string) error         { return nil }
+func (f fakeRootfs) DeleteContainer(string) error { return nil }
+
+// fakeStreaming hands out a fixed URL.
+type fakeStreaming struct{}
+
+func (fakeStreaming) GetExec(*runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
+	return &runtimeapi.ExecResponse{Url: "http://x/exec"}, nil
+}
+func (fakeStreaming) GetAttach(*runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
+	return &runtimeapi.AttachResponse{Url: "http://x/attach"}, nil
+}
+func (fakeStreaming) GetPortForward(*runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
+	return &runtimeapi.PortForwardResponse{Url: "http://x/pf"}, nil
+}
+
+type fakeEnv struct {
+	svc  *RuntimeService
+	pods *fakePods
+	ctrs *fakeContainers
+}
+
+// newFakeEnv wires a RuntimeService on the fakes, with a ready
+// non-privileged pod "pod1" and the seccomp profile root profileRoot.
+func newFakeEnv(t *testing.T, profileRoot string) *fakeEnv {
+	t.Helper()
+	e := &fakeEnv{
+		pods: &fakePods{pods: map[string]*sandbox.Sandbox{}},
+		ctrs: &fakeContainers{ctrs: map[string]*runtime.Container{}},
+	}
+	// The namespace paths are only written into specs, never opened.
+	e.pods.add(&sandbox.Sandbox{ID: "pod1", State: sandbox.StateReady,
+		NetNSPath: "/fake/net", IPCNSPath: "/fake/ipc", UTSNSPath: "/fake/uts", Config: &runtimeapi.PodSandboxConfig{
+			Metadata: &runtimeapi.PodSandboxMetadata{Name: "web", Namespace: "default", Uid: "u1"},
+		}})
+	e.svc = NewRuntimeService(Options{
+		Pods:       e.pods,
+		Containers: e.ctrs,
+		Rootfs:     fakeRootfs{dir: t.TempDir()},
+		Streaming:  fakeStreaming{},
+		Spec: SpecDefaults{
+			Host:               runtime.HostInfo{BoundingCaps: []string{"CAP_CHOWN", "CAP_SYS_ADMIN"}, SeccompEnabled: true, Devices: []specs.LinuxDevice{}},
+			SeccompProfileRoot: profileRoot,
+		},
+	})
+	return e
+}
+
+// client serves svc over an in-memory listener and returns a client, so a
+// test sees what crosses the gRPC boundary: codes and message sizes.
+func (e *fakeEnv) client(t *testing.T) runtimeapi.RuntimeServiceClient {
+	t.Helper()
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	Register(srv, e.svc, NewImageService(nil))
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return runtimeapi.NewRuntimeServiceClient(conn)
+}

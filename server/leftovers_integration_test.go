@@ -1,0 +1,86 @@
+//go:build integration
+
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// conmon links <runroot>/attach/<id> to each container's bundle and never
+// removes the link; crib removes it with the container.
+func TestIntegrationAttachEntriesGoWithTheirContainers(t *testing.T) {
+	u := lookupTestUser(t)
+	d := newDaemon(t, u)
+	d.startWithRegistry(t)
+	c := d.clients(t)
+	ctx := context.Background()
+	if _, err := c.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: "busybox"}}); err != nil {
+		t.Fatalf("pull: %v\n%s", err, d.out)
+	}
+	attachDir := filepath.Join(d.runroot, "attach")
+	pcfg := &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "churn", Namespace: "default", Uid: "churn-uid"}}
+	pod, err := c.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
+	if err != nil {
+		t.Fatalf("RunPodSandbox: %v\n%s", err, d.out)
+	}
+	const n = 5
+	var ids []string
+	for i := 0; i < n; i++ {
+		r, err := c.rs.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: pcfg,
+			Config: &runtimeapi.ContainerConfig{
+				Metadata: &runtimeapi.ContainerMetadata{Name: fmt.Sprintf("c%d", i)},
+				Image:    &runtimeapi.ImageSpec{Image: "docker.io/library/busybox:latest"},
+				Command:  []string{"true"},
+			}})
+		if err != nil {
+			t.Fatalf("CreateContainer: %v\n%s", err, d.out)
+		}
+		ids = append(ids, r.ContainerId)
+	}
+	// Started and exited, or never started: both kinds go.
+	for _, id := range ids[:n/2] {
+		if _, err := c.rs.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
+			t.Fatalf("StartContainer: %v", err)
+		}
+	}
+	if got := entries(t, attachDir); len(got) != n {
+		t.Fatalf("attach entries with %d containers: %v", n, got)
+	}
+	for _, id := range ids[:n-1] {
+		if _, err := c.rs.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+			t.Fatalf("RemoveContainer: %v", err)
+		}
+	}
+	if got := entries(t, attachDir); len(got) != 1 || got[0] != ids[n-1] {
+		t.Fatalf("attach entries after removing all but %s: %v", ids[n-1], got)
+	}
+	// The last container goes with its pod.
+	if _, err := c.rs.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.rs.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+		t.Fatal(err)
+	}
+	if got := entries(t, attachDir); len(got) != 0 {
+		t.Fatalf("attach entries after removing the pod: %v", got)
+	}
+}
+
+func entries(t *testing.T, dir string) []string {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, de := range des {
+		names = append(names, de.Name())
+	}
+	return names
+}
