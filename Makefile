@@ -15,7 +15,7 @@ CRIB_USER ?= crib
 TEST_USER ?= crib-test
 CRICTL_VERSION := v1.37.0
 
-.PHONY: all build fmt-check unit integration test run stop conformance bench crictl host-setup vet clean fuzz install test-images kubelet try-cluster
+.PHONY: test-v2 all build fmt-check unit integration test run stop conformance bench crictl host-setup vet clean fuzz install test-images kubelet try-cluster
 
 all: build
 
@@ -75,7 +75,14 @@ integration: build crictl host-setup test-images $(KUBELET_BIN)
 
 # host-setup first: on a fresh machine the unit tests already need runc,
 # conmon, CNI plugins and the registry binary (as root it installs them).
-test: host-setup unit fuzz integration conformance
+test: host-setup unit fuzz test-v2 integration conformance
+
+# The cgroup v2 + systemd lane: a Debian guest under User-Mode Linux
+# (systemd as PID 1, cgroup v2 only, a lingering user) where crib runs as
+# a user service and pods are checked confined. The guest image is built
+# once per recipe into .cache/uml (test/uml/README.md).
+test-v2: build crictl host-setup $(KUBELET_BIN)
+	KUBELET_BIN=$(KUBELET_BIN) test/uml/run.sh
 
 # Each fuzz target for a short while (CI-sized); FUZZ_TIME=5m for a real
 # hunt. A failing input is written under the package's testdata/fuzz/ and

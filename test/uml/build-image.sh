@@ -4,7 +4,8 @@
 # Prints the path of .cache/uml/guest-KEY.img, building it first when it is
 # missing. KEY hashes the recipe (packages.txt, this script, image/) and the
 # installed user-mode-linux version, so changing any of them builds a new
-# image; older images are removed. Runs as root (mmdebstrap, chroot, mke2fs).
+# image; images of other recipes are removed after a day. Runs as root
+# (mmdebstrap, chroot, mke2fs).
 #
 # The image: Debian bookworm minbase with packages.txt, systemd as init,
 # iptables-legacy (the UML kernel has no nf_tables ipv4 family), the UML
@@ -24,12 +25,14 @@ command -v mmdebstrap mke2fs linux.uml >/dev/null || { echo "missing mmdebstrap,
 uml_version=$(dpkg-query -W -f='${Version}' user-mode-linux)
 key=$( (cd "$here" && cat packages.txt build-image.sh image/*; echo "$uml_version") | sha256sum | cut -c1-16)
 img=$cache/guest-$key.img
-if [ -s "$img" ]; then
-	echo "$img"
-	exit 0
-fi
+[ -s "$img" ] && { echo "$img"; exit 0; }
 
+# One build at a time (worktrees share .cache); the winner's image serves
+# the others.
 mkdir -p "$cache"
+exec 9>"$cache/build.lock"
+flock 9
+[ -s "$img" ] && { echo "$img"; exit 0; }
 work=$(mktemp -d "$cache/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 rootfs=$work/rootfs
@@ -77,7 +80,8 @@ ln -sf /etc/systemd/system/crib-lane.service "$rootfs/etc/systemd/system/multi-u
 
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
 mke2fs -q -t ext4 -d "$rootfs" "$work/guest.img" "$size"
-rm -f "$cache"/guest-*.img
 mv "$work/guest.img" "$img"
+# Images of older recipes, unless a lane may still boot one (a day).
+find "$cache" -maxdepth 1 -name 'guest-*.img' ! -name "${img##*/}" -mmin +1440 -delete
 echo "built $img in $(($(date +%s) - start))s" >&2
 echo "$img"

@@ -21,7 +21,8 @@ export PATH=/usr/local/go/bin:$PATH GOFLAGS=-buildvcs=false
 [ "$(id -u)" -eq 0 ] || { echo "test/uml/run.sh runs as root (it builds the guest image)" >&2; exit 1; }
 start=$(date +%s)
 
-img=$("$here/build-image.sh")
+# The path is build-image.sh's last line (mke2fs prints to stdout too).
+img=$("$here/build-image.sh" | tail -n 1)
 echo "guest image: $img ($(($(date +%s) - start))s)"
 (cd "$repo" && make -s build crictl)
 critest=$("$repo/conformance/build-critest.sh")
