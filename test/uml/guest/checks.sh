@@ -33,8 +33,17 @@ tmpl() { c inspect -o go-template --template "$2" "$1"; }
 # jnum KEY: the first "value" following "KEY" in crictl's JSON on stdin
 # (stats have no go-template output; protojson prints uint64 as strings).
 jnum() { awk -v k="\"$1\"" 'index($0, k) {f = 1} f && /"value"/ {gsub(/[^0-9]/, ""); print; exit}'; }
-# cgdir PID: the cgroup v2 directory of a process.
-cgdir() { echo "/sys/fs/cgroup$(sed -n 's/^0:://p' "/proc/$1/cgroup")"; }
+# hostpid PID: crib reports a container's PID as seen in crib's own PID
+# namespace (the node's); the guest's PID is the one whose NSpid line has
+# it second. A PID no process has there is taken as the guest's own.
+hostpid() {
+	local h
+	h=$(awk -v p="$1" '$1 == "NSpid:" && NF >= 3 && $3 == p {split(FILENAME, a, "/"); print a[3]; exit}' /proc/[0-9]*/status 2>/dev/null)
+	echo "${h:-$1}"
+}
+# cgdir PID: the cgroup v2 directory of a container's process (PID as crib
+# reports it).
+cgdir() { echo "/sys/fs/cgroup$(sed -n 's/^0:://p' "/proc/$(hostpid "$1")/cgroup")"; }
 # wait_for SECONDS COMMAND...: poll until the command succeeds.
 wait_for() {
 	local end=$(($(date +%s) + $1))
@@ -73,7 +82,7 @@ check_limits() {
 	local pid dir
 	pid=$(tmpl "$CTR" '{{.info.pid}}')
 	dir=$(cgdir "$pid")
-	echo "container pid $pid cgroup $dir"
+	echo "container pid $pid (guest pid $(hostpid "$pid")) cgroup $dir"
 	case $dir in
 	/sys/fs/cgroup/user.slice/user-$tuid.slice/user@$tuid.service/*) pass "container cgroup delegated" "${dir#/sys/fs/cgroup}" ;;
 	*) fail "container cgroup delegated" "${dir#/sys/fs/cgroup} is outside user@$tuid.service" ;;
