@@ -230,6 +230,9 @@ check_critest() {
 # The kubelet (contrib/kubelet/crib-kubelet.sh --standalone, inside crib's
 # namespaces) runs static-pod.yaml; its container must get the limits.
 static_running() { [ -n "$(c ps --name '^limited$' --state running -q)" ]; }
+# static_or_exited PID: done waiting once the container runs or the kubelet
+# has exited.
+static_or_exited() { static_running || ! kill -0 "$1" 2>/dev/null; }
 check_kubelet() {
 	local kpid id dir
 	[ -x "$H/bin/kubelet" ] || { fail "kubelet static pod" "no kubelet binary given"; return; }
@@ -238,8 +241,8 @@ check_kubelet() {
 		systemd-run --user --scope --quiet -- bash "$G/crib-kubelet.sh" --standalone -- --hostname-override=crib-uml >"$OUT/kubelet.log" 2>&1 &
 	kpid=$!
 	install -o tester -m 0644 "$G/static-pod.yaml" $thome/.config/crib/manifests/lane-static.yaml
-	if ! wait_for 300 static_running; then
-		fail "kubelet static pod" "not running after 300 s; $(grep -E '^E[0-9]' "$OUT/kubelet.log" | tail -n 3 | cut -c1-300 | paste -sd';' -)"
+	if ! wait_for 300 static_or_exited "$kpid" || ! static_running; then
+		fail "kubelet static pod" "not running; $(grep -E '^E[0-9]' "$OUT/kubelet.log" | tail -n 3 | cut -c1-300 | paste -sd';' -)"
 	else
 		id=$(c ps --name '^limited$' --state running -q | head -n 1)
 		dir=$(cgdir "$(tmpl "$id" '{{.info.pid}}')")
