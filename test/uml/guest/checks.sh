@@ -33,8 +33,17 @@ tmpl() { c inspect -o go-template --template "$2" "$1"; }
 # jnum KEY: the first "value" following "KEY" in crictl's JSON on stdin
 # (stats have no go-template output; protojson prints uint64 as strings).
 jnum() { awk -v k="\"$1\"" 'index($0, k) {f = 1} f && /"value"/ {gsub(/[^0-9]/, ""); print; exit}'; }
-# cgdir PID: the cgroup v2 directory of a process.
-cgdir() { echo "/sys/fs/cgroup$(sed -n 's/^0:://p' "/proc/$1/cgroup")"; }
+# hostpid PID: crib reports a container's PID as seen in crib's own PID
+# namespace (the node's); the guest's PID is the one whose NSpid line has
+# it second. A PID no process has there is taken as the guest's own.
+hostpid() {
+	local h
+	h=$(awk -v p="$1" '$1 == "NSpid:" && NF >= 3 && $3 == p {split(FILENAME, a, "/"); print a[3]; exit}' /proc/[0-9]*/status 2>/dev/null)
+	echo "${h:-$1}"
+}
+# cgdir PID: the cgroup v2 directory of a container's process (PID as crib
+# reports it).
+cgdir() { echo "/sys/fs/cgroup$(sed -n 's/^0:://p' "/proc/$(hostpid "$1")/cgroup")"; }
 # wait_for SECONDS COMMAND...: poll until the command succeeds.
 wait_for() {
 	local end=$(($(date +%s) + $1))
@@ -73,7 +82,7 @@ check_limits() {
 	local pid dir
 	pid=$(tmpl "$CTR" '{{.info.pid}}')
 	dir=$(cgdir "$pid")
-	echo "container pid $pid cgroup $dir"
+	echo "container pid $pid (guest pid $(hostpid "$pid")) cgroup $dir"
 	case $dir in
 	/sys/fs/cgroup/user.slice/user-$tuid.slice/user@$tuid.service/*) pass "container cgroup delegated" "${dir#/sys/fs/cgroup}" ;;
 	*) fail "container cgroup delegated" "${dir#/sys/fs/cgroup} is outside user@$tuid.service" ;;
@@ -102,6 +111,12 @@ check_update() {
 	expect "cpu.max after update" "$(cat "$dir/cpu.max" 2>&1)" "20000 100000"
 }
 
+# wset DIR: a v2 cgroup's working set, memory.current less inactive_file
+# (empty when the files are not there).
+wset() {
+	awk 'FNR == NR {cur = $1; next} $1 == "inactive_file" {print cur - $2}' "$1/memory.current" "$1/memory.stat" 2>/dev/null
+}
+
 check_stats() {
 	local dir pdir ws cpu want pws
 	dir=$(cgdir "$(tmpl "$CTR" '{{.info.pid}}')")
@@ -110,8 +125,8 @@ check_stats() {
 	cpu=$(jnum usageCoreNanoSeconds <"$OUT/stats.json")
 	# The working set of a v2 cgroup is memory.current less inactive_file;
 	# the container only sleeps, so both reads agree within a few pages.
-	want=$(($(cat "$dir/memory.current") - $(awk '$1 == "inactive_file" {print $2}' "$dir/memory.stat")))
-	if [ -n "$ws" ] && [ -n "$cpu" ] && [ "$cpu" -gt 0 ] && [ $((ws - want)) -le 65536 ] && [ $((want - ws)) -le 65536 ]; then
+	want=$(wset "$dir")
+	if [ -n "$ws" ] && [ -n "$want" ] && [ -n "$cpu" ] && [ "$cpu" -gt 0 ] && [ $((ws - want)) -le 65536 ] && [ $((want - ws)) -le 65536 ]; then
 		pass "ContainerStats from v2 files" "workingSet $ws (cgroup: $want), cpu $cpu ns"
 	else
 		fail "ContainerStats from v2 files" "workingSet '$ws' (cgroup: memory.current - inactive_file = $want), cpu '$cpu'"
@@ -121,8 +136,8 @@ check_stats() {
 	pdir=${dir%/*}
 	c statsp -o json --id "$POD" >"$OUT/statsp.json"
 	pws=$(jnum workingSetBytes <"$OUT/statsp.json")
-	want=$(($(cat "$pdir/memory.current") - $(awk '$1 == "inactive_file" {print $2}' "$pdir/memory.stat")))
-	if [ -n "$pws" ] && [ $((pws - want)) -le 65536 ] && [ $((want - pws)) -le 65536 ]; then
+	want=$(wset "$pdir")
+	if [ -n "$pws" ] && [ -n "$want" ] && [ $((pws - want)) -le 65536 ] && [ $((want - pws)) -le 65536 ]; then
 		pass "PodSandboxStats from v2 files" "pod workingSet $pws (cgroup ${pdir##*/}: $want)"
 	else
 		fail "PodSandboxStats from v2 files" "pod workingSet '$pws' (cgroup ${pdir#/sys/fs/cgroup/}: $want)"
@@ -215,6 +230,9 @@ check_critest() {
 # The kubelet (contrib/kubelet/crib-kubelet.sh --standalone, inside crib's
 # namespaces) runs static-pod.yaml; its container must get the limits.
 static_running() { [ -n "$(c ps --name '^limited$' --state running -q)" ]; }
+# static_or_exited PID: done waiting once the container runs or the kubelet
+# has exited.
+static_or_exited() { static_running || ! kill -0 "$1" 2>/dev/null; }
 check_kubelet() {
 	local kpid id dir
 	[ -x "$H/bin/kubelet" ] || { fail "kubelet static pod" "no kubelet binary given"; return; }
@@ -223,8 +241,8 @@ check_kubelet() {
 		systemd-run --user --scope --quiet -- bash "$G/crib-kubelet.sh" --standalone -- --hostname-override=crib-uml >"$OUT/kubelet.log" 2>&1 &
 	kpid=$!
 	install -o tester -m 0644 "$G/static-pod.yaml" $thome/.config/crib/manifests/lane-static.yaml
-	if ! wait_for 300 static_running; then
-		fail "kubelet static pod" "not running after 300 s; $(grep -E '^E[0-9]' "$OUT/kubelet.log" | tail -n 3 | cut -c1-300 | paste -sd';' -)"
+	if ! wait_for 300 static_or_exited "$kpid" || ! static_running; then
+		fail "kubelet static pod" "not running; $(grep -E '^E[0-9]' "$OUT/kubelet.log" | tail -n 3 | cut -c1-300 | paste -sd';' -)"
 	else
 		id=$(c ps --name '^limited$' --state running -q | head -n 1)
 		dir=$(cgdir "$(tmpl "$id" '{{.info.pid}}')")
