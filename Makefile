@@ -51,10 +51,17 @@ host-setup:
 test-images:
 	conformance/images.sh
 
+# What tests build once and keep: the kubelet, the UML guest image. As
+# root they live outside the checkout, so that a fresh clone on the same
+# machine (CI's) finds them; each is keyed by its version or recipe, so a
+# change rebuilds it. CACHE_DIR=... overrides.
+CACHE_DIR ?= $(if $(filter 0,$(shell id -u)),/var/cache/crib-dev,$(CURDIR)/.cache)
+export UML_CACHE ?= $(CACHE_DIR)/uml
+
 # A kubelet for the end-to-end test of a rootless kubelet on crib, built
-# once from the Go module proxy (a few minutes) and kept in .cache/.
+# once from the Go module proxy (a few minutes) and kept in CACHE_DIR.
 KUBELET_VERSION := v1.37.2
-KUBELET_BIN := $(CURDIR)/.cache/kubelet-$(KUBELET_VERSION)
+KUBELET_BIN := $(CACHE_DIR)/kubelet-$(KUBELET_VERSION)
 $(KUBELET_BIN):
 	KUBELET_VERSION=$(KUBELET_VERSION) contrib/kubelet/build-kubelet.sh $@
 
@@ -80,7 +87,7 @@ test: host-setup unit fuzz test-v2 integration conformance
 # The cgroup v2 + systemd lane: a Debian guest under User-Mode Linux
 # (systemd as PID 1, cgroup v2 only, a lingering user) where crib runs as
 # a user service and pods are checked confined. The guest image is built
-# once per recipe into .cache/uml (test/uml/README.md).
+# once per recipe into CACHE_DIR/uml (test/uml/README.md).
 test-v2: build crictl host-setup $(KUBELET_BIN)
 	KUBELET_BIN=$(KUBELET_BIN) test/uml/run.sh
 
