@@ -29,7 +29,12 @@ func TestCgroupCheckFollowsDaemon(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
-			f.cgroupV2(own, "cpu memory pids", tt.delegated)
+			if tt.delegated {
+				f.cgroupV2(own, "cpu memory pids", true)
+			} else {
+				// A login shell's scope, which root owns.
+				f.cgroupV2("/user.slice/user-1000.slice/session-1.scope", "cpu memory pids", false)
+			}
 			if tt.file != "" {
 				f.write(f.cfg.RunRoot+"/"+CgroupsFileName, tt.file, 0o600)
 			}
