@@ -35,7 +35,7 @@ _crib() {
     case $cmd in
         "serve")
             flags=(
-                '--cgroup-manager:cgroup manager: auto, cgroupfs, systemd or none (default "auto")'
+                '--cgroup-manager:cgroup manager: auto, cgroupfs or none (default "auto")'
                 '--cgroup-parent:cgroup under which pod cgroups are made (empty: crib'\''s own) (default "")'
                 '--cni-conf-dir:CNI configuration directory (default "")'
                 '--cni-plugin-dir:CNI plugin directories (repeatable, or comma-separated) (default ["/usr/lib/cni", "/opt/cni/bin"])'
@@ -63,7 +63,7 @@ _crib() {
             ) ;;
         "doctor")
             flags=(
-                '--cgroup-manager:cgroup manager: auto, cgroupfs, systemd or none (default "auto")'
+                '--cgroup-manager:cgroup manager: auto, cgroupfs or none (default "auto")'
                 '--cgroup-parent:cgroup under which pod cgroups are made (empty: crib'\''s own) (default "")'
                 '--cni-conf-dir:CNI configuration directory (default "")'
                 '--cni-plugin-dir:CNI plugin directories (repeatable, or comma-separated) (default ["/usr/lib/cni", "/opt/cni/bin"])'
@@ -92,7 +92,7 @@ _crib() {
             ) ;;
         "config")
             flags=(
-                '--cgroup-manager:cgroup manager: auto, cgroupfs, systemd or none (default "auto")'
+                '--cgroup-manager:cgroup manager: auto, cgroupfs or none (default "auto")'
                 '--cgroup-parent:cgroup under which pod cgroups are made (empty: crib'\''s own) (default "")'
                 '--cni-conf-dir:CNI configuration directory (default "")'
                 '--cni-plugin-dir:CNI plugin directories (repeatable, or comma-separated) (default ["/usr/lib/cni", "/opt/cni/bin"])'
@@ -120,7 +120,7 @@ _crib() {
             ) ;;
         "unshare")
             flags=(
-                '--cgroup-manager:cgroup manager: auto, cgroupfs, systemd or none (default "auto")'
+                '--cgroup-manager:cgroup manager: auto, cgroupfs or none (default "auto")'
                 '--cgroup-parent:cgroup under which pod cgroups are made (empty: crib'\''s own) (default "")'
                 '--cni-conf-dir:CNI configuration directory (default "")'
                 '--cni-plugin-dir:CNI plugin directories (repeatable, or comma-separated) (default ["/usr/lib/cni", "/opt/cni/bin"])'
@@ -148,7 +148,7 @@ _crib() {
             ) ;;
         "crictl-config")
             flags=(
-                '--cgroup-manager:cgroup manager: auto, cgroupfs, systemd or none (default "auto")'
+                '--cgroup-manager:cgroup manager: auto, cgroupfs or none (default "auto")'
                 '--cgroup-parent:cgroup under which pod cgroups are made (empty: crib'\''s own) (default "")'
                 '--cni-conf-dir:CNI configuration directory (default "")'
                 '--cni-plugin-dir:CNI plugin directories (repeatable, or comma-separated) (default ["/usr/lib/cni", "/opt/cni/bin"])'
@@ -178,7 +178,7 @@ _crib() {
             ) ;;
         "kubelet-config")
             flags=(
-                '--cgroup-manager:cgroup manager: auto, cgroupfs, systemd or none (default "auto")'
+                '--cgroup-manager:cgroup manager: auto, cgroupfs or none (default "auto")'
                 '--cgroup-parent:cgroup under which pod cgroups are made (empty: crib'\''s own) (default "")'
                 '--client-ca-file:CA whose client certificates (the API server'\''s) the kubelet'\''s API accepts'
                 '--cni-conf-dir:CNI configuration directory (default "")'
@@ -210,7 +210,7 @@ _crib() {
             ) ;;
         "install-service")
             flags=(
-                '--cgroup-manager:cgroup manager: auto, cgroupfs, systemd or none (default "auto")'
+                '--cgroup-manager:cgroup manager: auto, cgroupfs or none (default "auto")'
                 '--cgroup-parent:cgroup under which pod cgroups are made (empty: crib'\''s own) (default "")'
                 '--cni-conf-dir:CNI configuration directory (default "")'
                 '--cni-plugin-dir:CNI plugin directories (repeatable, or comma-separated) (default ["/usr/lib/cni", "/opt/cni/bin"])'
@@ -240,7 +240,7 @@ _crib() {
             ) ;;
         "completion")
             flags=(
-                '--cgroup-manager:cgroup manager: auto, cgroupfs, systemd or none (default "auto")'
+                '--cgroup-manager:cgroup manager: auto, cgroupfs or none (default "auto")'
                 '--cgroup-parent:cgroup under which pod cgroups are made (empty: crib'\''s own) (default "")'
                 '--cni-conf-dir:CNI configuration directory (default "")'
                 '--cni-plugin-dir:CNI plugin directories (repeatable, or comma-separated) (default ["/usr/lib/cni", "/opt/cni/bin"])'
@@ -268,7 +268,7 @@ _crib() {
             ) ;;
         "image ls")
             flags=(
-                '--cgroup-manager:cgroup manager: auto, cgroupfs, systemd or none (default "auto")'
+                '--cgroup-manager:cgroup manager: auto, cgroupfs or none (default "auto")'
                 '--cgroup-parent:cgroup under which pod cgroups are made (empty: crib'\''s own) (default "")'
                 '--cni-conf-dir:CNI configuration directory (default "")'
                 '--cni-plugin-dir:CNI plugin directories (repeatable, or comma-separated) (default ["/usr/lib/cni", "/opt/cni/bin"])'
@@ -296,7 +296,7 @@ _crib() {
             ) ;;
         "image pull")
             flags=(
-                '--cgroup-manager:cgroup manager: auto, cgroupfs, systemd or none (default "auto")'
+                '--cgroup-manager:cgroup manager: auto, cgroupfs or none (default "auto")'
                 '--cgroup-parent:cgroup under which pod cgroups are made (empty: crib'\''s own) (default "")'
                 '--cni-conf-dir:CNI configuration directory (default "")'
                 '--cni-plugin-dir:CNI plugin directories (repeatable, or comma-separated) (default ["/usr/lib/cni", "/opt/cni/bin"])'
@@ -324,7 +324,7 @@ _crib() {
             ) ;;
         "image import")
             flags=(
-                '--cgroup-manager:cgroup manager: auto, cgroupfs, systemd or none (default "auto")'
+                '--cgroup-manager:cgroup manager: auto, cgroupfs or none (default "auto")'
                 '--cgroup-parent:cgroup under which pod cgroups are made (empty: crib'\''s own) (default "")'
                 '--cni-conf-dir:CNI configuration directory (default "")'
                 '--cni-plugin-dir:CNI plugin directories (repeatable, or comma-separated) (default ["/usr/lib/cni", "/opt/cni/bin"])'
