@@ -247,9 +247,16 @@ func cgroupPath(dir string) string {
 // runroot's cgroups.json, which `crib doctor` reads, and returns it.
 func recordCgroupUse(runRoot string, m cgroups.Manager, reason string, log *slog.Logger) doctor.CgroupUse {
 	u := doctor.CgroupUse{Manager: m.Name(), Version: m.Version(), Confined: m.Name() != "none", Reason: reason}
-	if pl, err := os.ReadFile(filepath.Join(runRoot, cgroupPlacementFileName)); err == nil && json.Valid(pl) {
+	if c, ok := m.(interface{ Controllers() []string }); ok {
+		u.Controllers = c.Controllers()
+	}
+	// The placement is kept in cgroups.json only, which goes when crib
+	// stops: a stopped crib leaves nothing in the runroot.
+	placement := filepath.Join(runRoot, cgroupPlacementFileName)
+	if pl, err := os.ReadFile(placement); err == nil && json.Valid(pl) {
 		u.Placement = pl
 	}
+	os.Remove(placement)
 	data, err := json.Marshal(u)
 	if err == nil {
 		err = atomicfile.WriteFile(filepath.Join(runRoot, doctor.CgroupsFileName), data, 0o600)

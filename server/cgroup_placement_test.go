@@ -77,4 +77,7 @@ func TestRecordCgroupUse(t *testing.T) {
 	if got.Manager != "none" || got.Confined || got.Reason != "not delegated" || string(got.Placement) != pl || u.Manager != got.Manager {
 		t.Errorf("recorded %s", data)
 	}
+	if _, err := os.Stat(filepath.Join(run, cgroupPlacementFileName)); !os.IsNotExist(err) {
+		t.Errorf("the placement file is left in the runroot: %v", err)
+	}
 }

@@ -26,6 +26,9 @@ type v2 struct {
 func (m *v2) Name() string { return "cgroupfs" }
 func (m *v2) Version() int { return 2 }
 
+// Controllers are the controllers enabled for pods.
+func (m *v2) Controllers() []string { return m.controllers }
+
 func (m *v2) dir(path string) string { return filepath.Join(m.root, path) }
 
 func (m *v2) CreatePod(id, parent string, res, overhead *runtimeapi.LinuxContainerResources) (string, error) {

@@ -214,6 +214,11 @@ func (r *run) cgroupWritable(dir string) bool {
 func (r *run) checkCgroup() Check {
 	c := r.predictCgroup()
 	if use, ok := r.daemonCgroupUse(); ok {
+		// The summary line follows the daemon too.
+		r.f.CgroupWritable = map[string]bool{}
+		for _, name := range use.Controllers {
+			r.f.CgroupWritable[name] = use.Confined
+		}
 		return use.apply(c)
 	}
 	return c

@@ -15,7 +15,9 @@ type CgroupUse struct {
 	Manager  string `json:"manager"` // cgroupfs or none
 	Version  int    `json:"version"` // 1, 2, or 0 for none
 	Confined bool   `json:"confined"`
-	Reason   string `json:"reason"`
+	// Controllers are those pods get limits from.
+	Controllers []string `json:"controllers,omitempty"`
+	Reason      string   `json:"reason"`
 	// Placement is what the rootless parent did before the daemon started
 	// (crib's processes moved to a leaf, pods given a sibling or a scope).
 	Placement json.RawMessage `json:"placement,omitempty"`
