@@ -407,10 +407,17 @@ func assertNoTraces(t *testing.T, e *testEnv, id string) {
 		}
 	}
 	for _, pid := range allPids() {
-		if isMonitorOf(pid, id) {
+		if isMonitorOf(pid, id) && monitorsBundle(pid, f.bundle) {
 			t.Errorf("conmon %d for %s is left", pid, id)
 		}
 	}
+}
+
+// monitorsBundle tells whether conmon pid was started for bundle: tests
+// of other checkouts on the same machine reuse ids such as "bad".
+func monitorsBundle(pid int, bundle string) bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(string(cmdline), "\x00"+bundle+"\x00")
 }
 
 func TestExitCodeAndReason(t *testing.T) {
