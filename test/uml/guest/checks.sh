@@ -237,7 +237,7 @@ check_kubelet() {
 	local kpid id dir
 	[ -x "$H/bin/kubelet" ] || { fail "kubelet static pod" "no kubelet binary given"; return; }
 	u mkdir -p $thome/.config/crib/manifests
-	setsid runuser -u tester -- "${uenv[@]}" KUBELET="$H/bin/kubelet" \
+	setsid runuser -u tester -- "${uenv[@]}" KUBELET="$G/kubelet-uml.sh" \
 		systemd-run --user --scope --quiet -- bash "$G/crib-kubelet.sh" --standalone -- --hostname-override=crib-uml >"$OUT/kubelet.log" 2>&1 &
 	kpid=$!
 	install -o tester -m 0644 "$G/static-pod.yaml" $thome/.config/crib/manifests/lane-static.yaml

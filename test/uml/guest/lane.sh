@@ -25,18 +25,6 @@ mkdir -p /dev/net
 [ -e /dev/net/tun ] || mknod -m 0666 /dev/net/tun c 10 200
 chmod 0666 /dev/fuse /dev/net/tun
 
-# UML's /proc/cpuinfo has no "cpu MHz" line and there is no cpufreq in
-# sysfs, so the kubelet's cadvisor refuses to start ("could not detect
-# clock speed"). Give cpu0 a cpufreq/cpuinfo_max_freq, which cadvisor reads
-# first: a copy of cpu0's directory over it, before crib makes its mount
-# namespace (which keeps /sys but mounts its own /proc).
-cpu0=/sys/devices/system/cpu/cpu0
-mkdir -p /run/lane-cpu0
-cp -r "$cpu0/." /run/lane-cpu0/ 2>/dev/null
-mkdir -p /run/lane-cpu0/cpufreq
-echo 1000000 >/run/lane-cpu0/cpufreq/cpuinfo_max_freq
-mount --bind /run/lane-cpu0 "$cpu0"
-
 # The offline test images: the host registry's storage, read from hostfs.
 note "registry"
 systemd-run --unit=lane-registry --setenv=REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY="$H/registry/storage" \
