@@ -1,7 +1,7 @@
 #!/bin/bash
 # build-image.sh — the UML guest image of the v2 lane, built once per recipe.
 #
-# Prints the path of .cache/uml/guest-KEY.img, building it first when it is
+# Prints the path of $UML_CACHE/guest-KEY.img, building it first when it is
 # missing. KEY hashes the recipe (packages.txt, this script, image/) and the
 # installed user-mode-linux version, so changing any of them builds a new
 # image; images of other recipes are removed after a day. Runs as root
