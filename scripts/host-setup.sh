@@ -24,7 +24,12 @@ missing=""
 for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-if [ -n "$missing" ]; then
+# HOST_SETUP_PACKAGES=no: a machine whose packages come with its image and
+# that has no package source (the v2 lane's offline guest, test/uml) skips
+# the installation; crib doctor says what a missing one costs.
+if [ -n "$missing" ] && [ "${HOST_SETUP_PACKAGES:-yes}" = no ]; then
+	echo "not installing (HOST_SETUP_PACKAGES=no):$missing"
+elif [ -n "$missing" ]; then
 	echo "installing:$missing"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get install -y --no-install-recommends $missing >/dev/null 2>&1 || {

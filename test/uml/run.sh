@@ -51,6 +51,10 @@ else
 	echo "no kubelet at $kubelet (make kubelet builds it): its check will fail" >&2
 fi
 cp "$here"/guest/* "$stage/guest/"
+# make run's scripts (the lane's last check runs scripts/run-as-user.sh).
+mkdir -p "$stage/scripts"
+cp "$repo/scripts/run-as-user.sh" "$repo/scripts/systemd-delegate.sh" "$repo/scripts/host-setup.sh" \
+	"$repo/scripts/cgroup-delegate.sh" "$stage/scripts/"
 cp "$repo/contrib/kubelet/crib-kubelet.sh" "$stage/guest/"
 cp "$repo/conformance/registries.conf" "$repo/conformance/policy.json" "$repo/conformance/registry.yml" "$stage/guest/"
 cp -a /var/tmp/crib-registry/storage "$stage/registry/"

@@ -253,3 +253,71 @@ check_kubelet() {
 	wait_for 30 bash -c "! kill -0 $kpid" || kill -KILL -- "-$kpid" 2>/dev/null
 	wait "$kpid" 2>/dev/null
 }
+
+# make run as root (scripts/run-as-user.sh) for a fresh user: the Delegate
+# drop-in and linger (scripts/systemd-delegate.sh), crib as the transient
+# crib-run.service of the user's manager; its pods must be confined there.
+# The guest is offline: its packages come with the image
+# (HOST_SETUP_PACKAGES=no), the user gets the test registry's config.
+ruser=crib-run
+# r: a command as $ruser, as run-as-user.sh prints how to talk to crib.
+r() {
+	local rhome=/home/$ruser ruid
+	ruid=$(id -u $ruser)
+	runuser -u $ruser -- env -i HOME=$rhome USER=$ruser LOGNAME=$ruser \
+		PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin XDG_RUNTIME_DIR=/run/user/$ruid \
+		DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$ruid/bus "$@"
+}
+rc() {
+	local sock
+	sock=unix:///run/user/$(id -u $ruser)/crib/crib.sock
+	r crictl --runtime-endpoint "$sock" --image-endpoint "$sock" --timeout 120s "$@" 2>>"$OUT/crictl.stderr"
+}
+check_make_run() {
+	local rhome=/home/$ruser ruid out line pod ctr dir
+	useradd -m -s /bin/bash $ruser
+	ruid=$(id -u $ruser)
+	echo "subuid: $(grep -E "^(tester|$ruser):" /etc/subuid | paste -sd' ' -); subgid: $(grep -E "^(tester|$ruser):" /etc/subgid | paste -sd' ' -)"
+	install -d -o $ruser -g $ruser "$rhome/.config" "$rhome/.config/crib" "$rhome/logs"
+	install -o $ruser -g $ruser -m 0644 "$G/registries.conf" "$G/policy.json" "$rhome/.config/crib/"
+	printf '[image]\nregistries_conf = "%s"\npolicy_path = "%s"\n' \
+		"$rhome/.config/crib/registries.conf" "$rhome/.config/crib/policy.json" >"$rhome/.config/crib/crib.toml"
+	sed -e "s|/home/tester/lane-logs|$rhome/logs|" -e 's/lane-limits/run-limits/g' "$G/pod.json" >"$rhome/pod.json"
+	chown $ruser:$ruser "$rhome/.config/crib/crib.toml" "$rhome/pod.json"
+
+	out=$(HOST_SETUP_PACKAGES=no "$H/scripts/run-as-user.sh" $ruser "$H/bin/crib" 2>&1)
+	echo "$out" | sed 's/^/    run-as-user: /'
+	if [ "$(r systemctl --user is-active crib-run.service)" = active ]; then
+		pass "make run: crib-run.service of $ruser's manager" "$(echo "$out" | grep -m1 '^crib is running')"
+	else
+		fail "make run: crib-run.service of $ruser's manager" "$(echo "$out" | tail -n 3 | paste -sd';' -)"
+		return
+	fi
+	line=$(r systemd-run --user --scope --quiet -- crib doctor 2>&1 | grep -E '^[a-z]+ +cgroups:')
+	case $line in
+	ok*delegated*) pass "make run: crib doctor cgroups" "$line" ;;
+	*) fail "make run: crib doctor cgroups" "${line:-no cgroups line}" ;;
+	esac
+	if ! rc pull docker.io/library/busybox:latest >/dev/null || ! pod=$(rc runp "$rhome/pod.json") ||
+		! ctr=$(rc create "$pod" "$G/ctr-limits.json" "$rhome/pod.json") || ! rc start "$ctr" >/dev/null; then
+		fail "make run: pod memory.max" "pod or container failed: $(tail -n 3 "$OUT/crictl.stderr" | paste -sd';' -)"
+	else
+		dir=$(cgdir "$(rc inspect -o go-template --template '{{.info.pid}}' "$ctr")")
+		case $dir in
+		/sys/fs/cgroup/user.slice/user-$ruid.slice/user@$ruid.service/*)
+			echo "make run: container cgroup ${dir#/sys/fs/cgroup}"
+			expect "make run: pod memory.max" "$(cat "$dir/memory.max" 2>&1)" 67108864 ;;
+		*) fail "make run: pod memory.max" "cgroup ${dir#/sys/fs/cgroup} is outside user@$ruid.service" ;;
+		esac
+		rc rmp --all --force >/dev/null
+	fi
+	r journalctl --user -u crib-run.service --no-pager >"$OUT/crib-run.journal" 2>&1
+	out=$("$H/scripts/run-as-user.sh" --stop $ruser 2>&1)
+	echo "    stop: $out"
+	sleep 1
+	if [ "$(r systemctl --user is-active crib-run.service)" != active ] && ! pgrep -u $ruser -x crib >/dev/null; then
+		pass "make stop" "$out"
+	else
+		fail "make stop" "$out; crib-run.service $(r systemctl --user is-active crib-run.service), crib pids: $(pgrep -u $ruser -x crib | paste -sd' ' -)"
+	fi
+}

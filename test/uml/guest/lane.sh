@@ -4,6 +4,7 @@
 #   $1/bin        crib, crictl, critest, kubelet
 #   $1/registry   the host registry's storage, served on 127.0.0.1:5000
 #   $1/guest      this script, checks.sh and the CRI JSON files
+#   $1/scripts    make run's scripts (run-as-user.sh and what it calls)
 #   $1/out        results (lane.log is this script's output)
 # Sets the guest up as a user would, then runs checks.sh's checks in order.
 set -u
@@ -78,6 +79,8 @@ check_kubelet
 note "stop and removal"
 check_cleanup
 u journalctl --user -u crib.service --no-pager >"$OUT/crib.journal" 2>&1
+note "make run as root"
+check_make_run
 note "lane took $(($(date +%s) - lane_start))s"
 summary
 [ "$failed" -eq 0 ]
