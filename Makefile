@@ -75,10 +75,11 @@ try-cluster: build crictl host-setup test-images
 	contrib/kubelet/try-cluster.sh $(TEST_USER)
 
 # Integration tests start the real `crib serve` as $(TEST_USER) and talk to
-# it from the host namespaces; one runs a real kubelet on it.
+# it from the host namespaces; one runs a real kubelet on it. Together they
+# take longer than go test's default 10-minute limit.
 integration: build crictl host-setup test-images $(KUBELET_BIN)
 	KUBELET_BIN=$(KUBELET_BIN) CRIB_BIN=$(CURDIR)/bin/crib CRICTL_BIN=$(CURDIR)/bin/crictl CRIB_TEST_USER=$(TEST_USER) \
-		$(GO) test -tags "$(TAGS) integration" -count=1 -v -run Integration ./server/
+		$(GO) test -tags "$(TAGS) integration" -count=1 -timeout 45m -v -run Integration ./server/
 
 # host-setup first: on a fresh machine the unit tests already need runc,
 # conmon, CNI plugins and the registry binary (as root it installs them).
