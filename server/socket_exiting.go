@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"time"
@@ -72,6 +73,8 @@ func answeredByExiting(path string, c net.Conn) bool {
 		time.Sleep(20 * time.Millisecond)
 		var err error
 		if c, err = net.DialTimeout("unix", path, time.Second); err != nil {
+			slog.Info("the CRI socket answered for an exiting process until it closed; taking it over",
+				"socket", path, "pid", pid, "waited", time.Since(deadline.Add(-exitingListenerWait)).Round(time.Millisecond))
 			return true
 		}
 	}
