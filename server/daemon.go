@@ -158,14 +158,14 @@ func stopGracefully(srv *grpc.Server) {
 }
 
 // listenCRI opens the CRI socket with mode 0600. A socket file left by a
-// crashed crib is replaced; one that still answers belongs to a live
-// process (another crib with other roots, say) and is left alone.
+// crashed crib is replaced, once a killed crib still exiting has let go
+// of it (socket_exiting.go); one that answers for a live process
+// (another crib with other roots, say) is left alone.
 func listenCRI(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating the socket directory: %w", err)
 	}
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil && !answeredByExiting(path, c) {
 		return nil, fmt.Errorf("%w: socket %s answers: another process serves it", ErrAlreadyRunning, path)
 	}
 	removeStale(path)
