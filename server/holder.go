@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/crib-dev/crib/internal/procfs"
 )
 
 // The holder keeps crib's user, mount, network, PID and IPC namespaces
@@ -59,24 +61,15 @@ func saveHolder(runRoot string, h holderState) error {
 	return os.Rename(tmp, holderPath(runRoot))
 }
 
-// processStartTime reads field 22 of /proc/PID/stat, which tells a live
-// process from a later one that reused its pid; 0 when it is gone.
+// processStartTime is the start time of /proc/PID/stat, which tells a
+// live process from a later one that reused its pid; 0 when it is gone or
+// a zombie.
 func processStartTime(pid int) uint64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
+	st, err := procfs.ReadStat(pid)
+	if err != nil || st.State == 'Z' {
 		return 0
 	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	fields := strings.Fields(s[i+1:])
-	if len(fields) < 20 || fields[0] == "Z" {
-		return 0
-	}
-	n, _ := strconv.ParseUint(fields[19], 10, 64)
-	return n
+	return st.Starttime
 }
 
 func inOtherUserNS(pid int) bool {
