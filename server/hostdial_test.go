@@ -19,21 +19,7 @@ import (
 func TestHostDialerProxiesHTTP(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sock := filepath.Join(t.TempDir(), "hostdial.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go serveDialRelay(ctx, l, log)
-	front, err := startSocksFront(ctx, sock, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "hello "+r.URL.Path)
-	}))
-	defer backend.Close()
+	sock, front, backend := startProxyPair(ctx, t)
 
 	proxy, _ := url.Parse(front.URL())
 	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxy)}}
@@ -64,21 +50,7 @@ func TestHostDialerProxiesHTTP(t *testing.T) {
 func TestPullProxyRefusesClientsWithoutItsSecret(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sock := filepath.Join(t.TempDir(), "hostdial.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go serveDialRelay(ctx, l, log)
-	front, err := startSocksFront(ctx, sock, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "secret data")
-	}))
-	defer backend.Close()
+	_, front, backend := startProxyPair(ctx, t)
 
 	good, _ := url.Parse(front.URL())
 	pass, _ := good.User.Password()
@@ -184,4 +156,27 @@ func TestPreviousPullProxyIgnoresOtherURLs(t *testing.T) {
 			t.Errorf("%q gave %v, want nothing", content, got)
 		}
 	}
+}
+
+// startProxyPair starts the host side (the dial relay on a unix socket)
+// and the pull proxy in front of it, plus an HTTP backend that answers
+// "hello PATH"; all end with ctx or the test.
+func startProxyPair(ctx context.Context, t *testing.T) (string, *socksFront, *httptest.Server) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sock := filepath.Join(t.TempDir(), "hostdial.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go serveDialRelay(ctx, l, log)
+	front, err := startSocksFront(ctx, sock, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello "+r.URL.Path)
+	}))
+	t.Cleanup(backend.Close)
+	return sock, front, backend
 }
