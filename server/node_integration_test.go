@@ -155,18 +155,7 @@ func TestIntegrationNodeNamespaces(t *testing.T) {
 		}
 	})
 	t.Run("crib unshare passes a supervisor's SIGTERM on", func(t *testing.T) {
-		cmd := d.unshareCmd("trap 'exit 7' TERM; echo ready; while :; do sleep 0.1; done")
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 6)
-		if _, err := stdout.Read(buf); err != nil {
-			t.Fatal(err)
-		}
+		cmd, _ := startUntilReady(t, d.unshareCmd("trap 'exit 7' TERM; echo ready; while :; do sleep 0.1; done"))
 		cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
@@ -194,18 +183,7 @@ func TestIntegrationNodeNamespaces(t *testing.T) {
 		}
 	})
 	t.Run("a command does not outlive a SIGKILLed crib unshare", func(t *testing.T) {
-		cmd := d.unshareCmd("echo ready; exec sleep 3602")
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 6)
-		if _, err := stdout.Read(buf); err != nil {
-			t.Fatal(err)
-		}
+		cmd, stdout := startUntilReady(t, d.unshareCmd("echo ready; exec sleep 3602"))
 		cmd.Process.Kill()
 		// The pipe ends when the last process holding it, sleep, is gone.
 		ended := make(chan struct{})
@@ -354,4 +332,22 @@ func olderCrib(t *testing.T) string {
 		t.Fatalf("building the older crib: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// startUntilReady starts cmd and returns it, with the rest of its output,
+// once it has written its first line ("ready").
+func startUntilReady(t *testing.T, cmd *exec.Cmd) (*exec.Cmd, io.Reader) {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := stdout.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stdout
 }
