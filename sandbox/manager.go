@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/record"
 	"github.com/crib-dev/crib/runtime/cgroups"
 )
 
@@ -124,23 +124,18 @@ func New(opts Options) (*Manager, error) {
 // stay in the map as Creating until Recover finishes them off.
 func (m *Manager) loadRecords() error {
 	dir := filepath.Join(m.opts.Root, "sandboxes")
-	entries, err := os.ReadDir(dir)
+	errs, err := record.LoadDir(dir, recordFile, func(_ string, data []byte) error {
+		sb, err := decodeRecord(data)
+		if err == nil {
+			m.sandboxes[sb.ID] = sb
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", dir, err)
 	}
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		sb, err := loadRecord(filepath.Join(dir, e.Name(), recordFile))
-		if errors.Is(err, os.ErrNotExist) {
-			continue // a create that crashed before its first save: Recover removes it
-		}
-		if err != nil {
-			m.log.Warn("skipping an unreadable pod record", "dir", e.Name(), "err", err)
-			continue
-		}
-		m.sandboxes[sb.ID] = sb
+	for _, err := range errs {
+		m.log.Warn("skipping an unreadable pod record", "err", err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"os"
 	"reflect"
 	"testing"
 	"time"
@@ -49,7 +50,11 @@ func TestEarlierRecordsLoad(t *testing.T) {
 		{"minimal.json", &Sandbox{ID: "0a1b", CreatedAt: created, State: StateNotReady}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			got, err := loadRecord("testdata/records/" + tc.file)
+			data, err := os.ReadFile("testdata/records/" + tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := decodeRecord(data)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/record"
 )
 
 func TestCheckSysctls(t *testing.T) {
@@ -109,15 +109,17 @@ func TestRecordRoundTrip(t *testing.T) {
 	cfg.Labels = map[string]string{"app": "x"}
 	sb := &Sandbox{ID: "rt", Config: cfg, RuntimeHandler: "runc", CreatedAt: time.Unix(1700000000, 5).UTC(), State: StateReady,
 		NetNSPath: "/run/x/ns/net", IP: "10.88.0.2", AdditionalIPs: []string{"fd00::2"}, CgroupParent: "crib-pod-rt", ReaperPID: 42}
-	b, err := json.Marshal(sb)
+	b, err := record.Marshal(sb, sb.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(b), `"Config":{"metadata":{"name":"rt"`) {
+	if !strings.Contains(string(b), `"config": {
+    "metadata": {
+      "name": "rt"`) {
 		t.Errorf("config is not stored as protojson: %s", b)
 	}
-	var back Sandbox
-	if err := json.Unmarshal(b, &back); err != nil {
+	back, err := decodeRecord(b)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !proto.Equal(back.Config, cfg) || back.IP != sb.IP || back.AdditionalIPs[0] != "fd00::2" || !back.CreatedAt.Equal(sb.CreatedAt) || back.ReaperPID != 42 || back.CgroupParent != sb.CgroupParent {
