@@ -119,9 +119,6 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 		ImageID:       img.ID,
 		StopSignal:    imageStopSignal(img),
 		ImageVolumes:  imageVolumeIDs(volumes),
-		RootfsUsage: func() (uint64, uint64, error) {
-			return s.rootfs.ContainerUsage(context.Background(), id)
-		},
 	})
 	if err != nil {
 		return nil, toStatus(err)

@@ -47,7 +47,11 @@ type Options struct {
 	// Reaper is the daemon's subreaper (StartReaper); nil runs commands
 	// without registering them (tests of single commands).
 	Reaper *Reaper
-	Logger *slog.Logger
+	// RootfsUsage measures a container's writable layer for Stats; nil
+	// reports 0. It is an option of the Manager, not of each Create, so a
+	// restarted crib measures the containers it re-attaches.
+	RootfsUsage func(ctx context.Context, id string) (bytes, inodes uint64, err error)
+	Logger      *slog.Logger
 }
 
 // CgroupReader is the part of cgroups.Manager runtime uses: the driver
@@ -63,24 +67,22 @@ type CgroupReader interface {
 // Manager runs containers through conmon and an OCI runtime and keeps
 // their records. It is safe for concurrent use.
 type Manager struct {
-	log        *slog.Logger
-	runRoot    string
-	exitDir    string
-	attachDir  string
-	store      store
-	conmon     string
-	handlers   map[string]Handler
-	defHandler string
-	rootless   bool
-	cgroups    CgroupReader
-	host       HostInfo
-	reaper     *Reaper
-	events     chan Event
-	stopWatch  func()
-	closeOnce  sync.Once
-	// rootfsUsage maps an id to the caller's writable-layer measure; it
-	// is not persisted (a restarted crib re-supplies it, SetRootfsUsage).
-	rootfsUsage sync.Map
+	log         *slog.Logger
+	runRoot     string
+	exitDir     string
+	attachDir   string
+	store       store
+	conmon      string
+	handlers    map[string]Handler
+	defHandler  string
+	rootless    bool
+	cgroups     CgroupReader
+	host        HostInfo
+	reaper      *Reaper
+	events      chan Event
+	stopWatch   func()
+	closeOnce   sync.Once
+	rootfsUsage func(ctx context.Context, id string) (bytes, inodes uint64, err error)
 
 	mu         sync.Mutex
 	containers map[string]*entry
@@ -124,18 +126,19 @@ func New(o Options) (*Manager, error) {
 		return nil, fmt.Errorf("%w: no OCI runtime handler configured", errdefs.ErrInvalidArgument)
 	}
 	m := &Manager{
-		log:        o.Logger,
-		runRoot:    o.RunRoot,
-		exitDir:    filepath.Join(o.RunRoot, "exits"),
-		attachDir:  filepath.Join(o.RunRoot, "attach"),
-		store:      store{dir: filepath.Join(o.Root, "containers")},
-		handlers:   map[string]Handler{},
-		defHandler: o.DefaultHandler,
-		rootless:   o.Rootless,
-		cgroups:    o.Cgroups,
-		reaper:     o.Reaper,
-		events:     make(chan Event, 256),
-		containers: map[string]*entry{},
+		log:         o.Logger,
+		runRoot:     o.RunRoot,
+		exitDir:     filepath.Join(o.RunRoot, "exits"),
+		attachDir:   filepath.Join(o.RunRoot, "attach"),
+		store:       store{dir: filepath.Join(o.Root, "containers")},
+		handlers:    map[string]Handler{},
+		defHandler:  o.DefaultHandler,
+		rootless:    o.Rootless,
+		cgroups:     o.Cgroups,
+		reaper:      o.Reaper,
+		rootfsUsage: o.RootfsUsage,
+		events:      make(chan Event, 256),
+		containers:  map[string]*entry{},
 	}
 	if m.log == nil {
 		m.log = slog.Default()
@@ -266,8 +269,6 @@ type CreateOptions struct {
 	// ImageVolumes maps the image reference of each image volume to the
 	// image id mounted for it, for ContainerStatus and clean-up.
 	ImageVolumes map[string]string
-	// RootfsUsage measures the writable layer for Stats; may be nil.
-	RootfsUsage func() (bytes, inodes uint64, err error)
 }
 
 // Create writes the bundle and has the monitor create the container (the
@@ -300,7 +301,6 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (*Container, erro
 	m.mu.Lock()
 	e.c = c
 	m.mu.Unlock()
-	m.SetRootfsUsage(o.ID, o.RootfsUsage)
 	m.emit(c, EventCreated)
 	return c.clone(), nil
 }

@@ -184,7 +184,6 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	m.mu.Lock()
 	delete(m.containers, id)
 	m.mu.Unlock()
-	m.rootfsUsage.Delete(id)
 	m.emit(c, EventDeleted)
 	return nil
 }

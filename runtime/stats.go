@@ -33,14 +33,6 @@ type cpuSample struct {
 	usage uint64
 }
 
-// SetRootfsUsage gives Stats the writable-layer measure of a container;
-// Create takes it from CreateOptions, a restarted crib sets it again.
-func (m *Manager) SetRootfsUsage(id string, fn func() (bytes, inodes uint64, err error)) {
-	if fn != nil {
-		m.rootfsUsage.Store(id, fn)
-	}
-}
-
 // Usage samples the container's resource use from its cgroup, or, with no
 // cgroup (rootless and unconfined), from its processes under /proc.
 func (m *Manager) Usage(ctx context.Context, id string) (Usage, error) {
@@ -98,7 +90,7 @@ func (m *Manager) Stats(ctx context.Context, id string) (*runtimeapi.ContainerSt
 			PageFaults:      &runtimeapi.UInt64Value{Value: u.PageFaults},
 			MajorPageFaults: &runtimeapi.UInt64Value{Value: u.MajorPageFaults},
 		},
-		WritableLayer: m.writableLayer(id, ts),
+		WritableLayer: m.writableLayer(ctx, id, ts),
 	}
 	return st, nil
 }
@@ -118,22 +110,17 @@ func (m *Manager) cpuRate(e *entry, u Usage) uint64 {
 	return uint64(float64(u.CPUUsageNs-prev.usage) / dt.Seconds())
 }
 
-func (m *Manager) writableLayer(id string, ts int64) *runtimeapi.FilesystemUsage {
+func (m *Manager) writableLayer(ctx context.Context, id string, ts int64) *runtimeapi.FilesystemUsage {
 	fs := &runtimeapi.FilesystemUsage{
 		Timestamp:  ts,
 		FsId:       &runtimeapi.FilesystemIdentifier{},
 		UsedBytes:  &runtimeapi.UInt64Value{},
 		InodesUsed: &runtimeapi.UInt64Value{},
 	}
-	v, ok := m.rootfsUsage.Load(id)
-	if !ok {
+	if m.rootfsUsage == nil {
 		return fs
 	}
-	fn, _ := v.(func() (uint64, uint64, error))
-	if fn == nil {
-		return fs
-	}
-	if b, inodes, err := fn(); err == nil {
+	if b, inodes, err := m.rootfsUsage(ctx, id); err == nil {
 		fs.UsedBytes.Value, fs.InodesUsed.Value = b, inodes
 	} else {
 		m.log.Debug("measuring a writable layer", "container", id, "err", err)

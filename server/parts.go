@@ -97,6 +97,7 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 		Cgroups:        cg,
 		Host:           &host,
 		Reaper:         reaper,
+		RootfsUsage:    store.ContainerUsage,
 		Logger:         log,
 	})
 	if err != nil {
