@@ -71,10 +71,15 @@ type daemon struct {
 	exited   chan error
 	userInfo testUser
 	extra    []string // more serve flags
+	bin      string   // the crib binary; "" is CRIB_BIN
 }
 
 func (d *daemon) args(extra ...string) []string {
-	return append([]string{os.Getenv("CRIB_BIN"), "serve", "--root", d.root, "--runroot", d.runroot}, extra...)
+	bin := d.bin
+	if bin == "" {
+		bin = os.Getenv("CRIB_BIN")
+	}
+	return append([]string{bin, "serve", "--root", d.root, "--runroot", d.runroot}, extra...)
 }
 
 func newDaemon(t *testing.T, u testUser) *daemon {
