@@ -20,6 +20,7 @@ import (
 
 	"github.com/crib-dev/crib/internal/atomicfile"
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/procfs"
 	"github.com/crib-dev/crib/runtime/cgroups"
 )
 
@@ -83,6 +84,7 @@ type Manager struct {
 	stopWatch   func()
 	closeOnce   sync.Once
 	rootfsUsage func(ctx context.Context, id string) (bytes, inodes uint64, err error)
+	cpu         procfs.CPUSampler // usage_nano_cores of each container
 
 	mu         sync.Mutex
 	containers map[string]*entry
@@ -96,7 +98,6 @@ type entry struct {
 	op     sync.Mutex
 	c      *Container
 	exited chan struct{} // closed once the container is exited
-	cpu    cpuSample     // last CPU sample, for usage_nano_cores
 }
 
 // Event is a container life-cycle change, for GetContainerEvents.

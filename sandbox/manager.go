@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/procfs"
 	"github.com/crib-dev/crib/internal/record"
 	"github.com/crib-dev/crib/runtime/cgroups"
 )
@@ -75,7 +76,7 @@ type Manager struct {
 	mu        sync.Mutex
 	sandboxes map[string]*Sandbox // Ready and NotReady pods
 	busy      map[string]*sync.Mutex
-	cpu       map[string]cpuSample
+	cpu       procfs.CPUSampler // usage_nano_cores of each pod
 
 	// beforeStep, when set (tests only), runs before each Create step and
 	// may fail it, so every rollback path can be exercised.
@@ -112,7 +113,7 @@ func New(opts Options) (*Manager, error) {
 	}
 	m := &Manager{
 		opts: opts, log: opts.Logger, net: net, labels: opts.Labels,
-		sandboxes: map[string]*Sandbox{}, busy: map[string]*sync.Mutex{}, cpu: map[string]cpuSample{},
+		sandboxes: map[string]*Sandbox{}, busy: map[string]*sync.Mutex{},
 	}
 	if err := m.loadRecords(); err != nil {
 		return nil, err
@@ -164,7 +165,7 @@ func (m *Manager) forget(id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.sandboxes, id)
-	delete(m.cpu, id)
+	m.cpu.Forget(id)
 }
 
 // Get returns a copy of the record of pod id.

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/crib-dev/crib/internal/procfs"
 )
 
 // RecoverReport says what Recover found, for the start-up log.
@@ -52,7 +54,7 @@ func (m *Manager) killStrayReapers(r *RecoverReport) {
 			if sb != nil && sb.State == StateReady && sb.ReaperPID == pid {
 				continue
 			}
-			start, err := processStartTime(pid)
+			start, err := procfs.StartTime(pid)
 			if err != nil {
 				continue // gone meanwhile
 			}
@@ -125,7 +127,7 @@ func (m *Manager) alive(sb *Sandbox) bool {
 			return false
 		}
 	}
-	return sb.ReaperPID == 0 || processAlive(sb.ReaperPID, sb.ReaperStartTime)
+	return sb.ReaperPID == 0 || procfs.AliveSince(sb.ReaperPID, sb.ReaperStartTime)
 }
 
 // removeOrphans clears state no record owns: run dirs and record dirs of
