@@ -13,6 +13,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/golden"
 	"github.com/crib-dev/crib/internal/record"
 )
 
@@ -138,17 +139,7 @@ func TestDefaultConfList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "default.conflist.golden")
-	if os.Getenv("UPDATE_GOLDEN") != "" {
-		os.WriteFile(golden, got, 0o644)
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("default conflist:\n%s\nwant:\n%s", got, want)
-	}
+	golden.Check(t, filepath.Join("testdata", "default.conflist.golden"), got)
 	other := t.TempDir()
 	os.WriteFile(filepath.Join(other, "50-mine.conflist"), []byte(`{"cniVersion":"1.0.0","name":"mine","plugins":[{"type":"bridge"}]}`), 0o644)
 	if err := writeDefaultConfList(other, "/x", true); err != nil {

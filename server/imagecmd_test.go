@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"flag"
 	"net"
 	"net/url"
 	"os"
@@ -10,10 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crib-dev/crib/internal/golden"
 	"github.com/crib-dev/crib/storage"
 )
-
-var updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata")
 
 func TestWriteImageTableGolden(t *testing.T) {
 	now := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
@@ -45,19 +43,7 @@ func TestWriteImageTableGolden(t *testing.T) {
 	if err := WriteImageTable(&out, images, now); err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "image-ls.golden")
-	if *updateGolden {
-		if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out.String() != string(want) {
-		t.Errorf("table differs from %s:\n%s", golden, out.String())
-	}
+	golden.Check(t, filepath.Join("testdata", "image-ls.golden"), out.Bytes())
 }
 
 func TestSplitTag(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/crib-dev/crib/internal/config"
+	"github.com/crib-dev/crib/internal/golden"
 )
 
 func TestKubeletYAML(t *testing.T) {
@@ -25,7 +26,7 @@ func TestKubeletYAML(t *testing.T) {
 		{"kubelet-rootless-v1-client-ca.yaml", kubeletYAML(withCA(rootless, "/home/ann/pki/ca.crt"))},
 	}
 	for _, tt := range tests {
-		t.Run(tt.golden, func(t *testing.T) { golden(t, tt.golden, []byte(tt.yaml)) })
+		t.Run(tt.golden, func(t *testing.T) { golden.Check(t, filepath.Join("testdata", tt.golden), []byte(tt.yaml)) })
 	}
 }
 
