@@ -65,11 +65,8 @@ func saveHolder(runRoot string, h holderState) error {
 // live process from a later one that reused its pid; 0 when it is gone or
 // a zombie.
 func processStartTime(pid int) uint64 {
-	st, err := procfs.ReadStat(pid)
-	if err != nil || st.State == 'Z' {
-		return 0
-	}
-	return st.Starttime
+	t, _ := procfs.StartTime(pid)
+	return t
 }
 
 func inOtherUserNS(pid int) bool {
