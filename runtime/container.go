@@ -20,6 +20,7 @@ import (
 
 	"github.com/crib-dev/crib/internal/atomicfile"
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/idindex"
 	"github.com/crib-dev/crib/runtime/cgroups"
 )
 
@@ -84,6 +85,8 @@ type Manager struct {
 
 	mu         sync.Mutex
 	containers map[string]*entry
+	// ids indexes the containers that have a record, for Resolve.
+	ids idindex.Index
 }
 
 // entry is one container in memory. op serializes the operations that
@@ -219,6 +222,7 @@ func (m *Manager) load() error {
 			close(e.exited)
 		}
 		m.containers[c.ID] = e
+		m.ids.Add(c.ID)
 	}
 	return nil
 }
@@ -299,6 +303,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (*Container, erro
 	}
 	m.mu.Lock()
 	e.c = c
+	m.ids.Add(c.ID)
 	m.mu.Unlock()
 	m.SetRootfsUsage(o.ID, o.RootfsUsage)
 	m.emit(c, EventCreated)

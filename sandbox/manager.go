@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/idindex"
 	"github.com/crib-dev/crib/runtime/cgroups"
 )
 
@@ -74,6 +75,7 @@ type Manager struct {
 
 	mu        sync.Mutex
 	sandboxes map[string]*Sandbox // Ready and NotReady pods
+	ids       idindex.Index       // the keys of sandboxes, for Resolve
 	busy      map[string]*sync.Mutex
 	cpu       map[string]cpuSample
 
@@ -141,6 +143,7 @@ func (m *Manager) loadRecords() error {
 			continue
 		}
 		m.sandboxes[sb.ID] = sb
+		m.ids.Add(sb.ID)
 	}
 	return nil
 }
@@ -169,6 +172,7 @@ func (m *Manager) forget(id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.sandboxes, id)
+	m.ids.Remove(id)
 	delete(m.cpu, id)
 }
 
