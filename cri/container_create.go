@@ -31,12 +31,9 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 	if err := validateContainerConfig(cfg); err != nil {
 		return nil, err
 	}
-	if req.GetPodSandboxId() == "" {
-		return nil, invalid("pod sandbox id is empty")
-	}
 	found, err := s.findPod(req.GetPodSandboxId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	// Held until the container is recorded, so a StopPodSandbox that
 	// starts meanwhile waits for it and then stops it.
@@ -44,24 +41,24 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 	defer unlock()
 	sb, err := s.readyPod(found.ID)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	podCfg := sb.Config
 	if err := checkPrivilege(cfg, podCfg); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	img, err := s.rootfs.Status(ctx, cfg.GetImage().GetImage())
 	if errors.Is(err, errdefs.ErrNotFound) {
-		return nil, toStatus(fmt.Errorf("image %q is not present (pull it first): %w", cfg.GetImage().GetImage(), errdefs.ErrNotFound))
+		return nil, fmt.Errorf("image %q is not present (pull it first): %w", cfg.GetImage().GetImage(), errdefs.ErrNotFound)
 	}
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 
 	id := newID()
 	name := containerName(sb.ID, cfg.GetMetadata())
 	if err := s.containerNames.reserve(name, id); err != nil {
-		return nil, toStatus(fmt.Errorf("container %w", err))
+		return nil, fmt.Errorf("container %w", err)
 	}
 	defer func() {
 		if retErr != nil {
@@ -71,7 +68,7 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 
 	rootfs, err := s.makeRootfs(ctx, id, name, img, sb)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	defer func() {
 		if retErr != nil {
@@ -81,7 +78,7 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 
 	volumes, err := s.mountImageVolumes(ctx, cfg)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	defer func() {
 		if retErr != nil {
@@ -96,7 +93,7 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 	}
 	spec, err := runtime.GenerateSpec(in)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	if b, err := json.Marshal(spec); err == nil {
 		slog.Debug("container spec", "id", id, "spec", string(b))
@@ -124,7 +121,7 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 		},
 	})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &runtimeapi.CreateContainerResponse{ContainerId: c.ID}, nil
 }

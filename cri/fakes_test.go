@@ -15,6 +15,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/idindex"
 	"github.com/crib-dev/crib/runtime"
 	"github.com/crib-dev/crib/sandbox"
 	"github.com/crib-dev/crib/storage"
@@ -30,12 +31,24 @@ type fakePods struct {
 	PodManager
 	mu   sync.Mutex
 	pods map[string]*sandbox.Sandbox
+	ids  idindex.Index
 }
 
 func (f *fakePods) add(sb *sandbox.Sandbox) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.pods[sb.ID] = sb
+	f.ids.Add(sb.ID)
+}
+
+func (f *fakePods) Resolve(prefix string) (*sandbox.Sandbox, error) {
+	f.mu.Lock()
+	id, err := f.ids.Resolve(prefix)
+	f.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("pod sandbox %w", err)
+	}
+	return f.Get(id)
 }
 
 func (f *fakePods) Create(_ context.Context, id string, cfg *runtimeapi.PodSandboxConfig, handler string) (*sandbox.Sandbox, error) {
@@ -80,6 +93,7 @@ func (f *fakePods) Remove(_ context.Context, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.pods, id)
+	f.ids.Remove(id)
 	return nil
 }
 
@@ -87,6 +101,7 @@ type fakeContainers struct {
 	ContainerManager
 	mu      sync.Mutex
 	ctrs    map[string]*runtime.Container
+	ids     idindex.Index
 	created []runtime.CreateOptions
 	// pause, when set, is called inside Create and Start before the
 	// container changes: a test holds a call there to race it.
@@ -105,6 +120,7 @@ func (f *fakeContainers) Create(_ context.Context, o runtime.CreateOptions) (*ru
 	defer f.mu.Unlock()
 	c := &runtime.Container{ID: o.ID, SandboxID: o.SandboxID, Name: o.Name, Config: o.Config, State: runtime.StateCreated, CreatedAt: time.Now()}
 	f.ctrs[o.ID] = c
+	f.ids.Add(o.ID)
 	f.created = append(f.created, o)
 	cc := *c
 	return &cc, nil
@@ -134,6 +150,7 @@ func (f *fakeContainers) Remove(_ context.Context, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.ctrs, id)
+	f.ids.Remove(id)
 	return nil
 }
 
@@ -146,6 +163,16 @@ func (f *fakeContainers) Get(id string) (*runtime.Container, error) {
 	}
 	cc := *c
 	return &cc, nil
+}
+
+func (f *fakeContainers) Resolve(prefix string) (*runtime.Container, error) {
+	f.mu.Lock()
+	id, err := f.ids.Resolve(prefix)
+	f.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("container %w", err)
+	}
+	return f.Get(id)
 }
 
 func (f *fakeContainers) Status(id string) (*runtime.Container, error) { return f.Get(id) }
@@ -238,7 +265,7 @@ func newFakeEnv(t *testing.T, profileRoot string) *fakeEnv {
 func (e *fakeEnv) client(t *testing.T) runtimeapi.RuntimeServiceClient {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(ServerOptions()...)
 	Register(srv, e.svc, NewImageService(nil))
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)

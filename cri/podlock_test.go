@@ -6,10 +6,9 @@ import (
 	"sync"
 	"testing"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crib-dev/crib/internal/errdefs"
 	crt "github.com/crib-dev/crib/runtime"
 )
 
@@ -98,11 +97,11 @@ func TestPodLocks(t *testing.T) {
 			t.Fatalf("container created during the stop: %+v, %v; want it stopped by the stop", c, err)
 		}
 		_, err = e.svc.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: created.ContainerId})
-		if status.Code(err) != codes.FailedPrecondition {
+		if !errdefs.IsFailedPrecondition(err) {
 			t.Fatalf("start in a stopped pod: %v, want FailedPrecondition", err)
 		}
 		_, err = e.svc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: "pod1", Config: ctrCfg("late", nil)})
-		if status.Code(err) != codes.FailedPrecondition {
+		if !errdefs.IsFailedPrecondition(err) {
 			t.Fatalf("create in a stopped pod: %v, want FailedPrecondition", err)
 		}
 	})
