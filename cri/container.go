@@ -64,6 +64,10 @@ func (s *RuntimeService) RemoveContainer(ctx context.Context, req *runtimeapi.Re
 	} else if err != nil {
 		return nil, err
 	}
+	// Shared, as creates and starts: a remove does not interleave with the
+	// pod's stop or remove, which list and act on the same containers.
+	unlock := s.podLocks.shared(c.SandboxID)
+	defer unlock()
 	if err := s.removeContainer(ctx, c.ID); err != nil {
 		return nil, err
 	}

@@ -106,6 +106,44 @@ func TestPodLocks(t *testing.T) {
 		}
 	})
 
+	t.Run("RemoveContainer waits while the pod is being stopped", func(t *testing.T) {
+		e := newFakeEnv(t, "")
+		ctx := context.Background()
+		resp, err := e.svc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: "pod1", Config: ctrCfg("app", nil)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		unlock := e.svc.podLocks.exclusive("pod1") // as StopPodSandbox holds it
+		removed := make(chan error, 1)
+		go func() {
+			_, err := e.svc.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: resp.ContainerId})
+			removed <- err
+		}()
+		// Either the remove queues on the lock (2 refs) or, without the
+		// lock, it finishes while the pod's stop still runs.
+		for waiting := false; !waiting; {
+			select {
+			case <-removed:
+				t.Fatal("RemoveContainer ran while the pod's lock was held exclusive")
+			default:
+			}
+			e.svc.podLocks.mu.Lock()
+			waiting = e.svc.podLocks.locks["pod1"].refs == 2
+			e.svc.podLocks.mu.Unlock()
+			runtime.Gosched()
+		}
+		unlock()
+		if err := <-removed; err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.ctrs.Get(resp.ContainerId); !errdefs.IsNotFound(err) {
+			t.Fatalf("container after RemoveContainer: %v, want not found", err)
+		}
+		if n := e.svc.podLocks.size(); n != 0 {
+			t.Fatalf("%d lock entries left", n)
+		}
+	})
+
 	t.Run("remove waits for an in-flight start, then removes the container", func(t *testing.T) {
 		e := newFakeEnv(t, "")
 		ctx := context.Background()
