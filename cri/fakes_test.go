@@ -378,6 +378,12 @@ func newFakeEnv(t *testing.T, profileRoot string) *fakeEnv {
 // client serves svc over an in-memory listener and returns a client, so a
 // test sees what crosses the gRPC boundary: codes and message sizes.
 func (e *fakeEnv) client(t *testing.T) runtimeapi.RuntimeServiceClient {
+	return runtimeapi.NewRuntimeServiceClient(e.conn(t))
+}
+
+// conn serves svc, and an image service on no store, through the same
+// server options as the daemon's.
+func (e *fakeEnv) conn(t *testing.T) *grpc.ClientConn {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer(ServerOptions()...)
@@ -391,7 +397,15 @@ func (e *fakeEnv) client(t *testing.T) runtimeapi.RuntimeServiceClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return runtimeapi.NewRuntimeServiceClient(conn)
+	return conn
+}
+
+// add records a container directly, as if created earlier.
+func (f *fakeContainers) add(c *runtime.Container) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ctrs[c.ID] = c
+	f.ids.Add(c.ID)
 }
 
 // holds tells whether name is reserved.
