@@ -20,6 +20,8 @@ type PodManager interface {
 	Stop(ctx context.Context, id string) error
 	Remove(ctx context.Context, id string) error
 	Get(id string) (*sandbox.Sandbox, error)
+	// Resolve finds a pod by its id or a unique prefix of it.
+	Resolve(idOrPrefix string) (*sandbox.Sandbox, error)
 	List() []*sandbox.Sandbox
 	Stats(ctx context.Context, id string) (*runtimeapi.PodSandboxStats, error)
 	// NetworkCounters reads the pod's interface counters for the metrics.
@@ -34,6 +36,8 @@ type ContainerManager interface {
 	Stop(ctx context.Context, id string, timeout time.Duration) error
 	Remove(ctx context.Context, id string) error
 	Get(id string) (*runtime.Container, error)
+	// Resolve finds a container by its id or a unique prefix of it.
+	Resolve(idOrPrefix string) (*runtime.Container, error)
 	Status(id string) (*runtime.Container, error)
 	List() []*runtime.Container
 	Update(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error

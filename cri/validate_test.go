@@ -24,7 +24,7 @@ func TestValidatePodConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		err := validatePodConfig(tc.cfg)
-		if tc.bad != (err != nil) || (err != nil && status.Code(err) != codes.InvalidArgument) {
+		if tc.bad != (err != nil) || (err != nil && status.Code(toStatus(err)) != codes.InvalidArgument) {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 	}
@@ -44,7 +44,7 @@ func TestValidateContainerConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		err := validateContainerConfig(tc.cfg)
-		if tc.bad != (err != nil) || (err != nil && status.Code(err) != codes.InvalidArgument) {
+		if tc.bad != (err != nil) || (err != nil && status.Code(toStatus(err)) != codes.InvalidArgument) {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 	}
@@ -108,7 +108,7 @@ func TestValidateStdio(t *testing.T) {
 			if tt.valid && err != nil {
 				t.Fatalf("refused: %v", err)
 			}
-			if !tt.valid && status.Code(err) != codes.InvalidArgument {
+			if !tt.valid && status.Code(toStatus(err)) != codes.InvalidArgument {
 				t.Fatalf("got %v, want InvalidArgument", err)
 			}
 		})

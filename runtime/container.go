@@ -21,6 +21,7 @@ import (
 	"github.com/crib-dev/crib/internal/atomicfile"
 	"github.com/crib-dev/crib/internal/errdefs"
 	"github.com/crib-dev/crib/internal/procfs"
+	"github.com/crib-dev/crib/internal/idindex"
 	"github.com/crib-dev/crib/runtime/cgroups"
 )
 
@@ -88,6 +89,8 @@ type Manager struct {
 
 	mu         sync.Mutex
 	containers map[string]*entry
+	// ids indexes the containers that have a record, for Resolve.
+	ids idindex.Index
 }
 
 // entry is one container in memory. op serializes the operations that
@@ -223,6 +226,7 @@ func (m *Manager) load() error {
 			close(e.exited)
 		}
 		m.containers[c.ID] = e
+		m.ids.Add(c.ID)
 	}
 	return nil
 }
@@ -301,6 +305,7 @@ func (m *Manager) Create(ctx context.Context, o CreateOptions) (*Container, erro
 	}
 	m.mu.Lock()
 	e.c = c
+	m.ids.Add(c.ID)
 	m.mu.Unlock()
 	m.emit(c, EventCreated)
 	return c.clone(), nil

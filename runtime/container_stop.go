@@ -183,6 +183,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	}
 	m.mu.Lock()
 	delete(m.containers, id)
+	m.ids.Remove(id)
 	m.mu.Unlock()
 	m.cpu.Forget(id)
 	m.emit(c, EventDeleted)

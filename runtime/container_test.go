@@ -366,6 +366,9 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("after start: %+v", c)
 	}
 	e.waitLog(c, "stdout F hello\n")
+	if r, err := e.m.Resolve("lif"); err != nil || r.ID != "life" {
+		t.Fatalf("resolving a prefix of the running container: %v, %v", r, err)
+	}
 	start := time.Now()
 	if err := e.m.Stop(ctx, "life", 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -399,6 +402,9 @@ func TestLifecycle(t *testing.T) {
 // exit file, attach link, runtime state, monitor.
 func assertNoTraces(t *testing.T, e *testEnv, id string) {
 	t.Helper()
+	if _, err := e.m.Resolve(id); !errdefs.IsNotFound(err) {
+		t.Errorf("resolving %s: %v, want not found", id, err)
+	}
 	f := e.m.files(id)
 	for _, p := range []string{f.bundle, f.exitFile, f.attachLink, e.m.store.path(id), filepath.Join(e.opts.RunRoot, "runc", id)} {
 		// Lstat: conmon's attach link dangles once the bundle is gone.

@@ -280,6 +280,7 @@ func (m *Manager) stepReady(_ context.Context, c *creation) error {
 	}
 	m.mu.Lock()
 	m.sandboxes[c.sb.ID] = c.sb
+	m.ids.Add(c.sb.ID)
 	m.mu.Unlock()
 	return nil
 }

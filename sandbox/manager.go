@@ -12,6 +12,7 @@ import (
 	"github.com/crib-dev/crib/internal/errdefs"
 	"github.com/crib-dev/crib/internal/procfs"
 	"github.com/crib-dev/crib/internal/record"
+	"github.com/crib-dev/crib/internal/idindex"
 	"github.com/crib-dev/crib/runtime/cgroups"
 )
 
@@ -75,6 +76,7 @@ type Manager struct {
 
 	mu        sync.Mutex
 	sandboxes map[string]*Sandbox // Ready and NotReady pods
+	ids       idindex.Index       // the keys of sandboxes, for Resolve
 	busy      map[string]*sync.Mutex
 	cpu       procfs.CPUSampler // usage_nano_cores of each pod
 
@@ -129,6 +131,7 @@ func (m *Manager) loadRecords() error {
 		sb, err := decodeRecord(data)
 		if err == nil {
 			m.sandboxes[sb.ID] = sb
+			m.ids.Add(sb.ID)
 		}
 		return err
 	})
@@ -165,6 +168,7 @@ func (m *Manager) forget(id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.sandboxes, id)
+	m.ids.Remove(id)
 	m.cpu.Forget(id)
 }
 

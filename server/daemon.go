@@ -104,7 +104,10 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 
 	// Metrics: per-RPC latency and errors, pulls, states, storage (metrics.go).
 	met := newMetrics(o.Version, parts.pods, parts.containers, store)
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logUnary(log), met.unaryInterceptor()))
+	// cri's error interceptors go last, innermost, so the log and the
+	// metrics see the codes clients see.
+	grpcOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(logUnary(log), met.unaryInterceptor())}
+	srv := grpc.NewServer(append(grpcOpts, cri.ServerOptions()...)...)
 	cri.Register(srv,
 		cri.NewRuntimeService(cri.Options{
 			Version:    o.Version,
