@@ -20,6 +20,8 @@ import (
 
 	"github.com/crib-dev/crib/cri"
 	"github.com/crib-dev/crib/server/doctor"
+	"github.com/crib-dev/crib/server/rootless"
+	"github.com/crib-dev/crib/server/streaming"
 	"github.com/crib-dev/crib/storage"
 )
 
@@ -32,6 +34,8 @@ type daemonEnv struct {
 	rootless   bool
 	relaySock  string // host dialer socket; empty when already in the host netns
 	ready      func()
+	// hostPortStart is the host's net.ipv4.ip_unprivileged_port_start.
+	hostPortStart int
 	// stopping, when set, tells systemd crib is stopping (rootful; the
 	// rootless parent tells it itself). activated is the CRI socket systemd
 	// passed, nil without socket activation (systemd.go).
@@ -55,15 +59,17 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 	}
 	defer closeCRI()
 
-	hostSide, err := startHostSide(ctx, cfg.RunRoot, env, log)
-	if err != nil {
-		return err
+	hostSide := &rootless.HostSide{}
+	if env.rootless {
+		if hostSide, err = rootless.StartHostSide(ctx, cfg.RunRoot, env.relaySock, log); err != nil {
+			return err
+		}
 	}
-	defer hostSide.close()
+	defer hostSide.Close()
 
 	var proxy func(*url.URL) (*url.URL, error)
-	if hostSide.pullProxy != "" {
-		u, err := url.Parse(hostSide.pullProxy)
+	if hostSide.PullProxy != "" {
+		u, err := url.Parse(hostSide.PullProxy)
 		if err != nil {
 			return err
 		}
@@ -95,12 +101,13 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 	// crictl info's checks say what the daemon uses, as crib doctor does.
 	report = doctor.WithCgroupUse(report, parts.cgroupUse)
 
-	// Streaming: exec, attach and port-forward sessions (streaming.go).
-	stream, err := startStreaming(ctx, cfg.Streaming, hostSide, streamRuntime{containers: parts.containers, pods: parts.pods}, log)
+	// Streaming: exec, attach and port-forward sessions (package
+	// streaming, on the runtime through streams.go).
+	stream, err := streaming.Start(ctx, cfg.Streaming, streamingHostPorts(hostSide), streamRuntime{containers: parts.containers, pods: parts.pods}, log)
 	if err != nil {
 		return err
 	}
-	defer stream.close()
+	defer stream.Close()
 
 	// Metrics: per-RPC latency and errors, pulls, states, storage (metrics.go).
 	met := newMetrics(o.Version, parts.pods, parts.containers, store)
@@ -113,7 +120,7 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 			Containers: parts.containers,
 			Rootfs:     store,
 			Spec:       parts.spec,
-			Streaming:  stream.server,
+			Streaming:  stream.URLs(),
 		}),
 		cri.NewImageService(met.meterPulls(store)))
 	stopMetrics, err := serveMetrics(ctx, cfg.Metrics.Address, met, hostSide, log)
@@ -168,7 +175,9 @@ func listenCRI(path string) (net.Listener, error) {
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil && !answeredByExiting(path, c) {
 		return nil, fmt.Errorf("%w: socket %s answers: another process serves it", ErrAlreadyRunning, path)
 	}
-	removeStale(path)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		slog.Warn("removing stale socket", "path", path, "err", err)
+	}
 	// The umask closes the window between bind and chmod in which another
 	// user could connect.
 	old := syscall.Umask(0o177)
@@ -273,50 +282,4 @@ func usableHandlers(f doctor.Features) []string {
 		}
 	}
 	return out
-}
-
-// hostSide is the child's end of what the parent does in the host
-// namespaces: the target dialer the portal forwards into, the portal's
-// control client, and the pull proxy in front of the host dialer. All
-// empty when crib already lives in the host namespaces (rootful).
-type hostSide struct {
-	ports     *portalClient
-	pullProxy string
-	closers   []func()
-}
-
-func (h *hostSide) close() {
-	for _, c := range h.closers {
-		c()
-	}
-}
-
-func startHostSide(ctx context.Context, runRoot string, env daemonEnv, log *slog.Logger) (*hostSide, error) {
-	h := &hostSide{}
-	if !env.rootless {
-		return h, nil
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	h.closers = append(h.closers, cancel)
-	target, err := listenRelay(filepath.Join(runRoot, targetDialSocketName))
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	go serveDialRelay(ctx, target, log)
-	h.ports = &portalClient{controlSock: filepath.Join(runRoot, controlSocketName)}
-	front, err := startSocksFront(ctx, env.relaySock, previousPullProxy(runRoot), log)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	h.pullProxy = front.URL()
-	// `crib image pull`, run inside crib's namespaces, pulls through the
-	// same proxy; see imagecmd.go.
-	if unpublish, err := publishPullProxy(runRoot, h.pullProxy); err != nil {
-		log.Warn("`crib image pull` will not reach registries on the host's loopback", "err", err)
-	} else {
-		h.closers = append(h.closers, unpublish)
-	}
-	return h, nil
 }

@@ -3,29 +3,20 @@ package server
 import (
 	"cmp"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/crib-dev/crib/internal/atomicfile"
 	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/internal/errdefs"
 	"github.com/crib-dev/crib/internal/progress"
+	"github.com/crib-dev/crib/server/rootless"
 	"github.com/crib-dev/crib/storage"
 )
 
@@ -36,23 +27,6 @@ import (
 // inside crib's namespaces (as `crib unshare` does) and opens the store
 // there as a guest of the daemon that may be using it too; the storage
 // library locks across processes.
-
-const (
-	// imageStageEnv marks the re-executed command: it runs inside crib's
-	// namespaces and takes its configuration from configEnv.
-	imageStageEnv = "_CRIB_IMAGE_STAGE"
-	imageInside   = "inside"
-	// imageInputEnv carries the descriptor of the archive `crib image
-	// import FILE` opened before it re-executed, so that the file is read
-	// with the user's own access, from the user's own mount namespace.
-	imageInputEnv = "_CRIB_IMAGE_INPUT_FD"
-
-	// pullProxyFileName holds the URL of the running daemon's pull proxy
-	// (see hostdial.go), for pulls made inside crib's namespaces.
-	pullProxyFileName = "pull-proxy.url"
-	// lastPullProxyFileName keeps the proxy's URL after crib stops.
-	lastPullProxyFileName = "pull-proxy.last"
-)
 
 // ImageCommand is what every `crib image` operation needs.
 type ImageCommand struct {
@@ -70,7 +44,7 @@ type ImageCommand struct {
 
 // ImageList prints the stored images as a table.
 func ImageList(ctx context.Context, c ImageCommand) error {
-	return c.withStore(nil, false, func(s *storage.Store) error {
+	return c.withStore(nil, false, func(s *storage.Store, _ *os.File) error {
 		images, err := s.List(ctx, "")
 		if err != nil {
 			return err
@@ -81,7 +55,7 @@ func ImageList(ctx context.Context, c ImageCommand) error {
 
 // ImagePull pulls ref into crib's store, drawing its progress.
 func ImagePull(ctx context.Context, c ImageCommand, ref string) error {
-	return c.withStore(nil, true, func(s *storage.Store) error {
+	return c.withStore(nil, true, func(s *storage.Store, _ *os.File) error {
 		r := progress.New(c.Stdout, c.Terminal, c.Width)
 		img, err := s.Pull(ctx, ref, nil, func(p storage.Progress) { r.Update(progressEvent(p)) })
 		if err != nil {
@@ -96,21 +70,24 @@ func ImagePull(ctx context.Context, c ImageCommand, ref string) error {
 // ImageImport loads the images of an OCI archive or a docker-archive, read
 // from path or, when path is "-", from standard input.
 func ImageImport(ctx context.Context, c ImageCommand, path string) error {
-	input, err := openImportInput(path)
-	if err != nil {
-		return err
-	}
-	defer input.Close()
-	var extraEnv []string
-	if path != "-" {
-		// Handed across the re-execution open, so that nothing about
-		// crib's mount namespace can hide the file.
-		if err := clearCloseOnExec(input); err != nil {
-			return err
+	var outer *os.File
+	if path != "-" && !rootless.IsGuest() {
+		// Opened here, with the user's own access and from the user's
+		// own mount namespace, and handed on open.
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errdefs.ErrInvalidArgument, err)
 		}
-		extraEnv = []string{imageInputEnv, strconv.Itoa(int(input.Fd()))}
+		defer f.Close()
+		outer = f
 	}
-	return c.withStore(extraEnv, false, func(s *storage.Store) error {
+	return c.withStore(outer, false, func(s *storage.Store, input *os.File) error {
+		if path == "-" {
+			input = os.Stdin
+		} else if input == nil {
+			return fmt.Errorf("reading %s: the outer crib passed no descriptor for it", path)
+		}
+		defer input.Close()
 		images, err := s.Import(ctx, input, path)
 		if err != nil {
 			return err
@@ -126,56 +103,30 @@ func ImageImport(ctx context.Context, c ImageCommand, path string) error {
 	})
 }
 
-// openImportInput is the archive to read: the descriptor the outer command
-// passed, standard input, or the named file.
-func openImportInput(path string) (*os.File, error) {
-	if path == "-" {
-		return os.Stdin, nil
-	}
-	if os.Getenv(imageStageEnv) == imageInside {
-		fd, err := strconv.Atoi(os.Getenv(imageInputEnv))
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: the outer crib passed no descriptor for it", path)
-		}
-		os.Unsetenv(imageInputEnv)
-		return os.NewFile(uintptr(fd), path), nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errdefs.ErrInvalidArgument, err)
-	}
-	return f, nil
-}
-
-func clearCloseOnExec(f *os.File) error {
-	if _, err := unix.FcntlInt(f.Fd(), unix.F_SETFD, 0); err != nil {
-		return fmt.Errorf("passing %s on: %w", f.Name(), err)
-	}
-	return nil
-}
-
 // withStore runs op on crib's store where the store's files are
 // reachable: here when crib is rootful or this is the re-executed
-// command, else inside crib's namespaces after re-executing (on success
-// it does not return). forPull picks the running daemon's pull proxy.
-func (c ImageCommand) withStore(extraEnv []string, forPull bool, op func(*storage.Store) error) error {
+// command, else inside crib's namespaces after re-executing with input
+// (on success it does not return). op gets the input the re-executed
+// command was handed (nil outside). forPull picks the running daemon's
+// pull proxy.
+func (c ImageCommand) withStore(input *os.File, forPull bool, op func(*storage.Store, *os.File) error) error {
+	g, inside, err := rootless.TakeGuest()
+	if err != nil {
+		return err
+	}
 	cfg := c.Config
 	switch {
-	case os.Getenv(imageStageEnv) == imageInside:
-		// Uid 0 inside would compute root's defaults: the outer
-		// command's effective configuration stands.
-		if err := json.Unmarshal([]byte(os.Getenv(configEnv)), &cfg); err != nil {
-			return fmt.Errorf("reading the configuration the outer crib passed: %w", err)
-		}
-		os.Unsetenv(imageStageEnv)
-		os.Unsetenv(configEnv)
+	case inside:
+		cfg = g.Config
 	case os.Geteuid() != 0:
-		return c.reexecInside(extraEnv)
+		return rootless.EnterAsGuest(c.Config, c.Args, input)
+	default:
+		g.Input = input
 	}
-	ensureSbinInPath()
+	EnsureSbinInPath()
 	opts := storeOptions(cfg, c.Logger)
 	if forPull {
-		proxy, err := runningPullProxy(cfg.RunRoot)
+		proxy, err := rootless.RunningPullProxy(cfg.RunRoot)
 		if err != nil {
 			return err
 		}
@@ -186,7 +137,7 @@ func (c ImageCommand) withStore(extraEnv []string, forPull bool, op func(*storag
 		return fmt.Errorf("opening crib's image store: %w", err)
 	}
 	defer s.Close()
-	return op(s)
+	return op(s, g.Input)
 }
 
 // storeOptions opens the store the way the daemon does, as its guest.
@@ -201,89 +152,6 @@ func storeOptions(cfg config.Config, log *slog.Logger) storage.Options {
 		Logger:         log,
 		Guest:          true,
 	}
-}
-
-// reexecInside replaces this process with crib run again, with the same
-// arguments, inside the running crib's namespaces (node.go: enterArgs).
-func (c ImageCommand) reexecInside(extraEnv []string) error {
-	h, ok := loadHolder(c.Config.RunRoot)
-	if !ok {
-		return fmt.Errorf("%w: crib's namespaces do not exist (crib is not running, and no pod kept them): start crib with `crib serve`, then run this again",
-			errdefs.ErrFailedPrecondition)
-	}
-	nsenter, err := exec.LookPath("nsenter")
-	if err != nil {
-		return fmt.Errorf("nsenter (util-linux) is needed to join crib's namespaces: %w", err)
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("finding crib's own binary: %w", err)
-	}
-	cfgJSON, err := json.Marshal(c.Config)
-	if err != nil {
-		return err
-	}
-	env := withEnv(withEnv(os.Environ(), imageStageEnv, imageInside), configEnv, string(cfgJSON))
-	for i := 0; i+1 < len(extraEnv); i += 2 {
-		env = withEnv(env, extraEnv[i], extraEnv[i+1])
-	}
-	wd, _ := os.Getwd()
-	argv, env, err := enterArgs(nsenter, h.PID, wd, append([]string{exe}, c.Args...), env)
-	if err != nil {
-		return err
-	}
-	return syscall.Exec(nsenter, argv, env)
-}
-
-// runningPullProxy is the proxy of the daemon serving this runroot, so
-// that a pull from inside crib's network namespace reaches registries on
-// the host's loopback as the daemon's own pulls do. With no daemon (or a
-// dead one's leftover file) pulls go out directly.
-func runningPullProxy(runRoot string) (func(*url.URL) (*url.URL, error), error) {
-	data, err := os.ReadFile(filepath.Join(runRoot, pullProxyFileName))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading crib's pull proxy: %w", err)
-	}
-	u, err := url.Parse(strings.TrimSpace(string(data)))
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("crib's pull proxy file %s is corrupt: %q", pullProxyFileName, data)
-	}
-	c, err := net.DialTimeout("tcp", u.Host, time.Second)
-	if err != nil {
-		return nil, nil
-	}
-	c.Close()
-	return func(*url.URL) (*url.URL, error) { return u, nil }, nil
-}
-
-// publishPullProxy writes the daemon's pull proxy URL where `crib image
-// pull` finds it; the returned function removes it. The address is also
-// kept, in a file that outlives this crib, for the next one to reuse.
-func publishPullProxy(runRoot, proxyURL string) (func(), error) {
-	path := filepath.Join(runRoot, pullProxyFileName)
-	for _, p := range []string{path, filepath.Join(runRoot, lastPullProxyFileName)} {
-		if err := atomicfile.WriteFile(p, []byte(proxyURL+"\n"), 0o600); err != nil {
-			return nil, fmt.Errorf("publishing the pull proxy: %w", err)
-		}
-	}
-	return func() { os.Remove(path) }, nil
-}
-
-// previousPullProxy is the URL (loopback address and login) of the pull
-// proxy the last crib on this runroot served, or nil.
-func previousPullProxy(runRoot string) *url.URL {
-	data, err := os.ReadFile(filepath.Join(runRoot, lastPullProxyFileName))
-	if err != nil {
-		return nil
-	}
-	u, err := url.Parse(strings.TrimSpace(string(data)))
-	if err != nil || u.Scheme != "socks5" || u.Hostname() != "127.0.0.1" {
-		return nil
-	}
-	return u
 }
 
 func progressEvent(p storage.Progress) progress.Event {

@@ -13,6 +13,7 @@ import (
 	"github.com/crib-dev/crib/runtime/cgroups"
 	"github.com/crib-dev/crib/sandbox"
 	"github.com/crib-dev/crib/server/doctor"
+	"github.com/crib-dev/crib/server/rootless"
 	"github.com/crib-dev/crib/storage"
 )
 
@@ -34,11 +35,7 @@ func (p *parts) close() {
 	}
 }
 
-// hostPortStartEnv carries the host's net.ipv4.ip_unprivileged_port_start
-// from the parent: the child's own /proc/sys shows its namespace's value.
-const hostPortStartEnv = "_CRIB_HOST_PORT_START"
-
-func startParts(ctx context.Context, o Options, report doctor.Report, env daemonEnv, hs *hostSide, store *storage.Store) (*parts, error) {
+func startParts(ctx context.Context, o Options, report doctor.Report, env daemonEnv, hs *rootless.HostSide, store *storage.Store) (*parts, error) {
 	cfg := o.Config
 	log := o.Logger
 	p := &parts{storageDriver: store.Driver()}
@@ -69,8 +66,8 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 	}
 
 	var hostPorts sandbox.HostPorts
-	if hs.ports != nil {
-		hostPorts = portalHostPorts{hs.ports}
+	if hs.Ports != nil {
+		hostPorts = portalHostPorts{hs.Ports}
 	}
 	p.pods, err = sandbox.New(sandbox.Options{
 		Root:                  cfg.Root,
@@ -81,7 +78,7 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 		CatatonitPath:         report.Features.Programs["catatonit"],
 		Cgroups:               cg,
 		HostPorts:             hostPorts,
-		UnprivilegedPortStart: hostUnprivilegedPortStart(env),
+		UnprivilegedPortStart: env.hostPortStart,
 		Logger:                log,
 	})
 	if err != nil {
@@ -133,26 +130,19 @@ func handlers(r doctor.Report, runRoot string) []runtime.Handler {
 	return out
 }
 
-func hostUnprivilegedPortStart(env daemonEnv) int {
-	if v, err := strconv.Atoi(os.Getenv(hostPortStartEnv)); err == nil {
-		return v
-	}
-	return readUnprivilegedPortStart()
-}
-
 // portalHostPorts adapts the parent's portal to the sandbox package: a
 // pod's host port forwards to its IP and container port inside crib's
 // namespace, or to crib's own loopback for a pod on crib's network.
-type portalHostPorts struct{ c *portalClient }
+type portalHostPorts struct{ c *rootless.PortalClient }
 
 func (h portalHostPorts) Expose(ctx context.Context, podID string, ports []sandbox.PortMapping) error {
-	var fwd []PortForward
+	var fwd []rootless.PortForward
 	for _, pm := range ports {
 		target := pm.PodIP
 		if target == "" {
 			target = "127.0.0.1"
 		}
-		fwd = append(fwd, PortForward{
+		fwd = append(fwd, rootless.PortForward{
 			Protocol: strings.ToLower(pm.Protocol),
 			HostIP:   pm.HostIP,
 			HostPort: pm.HostPort,
