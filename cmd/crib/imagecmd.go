@@ -1,4 +1,4 @@
-package server
+package main
 
 import (
 	"cmp"
@@ -16,6 +16,7 @@ import (
 	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/internal/errdefs"
 	"github.com/crib-dev/crib/internal/progress"
+	"github.com/crib-dev/crib/server"
 	"github.com/crib-dev/crib/server/rootless"
 	"github.com/crib-dev/crib/storage"
 )
@@ -123,7 +124,7 @@ func (c ImageCommand) withStore(input *os.File, forPull bool, op func(*storage.S
 	default:
 		g.Input = input
 	}
-	EnsureSbinInPath()
+	server.EnsureSbinInPath()
 	opts := storeOptions(cfg, c.Logger)
 	if forPull {
 		proxy, err := rootless.RunningPullProxy(cfg.RunRoot)

@@ -1,17 +1,12 @@
-package server
+package main
 
 import (
 	"bytes"
-	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/crib-dev/crib/storage"
 )
-
-var updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata")
 
 func TestWriteImageTableGolden(t *testing.T) {
 	now := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
@@ -43,19 +38,7 @@ func TestWriteImageTableGolden(t *testing.T) {
 	if err := WriteImageTable(&out, images, now); err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "image-ls.golden")
-	if *updateGolden {
-		if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out.String() != string(want) {
-		t.Errorf("table differs from %s:\n%s", golden, out.String())
-	}
+	golden(t, "image-ls.golden", out.Bytes())
 }
 
 func TestSplitTag(t *testing.T) {
