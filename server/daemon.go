@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/crib-dev/crib/cri"
+	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/server/doctor"
 	"github.com/crib-dev/crib/server/rootless"
 	"github.com/crib-dev/crib/server/streaming"
@@ -46,9 +47,10 @@ type daemonEnv struct {
 // drainTimeout bounds how long in-flight RPCs may run after a stop signal.
 const drainTimeout = 10 * time.Second
 
+// runDaemon serves CRI until a signal or ctx ends it, each step undone
+// in reverse order on the way out.
 func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
-	cfg := o.Config
-	log := o.Logger
+	cfg, log := o.Config, o.Logger
 	report, err := loadHostReport(cfg.RunRoot)
 	if err != nil {
 		return err
@@ -58,38 +60,16 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 		return err
 	}
 	defer closeCRI()
-
-	hostSide := &rootless.HostSide{}
-	if env.rootless {
-		if hostSide, err = rootless.StartHostSide(ctx, cfg.RunRoot, env.relaySock, log); err != nil {
-			return err
-		}
+	hostSide, err := startHostSide(ctx, cfg.RunRoot, env, log)
+	if err != nil {
+		return err
 	}
 	defer hostSide.Close()
-
-	var proxy func(*url.URL) (*url.URL, error)
-	if hostSide.PullProxy != "" {
-		u, err := url.Parse(hostSide.PullProxy)
-		if err != nil {
-			return err
-		}
-		proxy = func(*url.URL) (*url.URL, error) { return u, nil }
-	}
-	store, err := storage.Open(storage.Options{
-		Proxy:          proxy,
-		Root:           cfg.Root,
-		RunRoot:        cfg.RunRoot,
-		Driver:         cfg.Storage.Driver,
-		StorageConf:    cfg.Storage.StorageConf,
-		RegistriesConf: cfg.Image.RegistriesConf,
-		PolicyPath:     cfg.Image.PolicyPath,
-		Logger:         log,
-	})
+	store, err := openStore(cfg, hostSide.PullProxy, log)
 	if err != nil {
-		return fmt.Errorf("opening image storage: %w", err)
+		return err
 	}
 	defer store.Close()
-	log.Info("image storage", "driver", store.Driver().Name, "reason", store.Driver().Reason)
 	stopReload := reloadOnHangup(ctx, store, cfg.RunRoot, log)
 	defer stopReload()
 
@@ -111,6 +91,55 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 
 	// Metrics: per-RPC latency and errors, pulls, states, storage (metrics.go).
 	met := newMetrics(o.Version, parts.pods, parts.containers, store)
+	srv := newGRPCServer(o, report, env, parts, store, stream, met)
+	stopMetrics, err := serveMetrics(ctx, cfg.Metrics.Address, met, hostSide, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	return serveUntilStopped(ctx, srv, l, o, env, parts)
+}
+
+// startHostSide is the daemon's end of the rootless parent's host bridge;
+// rootful, the zero HostSide.
+func startHostSide(ctx context.Context, runRoot string, env daemonEnv, log *slog.Logger) (*rootless.HostSide, error) {
+	if !env.rootless {
+		return &rootless.HostSide{}, nil
+	}
+	return rootless.StartHostSide(ctx, runRoot, env.relaySock, log)
+}
+
+// openStore opens crib's image store, pulling through pullProxy when it
+// is set.
+func openStore(cfg config.Config, pullProxy string, log *slog.Logger) (*storage.Store, error) {
+	var proxy func(*url.URL) (*url.URL, error)
+	if pullProxy != "" {
+		u, err := url.Parse(pullProxy)
+		if err != nil {
+			return nil, err
+		}
+		proxy = func(*url.URL) (*url.URL, error) { return u, nil }
+	}
+	store, err := storage.Open(storage.Options{
+		Proxy:          proxy,
+		Root:           cfg.Root,
+		RunRoot:        cfg.RunRoot,
+		Driver:         cfg.Storage.Driver,
+		StorageConf:    cfg.Storage.StorageConf,
+		RegistriesConf: cfg.Image.RegistriesConf,
+		PolicyPath:     cfg.Image.PolicyPath,
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening image storage: %w", err)
+	}
+	log.Info("image storage", "driver", store.Driver().Name, "reason", store.Driver().Reason)
+	return store, nil
+}
+
+// newGRPCServer is the CRI server on crib's parts.
+func newGRPCServer(o Options, report doctor.Report, env daemonEnv, parts *parts, store *storage.Store, stream *streaming.Service, met *metrics) *grpc.Server {
+	log := o.Logger
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logUnary(log), met.unaryInterceptor()))
 	cri.Register(srv,
 		cri.NewRuntimeService(cri.Options{
@@ -123,16 +152,17 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 			Streaming:  stream.URLs(),
 		}),
 		cri.NewImageService(met.meterPulls(store)))
-	stopMetrics, err := serveMetrics(ctx, cfg.Metrics.Address, met, hostSide, log)
-	if err != nil {
-		return err
-	}
-	defer stopMetrics()
+	return srv
+}
 
+// serveUntilStopped serves on l until SIGTERM, SIGINT or ctx, then drains
+// and, with no pod or container left, marks crib idle for the parent.
+func serveUntilStopped(ctx context.Context, srv *grpc.Server, l net.Listener, o Options, env daemonEnv, parts *parts) error {
+	log := o.Logger
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	env.ready()
-	log.Info("crib is serving", "socket", cfg.Listen, "rootless", env.rootless, "pid", os.Getpid())
+	log.Info("crib is serving", "socket", o.Config.Listen, "rootless", env.rootless, "pid", os.Getpid())
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)

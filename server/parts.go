@@ -3,12 +3,14 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/crib-dev/crib/cri"
+	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/runtime"
 	"github.com/crib-dev/crib/runtime/cgroups"
 	"github.com/crib-dev/crib/sandbox"
@@ -35,6 +37,8 @@ func (p *parts) close() {
 	}
 }
 
+// startParts makes the pod and container machinery and re-attaches what
+// a previous crib left running.
 func startParts(ctx context.Context, o Options, report doctor.Report, env daemonEnv, hs *rootless.HostSide, store *storage.Store) (*parts, error) {
 	cfg := o.Config
 	log := o.Logger
@@ -43,15 +47,9 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 	if err != nil {
 		return nil, fmt.Errorf("starting the reaper: %w", err)
 	}
-	cg, why, err := cgroups.Detect(cgroups.DetectOptions{Manager: cfg.Cgroup.Manager, Parent: cfg.Cgroup.Parent})
-	if err != nil {
-		return nil, fmt.Errorf("cgroups: %w", err)
+	if err := p.detectCgroups(cfg, log); err != nil {
+		return nil, err
 	}
-	p.cgroups, p.cgroupReason = cg, why
-	log.Info("cgroups", "manager", cg.Name(), "version", cg.Version(), "reason", why)
-	p.cgroupUse = recordCgroupUse(cfg.RunRoot, cg, why, log)
-	p.closers = append(p.closers, func() { os.Remove(filepath.Join(cfg.RunRoot, doctor.CgroupsFileName)) })
-
 	host, err := runtime.ProbeHost()
 	if err != nil {
 		return nil, fmt.Errorf("probing the host for container specs: %w", err)
@@ -62,14 +60,52 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 		Host:               host,
 		Rootless:           env.rootless,
 		SeccompProfileRoot: filepath.Join(cfg.Root, "seccomp"),
-		ContainerCgroup:    cg.ContainerPath,
+		ContainerCgroup:    p.cgroups.ContainerPath,
 	}
+	if p.pods, err = newPods(cfg, report, env, hs, p.cgroups, log); err != nil {
+		return nil, err
+	}
+	p.containers, err = runtime.New(runtime.Options{
+		Root:           cfg.Root,
+		RunRoot:        cfg.RunRoot,
+		Handlers:       handlers(report, cfg.RunRoot),
+		DefaultHandler: report.Features.DefaultRuntime,
+		ConmonPath:     report.Features.Conmon,
+		Rootless:       env.rootless,
+		Cgroups:        p.cgroups,
+		Host:           &host,
+		Reaper:         reaper,
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("containers: %w", err)
+	}
+	p.closers = append(p.closers, p.containers.Close)
+	p.recover(ctx, cfg.RunRoot, store, log)
+	return p, nil
+}
 
+// detectCgroups picks the cgroup manager and records what pods get.
+func (p *parts) detectCgroups(cfg config.Config, log *slog.Logger) error {
+	cg, why, err := cgroups.Detect(cgroups.DetectOptions{Manager: cfg.Cgroup.Manager, Parent: cfg.Cgroup.Parent})
+	if err != nil {
+		return fmt.Errorf("cgroups: %w", err)
+	}
+	p.cgroups, p.cgroupReason = cg, why
+	log.Info("cgroups", "manager", cg.Name(), "version", cg.Version(), "reason", why)
+	p.cgroupUse = recordCgroupUse(cfg.RunRoot, cg, why, log)
+	p.closers = append(p.closers, func() { os.Remove(filepath.Join(cfg.RunRoot, doctor.CgroupsFileName)) })
+	return nil
+}
+
+// newPods is the pod machinery, with host ports through the parent's
+// portal when crib is rootless.
+func newPods(cfg config.Config, report doctor.Report, env daemonEnv, hs *rootless.HostSide, cg cgroups.Manager, log *slog.Logger) (*sandbox.Manager, error) {
 	var hostPorts sandbox.HostPorts
 	if hs.Ports != nil {
 		hostPorts = portalHostPorts{hs.Ports}
 	}
-	p.pods, err = sandbox.New(sandbox.Options{
+	pods, err := sandbox.New(sandbox.Options{
 		Root:                  cfg.Root,
 		RunRoot:               cfg.RunRoot,
 		Rootless:              env.rootless,
@@ -84,23 +120,13 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 	if err != nil {
 		return nil, fmt.Errorf("pods: %w", err)
 	}
-	p.containers, err = runtime.New(runtime.Options{
-		Root:           cfg.Root,
-		RunRoot:        cfg.RunRoot,
-		Handlers:       handlers(report, cfg.RunRoot),
-		DefaultHandler: report.Features.DefaultRuntime,
-		ConmonPath:     report.Features.Conmon,
-		Rootless:       env.rootless,
-		Cgroups:        cg,
-		Host:           &host,
-		Reaper:         reaper,
-		Logger:         log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("containers: %w", err)
-	}
-	p.closers = append(p.closers, p.containers.Close)
+	return pods, nil
+}
 
+// recover re-attaches the containers and pods a previous crib left,
+// removes container filesystems nothing owns, and records the outcome
+// for `crib doctor`.
+func (p *parts) recover(ctx context.Context, runRoot string, store *storage.Store, log *slog.Logger) {
 	crep, cerr := p.containers.Recover(ctx)
 	if cerr != nil {
 		log.Warn("recovering containers", "err", cerr)
@@ -118,8 +144,7 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 		"containers_cleaned", len(crep.Cleaned),
 		"pods_ready", len(prep.Ready), "pods_not_ready", len(prep.NotReady), "pods_cleaned", len(prep.Removed),
 		"rootfs_cleaned", len(rootfs))
-	writeRecovery(cfg.RunRoot, recoveryRecord(crep, prep, rootfs, append([]error{cerr, perr}, rerrs...)), log)
-	return p, nil
+	writeRecovery(runRoot, recoveryRecord(crep, prep, rootfs, append([]error{cerr, perr}, rerrs...)), log)
 }
 
 func handlers(r doctor.Report, runRoot string) []runtime.Handler {
