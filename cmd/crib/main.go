@@ -32,7 +32,7 @@ type command struct {
 }
 
 func main() {
-	// crib executed again to enter the node's PID namespace (server/node.go).
+	// crib executed again to enter the node's PID namespace (server/rootless/node.go).
 	if code, ok := rootless.NodeStage(); ok {
 		os.Exit(code)
 	}
