@@ -9,13 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crib-dev/crib/cri"
 	"github.com/crib-dev/crib/internal/config"
 )
 
@@ -135,7 +132,7 @@ func standaloneAuth(yaml string) string {
 // probeKubeletHost asks the running crib for its cgroup driver and the
 // host for its cgroup version.
 func probeKubeletHost(ctx context.Context, cfg config.Config, env config.Env) (kubeletHost, error) {
-	driver, err := runtimeCgroupDriver(ctx, cfg.Listen)
+	driver, err := cri.RuntimeCgroupDriver(ctx, cfg.Listen)
 	if err != nil {
 		return kubeletHost{}, err
 	}
@@ -144,25 +141,6 @@ func probeKubeletHost(ctx context.Context, cfg config.Config, env config.Env) (k
 	manifests, podLogs, root := kubeletPaths(cfg, env)
 	return kubeletHost{Socket: cfg.Listen, CgroupDriver: driver, CgroupV1: v1, Rootless: !env.Rootful(),
 		StaticPods: manifests, PodLogs: podLogs, KubeletRoot: root}, nil
-}
-
-// runtimeCgroupDriver is the cgroup driver the crib on socket reports.
-func runtimeCgroupDriver(ctx context.Context, socket string) (string, error) {
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	resp, err := runtimeapi.NewRuntimeServiceClient(conn).RuntimeConfig(ctx, &runtimeapi.RuntimeConfigRequest{})
-	if err != nil {
-		return "", fmt.Errorf("asking crib on %s for its cgroup driver (is it running? start it with 'crib serve'): %w", socket, err)
-	}
-	if resp.GetLinux().GetCgroupDriver() == runtimeapi.CgroupDriver_SYSTEMD {
-		return "systemd", nil
-	}
-	return "cgroupfs", nil
 }
 
 // writeKubeletConfig prints yaml, or with write puts it in file (default

@@ -1,4 +1,4 @@
-package server
+package rootless
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 // The parent and the child sides run in one network namespace here; the
 // crossing itself is covered by the integration tests with a real crib.
-func startTestPortal(t *testing.T) (*portalClient, *portal) {
+func startTestPortal(t *testing.T) (*PortalClient, *portal) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -34,7 +34,7 @@ func startTestPortal(t *testing.T) (*portalClient, *portal) {
 		t.Fatal(err)
 	}
 	go p.serveControl(ctx, cl)
-	return &portalClient{controlSock: controlSock}, p
+	return &PortalClient{controlSock: controlSock}, p
 }
 
 func freePort(t *testing.T, proto string) int {

@@ -1,9 +1,10 @@
-package server
+package rootless
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
@@ -128,7 +129,7 @@ func startSocksFront(ctx context.Context, relaySock string, prefer *url.URL, log
 	}
 	if secret == "" {
 		var err error
-		if secret, err = newSessionToken(); err != nil {
+		if secret, err = newProxySecret(); err != nil {
 			return nil, fmt.Errorf("pull proxy secret: %w", err)
 		}
 	}
@@ -140,6 +141,15 @@ func startSocksFront(ctx context.Context, relaySock string, prefer *url.URL, log
 	go func() { <-ctx.Done(); l.Close() }()
 	go f.serve(ctx)
 	return f, nil
+}
+
+// newProxySecret is 128 random bits, URL-safe.
+func newProxySecret() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // proxySecret is u's password when u is a pull proxy URL carrying a

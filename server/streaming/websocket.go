@@ -1,4 +1,4 @@
-package server
+package streaming
 
 import (
 	"bufio"
@@ -21,8 +21,6 @@ import (
 	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/streaming/pkg/httpstream/spdy"
 	"k8s.io/streaming/pkg/httpstream/wsstream"
-
-	"github.com/crib-dev/crib/runtime"
 )
 
 // WebSocket sessions. Exec and attach speak remotecommand over WebSocket
@@ -244,9 +242,9 @@ func sessionResult(kind string, err error) sessionStatus {
 
 // exitCode is the code of a command that exited non-zero, or -1.
 func exitCode(err error) int {
-	var exited *runtime.ExitError
+	var exited interface{ ExitStatus() int }
 	if errors.As(err, &exited) {
-		return exited.Code
+		return exited.ExitStatus()
 	}
 	return -1
 }

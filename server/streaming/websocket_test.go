@@ -1,4 +1,4 @@
-package server
+package streaming
 
 import (
 	"bytes"
@@ -24,8 +24,6 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/streaming/pkg/httpstream/spdy"
-
-	"github.com/crib-dev/crib/runtime"
 )
 
 // fakeStreamRuntime stands in for crib's runtime, which needs running
@@ -61,7 +59,7 @@ func (f *fakeStreamRuntime) Exec(ctx context.Context, id string, cmd []string, i
 	case "cat": // stdin to stdout until the client closes stdin, then exit 3
 		io.Copy(out, in)
 		fmt.Fprint(out, "eof\n")
-		return &runtime.ExitError{Code: 3}
+		return exitStatus(3)
 	case "size": // the first terminal size the client sends
 		select {
 		case s := <-resize:
@@ -570,3 +568,11 @@ func (l *lockedLog) String() string {
 	defer l.mu.Unlock()
 	return l.buf.String()
 }
+
+// exitStatus is a command's non-zero exit, as crib's runtime reports it.
+type exitStatus int
+
+func (e exitStatus) Error() string   { return fmt.Sprintf("command exited with code %d", int(e)) }
+func (e exitStatus) ExitStatus() int { return int(e) }
+func (e exitStatus) Exited() bool    { return true }
+func (e exitStatus) String() string  { return e.Error() }

@@ -1,8 +1,7 @@
-package server
+package rootless
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,35 +18,42 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/internal/idmap"
 )
 
-// Environment variables that carry the bootstrap protocol between the
-// parent and its re-executed child. They are internal: a person never sets
-// them.
 const (
-	stageEnv     = "_CRIB_STAGE"
-	parentPIDEnv = "_CRIB_PARENT_PID"
-	configEnv    = "_CRIB_CONFIG"
-
-	stageChild = "userns" // child: inside crib's namespaces, serve
-
 	// fdReady is handed to the child; it writes one byte once it serves.
 	fdReady = 3
+	// fdActivated is where the child finds the CRI socket systemd
+	// activated, when there is one: after the ready pipe.
+	fdActivated = fdReady + 1
 )
 
-// runParent is `crib serve` as an unprivileged user: it locks the roots,
-// makes sure crib's namespaces exist (held by a pause process that outlives
-// crib), starts the daemon inside them, and relays signals until the
-// daemon exits.
-func runParent(ctx context.Context, o Options, sd systemdHandoff) (retErr error) {
-	cfg := o.Config
-	lock, err := acquireInstanceLock(cfg.Root, cfg.RunRoot)
-	if err != nil {
-		return err
-	}
-	defer lock.release()
+// ParentOptions is what the parent needs from the daemon's wiring.
+type ParentOptions struct {
+	Config config.Config
+	Logger *slog.Logger
+	// Args are the command-line arguments after the program name, to
+	// re-execute crib as its namespaced child with the same settings.
+	Args []string
+	// Activated is the CRI socket systemd passed, handed down to the
+	// child; nil without socket activation.
+	Activated *os.File
+	// Ready and Stopping tell systemd (the parent is the process it
+	// watches) that the child serves and that crib stops.
+	Ready, Stopping func()
+	// PlaceCgroups puts the holder's processes where they belong and
+	// returns the cgroup settings the daemon is to use.
+	PlaceCgroups func(config.Config, Holder) config.Cgroup
+}
 
+// RunParent is `crib serve` as an unprivileged user, once the caller holds
+// the instance lock: it makes sure crib's namespaces exist (held by a
+// pause process that outlives crib), starts the daemon inside them, and
+// relays signals until the daemon exits.
+func RunParent(ctx context.Context, o ParentOptions) (retErr error) {
+	cfg := o.Config
 	uidArgs, gidArgs, err := idMapArgs()
 	if err != nil {
 		return err
@@ -80,9 +86,9 @@ func runParent(ctx context.Context, o Options, sd systemdHandoff) (retErr error)
 	defer releaseHolderIfIdle(cfg.Root, cfg.RunRoot, o.Logger)
 	// On cgroup v2: crib's processes to a leaf, pods to a delegated
 	// sibling, which the daemon gets as its cgroup parent.
-	o.Config.Cgroup = placeCgroups(cfg, holder, o.Logger)
+	o.Config.Cgroup = o.PlaceCgroups(cfg, holder)
 
-	child, readyR, err := startChild(o, holder.PID, sd.socket)
+	child, readyR, err := startChild(o, holder.PID)
 	if err != nil {
 		return err
 	}
@@ -94,7 +100,7 @@ func runParent(ctx context.Context, o Options, sd systemdHandoff) (retErr error)
 		return fmt.Errorf("recording crib's pid: %w", err)
 	}
 	defer os.Remove(pidFile)
-	return superviseChild(ctx, child, readyR, o.Logger, sd.notify, o.Config.Listen)
+	return superviseChild(ctx, child, readyR, o)
 }
 
 const (
@@ -156,7 +162,7 @@ func listenRelay(path string) (net.Listener, error) {
 // single-threaded process, so nsenter does the joining and then executes
 // crib. A socket systemd activated is passed down at fdActivated. The PID
 // and IPC namespaces are joined as node.go says.
-func startChild(o Options, holderPID int, activated *os.File) (*daemonProcess, *os.File, error) {
+func startChild(o ParentOptions, holderPID int) (*daemonProcess, *os.File, error) {
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return nil, nil, err
@@ -172,29 +178,23 @@ func startChild(o Options, holderPID int, activated *os.File) (*daemonProcess, *
 		readyR.Close()
 		return nil, nil, fmt.Errorf("nsenter (util-linux) joins crib's namespaces and is missing: %w", err)
 	}
-	cfgJSON, err := json.Marshal(o.Config)
-	if err != nil {
-		readyR.Close()
-		return nil, nil, err
-	}
 	node := hasNodeNamespaces(holderPID)
 	args := append(append(append([]string{"nsenter"}, joinArgs(holderPID, node)...), "--", exe), o.Args...)
 	cmd := &exec.Cmd{Path: nsenter, Args: args}
-	cmd.Env = withEnv(withEnv(withEnv(withEnv(os.Environ(), stageEnv, stageChild),
-		parentPIDEnv, strconv.Itoa(os.Getpid())), configEnv, string(cfgJSON)),
-		hostPortStartEnv, strconv.Itoa(readUnprivilegedPortStart()))
+	portStart := UnprivilegedPortStart()
+	h := Handoff{Child: true, ParentPID: os.Getpid(), Config: &o.Config, HostPortStart: &portStart}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{readyW}
-	if activated != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, activated)
-		cmd.Env = withEnv(cmd.Env, listenFDEnv, strconv.Itoa(fdActivated))
+	if o.Activated != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, o.Activated)
+		h.ListenFD = fdActivated
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Its own process group: a terminal's ^C reaches the parent only,
 		// which then stops the child in order.
 		Setpgid: true,
 	}
-	child, err := startDaemonProcess(cmd, holderPID, node, o.Logger)
+	child, err := startDaemonProcess(cmd, h, holderPID, node, o.Logger)
 	if err != nil {
 		readyR.Close()
 		return nil, nil, fmt.Errorf("starting crib in its namespaces: %w", err)
@@ -219,7 +219,8 @@ func writeIDMaps(pid int, uidArgs, gidArgs func(int) []string) error {
 // SIGTERM/SIGINT to it and waits for it to exit. It is the parent, the
 // process systemd watches, that tells systemd when crib is ready and when
 // it stops.
-func superviseChild(ctx context.Context, child *daemonProcess, readyR *os.File, log *slog.Logger, notify sdNotifier, socket string) error {
+func superviseChild(ctx context.Context, child *daemonProcess, readyR *os.File, o ParentOptions) error {
+	log := o.Logger
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
@@ -231,7 +232,7 @@ func superviseChild(ctx context.Context, child *daemonProcess, readyR *os.File, 
 		b := make([]byte, 1)
 		if n, _ := io.ReadFull(readyR, b); n == 1 {
 			log.Debug("crib child is serving", "pid", child.Process.Pid)
-			notify.ready("serving CRI on " + socket)
+			o.Ready()
 		}
 	}()
 
@@ -241,11 +242,11 @@ func superviseChild(ctx context.Context, child *daemonProcess, readyR *os.File, 
 			return childExitError(err)
 		case s := <-sigs:
 			log.Info("stopping", "signal", s.String())
-			notify.stopping()
+			o.Stopping()
 			child.Process.Signal(syscall.SIGTERM)
 			return waitChildStop(child, exited, log)
 		case <-ctx.Done():
-			notify.stopping()
+			o.Stopping()
 			child.Process.Signal(syscall.SIGTERM)
 			return waitChildStop(child, exited, log)
 		}
@@ -280,7 +281,8 @@ func childExitError(err error) error {
 }
 
 // ExitCodeError is a child that already reported its error and exited
-// with a code the parent should exit with too.
+// with a code the parent should exit with too (or any crib process that
+// has said what went wrong and only has a code left to exit with).
 type ExitCodeError struct{ Code int }
 
 func (e *ExitCodeError) Error() string { return "exit status " + strconv.Itoa(e.Code) }

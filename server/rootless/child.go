@@ -1,67 +1,129 @@
-package server
+package rootless
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/internal/loopback"
 	"github.com/crib-dev/crib/internal/mountinfo"
 )
 
-// runChild is the daemon inside crib's namespaces, as root there. It
-// prepares the namespaces (idempotent: a restarted crib rejoins them) and
-// serves.
-func runChild(ctx context.Context, o Options) error {
-	if err := dieWithParent(); err != nil {
-		return err
+// Child is what the bootstrap hands the daemon it starts in crib's
+// namespaces.
+type Child struct {
+	// Config is the parent's effective configuration.
+	Config config.Config
+	// Activated is the CRI socket systemd passed the parent; nil without
+	// socket activation.
+	Activated *os.File
+	// HostPortStart is the host's net.ipv4.ip_unprivileged_port_start,
+	// read by the parent in the host's namespaces.
+	HostPortStart int
+	// RelaySock is the parent's host dialer (hostdial.go).
+	RelaySock string
+	// IdleMarker is written at stop when no pod or container is left, so
+	// that the parent may stop the namespace holder.
+	IdleMarker string
+	ready      *os.File
+}
+
+// IsChild reports whether this process is the daemon the parent
+// re-executed into crib's namespaces.
+func IsChild() bool {
+	h, _ := peekHandoff()
+	return h.Child
+}
+
+// StartChild takes the parent's handoff and prepares crib's namespaces
+// for the daemon, as root there (idempotent: a restarted crib rejoins
+// them).
+func StartChild(log *slog.Logger) (*Child, error) {
+	h, err := takeHandoff()
+	if err != nil {
+		return nil, err
 	}
+	if h.Config == nil {
+		return nil, errors.New("crib's parent passed no configuration")
+	}
+	if err := dieWithParent(h.ParentPID); err != nil {
+		return nil, err
+	}
+	if err := prepareNamespaces(h, log); err != nil {
+		return nil, err
+	}
+	c := &Child{
+		Config:        *h.Config,
+		HostPortStart: UnprivilegedPortStart(),
+		RelaySock:     filepath.Join(h.Config.RunRoot, relaySocketName),
+		IdleMarker:    filepath.Join(h.Config.RunRoot, idleMarkerName),
+		ready:         os.NewFile(fdReady, "crib-ready"),
+	}
+	if h.HostPortStart != nil {
+		c.HostPortStart = *h.HostPortStart
+	}
+	if c.Activated, err = inheritedSocket(h.ListenFD); err != nil {
+		c.ready.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// prepareNamespaces readies crib's mount and network namespaces.
+func prepareNamespaces(h Handoff, log *slog.Logger) error {
 	if err := prepareMountNamespace(); err != nil {
 		return err
 	}
-	if err := setUpNodeNamespaces(); err != nil {
-		return err
+	if h.NodeNamespaces {
+		if err := mountNodeFileSystems(); err != nil {
+			return err
+		}
 	}
-	if err := copyUpOnce(o); err != nil {
+	if err := copyUpOnce(*h.Config, log); err != nil {
 		return err
 	}
 	if err := loopback.Up(); err != nil {
 		return fmt.Errorf("bringing up loopback in crib's network namespace: %w", err)
 	}
-	if err := useNamespaceResolver(o.Config.RunRoot); err != nil {
-		o.Logger.Warn("keeping the host's resolv.conf in crib's namespace", "err", err)
+	if err := useNamespaceResolver(h.Config.RunRoot); err != nil {
+		log.Warn("keeping the host's resolv.conf in crib's namespace", "err", err)
 	}
-	ready := os.NewFile(fdReady, "crib-ready")
-	defer ready.Close()
-	activated, err := inheritedSocket()
-	if err != nil {
-		return err
+	return nil
+}
+
+// Ready tells the parent the daemon serves.
+func (c *Child) Ready() { c.ready.Write([]byte{1}) }
+
+// Close lets go of the ready pipe.
+func (c *Child) Close() { c.ready.Close() }
+
+// inheritedSocket is the activated socket the parent passed down at fd;
+// nil when there is none.
+func inheritedSocket(fd int) (*os.File, error) {
+	if fd == 0 {
+		return nil, nil
 	}
-	return runDaemon(ctx, o, daemonEnv{
-		activated:  activated,
-		idleMarker: filepath.Join(o.Config.RunRoot, idleMarkerName),
-		rootless:   true,
-		relaySock:  filepath.Join(o.Config.RunRoot, relaySocketName),
-		ready:      func() { ready.Write([]byte{1}) },
-	})
+	if fd != fdActivated {
+		return nil, fmt.Errorf("crib's parent passed the activated socket at descriptor %d, not %d", fd, fdActivated)
+	}
+	return os.NewFile(uintptr(fd), "crib-activated-socket"), nil
 }
 
 // dieWithParent re-arms the parent-death signal, which the kernel clears
-// when the child gains capabilities at exec, and checks the parent did not
-// die in between.
-func dieWithParent() error {
+// when the child gains capabilities at exec, and checks the parent (want,
+// 0 when it is outside the child's PID namespace) did not die in between.
+func dieWithParent(want int) error {
 	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
 		return fmt.Errorf("setting the parent-death signal: %w", err)
 	}
-	want, _ := strconv.Atoi(os.Getenv(parentPIDEnv))
 	if os.Getppid() != want || pipeReaderGone(fdReady) {
 		return errors.New("crib's parent exited during start-up")
 	}
@@ -130,18 +192,6 @@ func resolvConfUsesLoopback(conf string) bool {
 		}
 	}
 	return true
-}
-
-// withEnv returns env with key set to value, replacing any earlier value
-// (getenv returns the first match, so appending is not enough).
-func withEnv(env []string, key, value string) []string {
-	out := make([]string, 0, len(env)+1)
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, key+"=") {
-			out = append(out, kv)
-		}
-	}
-	return append(out, key+"="+value)
 }
 
 // isMounted reports whether path is a mount point in crib's namespace.

@@ -1,4 +1,4 @@
-package server
+package rootless
 
 import (
 	"errors"
@@ -51,14 +51,6 @@ import (
 // with a warning until the holder is made again, so that its pods keep
 // running, as for copy-up.
 
-// nodeStageEnv carries the node stage's job and descriptors:
-// "daemon:PIDNS_FD:PID_PIPE_FD", "exec:PIDNS_FD" or "pdeath".
-const nodeStageEnv = "_CRIB_NODE_STAGE"
-
-// nodeDaemonEnv tells the daemon it runs in the node's PID and IPC
-// namespaces (and must mount their file systems).
-const nodeDaemonEnv = "_CRIB_NODE_NAMESPACES"
-
 // hasNodeNamespaces reports whether the holder at pid has PID and IPC
 // namespaces of its own (a holder of this crib) rather than the caller's
 // (one an older crib made). The caller is crib's parent or `crib unshare`,
@@ -107,22 +99,31 @@ type daemonProcess struct {
 func (d *daemonProcess) Wait() error { return d.wait() }
 
 // startDaemonProcess starts cmd, nsenter executing crib's daemon in the
-// holder's namespaces. With node namespaces, nsenter executes the node
-// stage, which forks the daemon into the node's PID namespace and reports
-// its pid on a pipe; the daemon is the parent's child all the same.
-func startDaemonProcess(cmd *exec.Cmd, holderPID int, node bool, log *slog.Logger) (*daemonProcess, error) {
+// holder's namespaces, with the handoff h. With node namespaces, nsenter
+// executes the node stage, which forks the daemon into the node's PID
+// namespace and reports its pid on a pipe; the daemon is the parent's
+// child all the same.
+func startDaemonProcess(cmd *exec.Cmd, h Handoff, holderPID int, node bool, log *slog.Logger) (*daemonProcess, error) {
 	if !node {
 		warnOlderHolder(log, holderPID)
+		env, err := h.environ(os.Environ())
+		if err != nil {
+			return nil, err
+		}
+		cmd.Env = env
 		if err := cmd.Start(); err != nil {
 			return nil, err
 		}
 		return &daemonProcess{Process: cmd.Process, wait: cmd.Wait}, nil
 	}
-	pidR, err := passNodeLaunch(cmd, holderPID)
+	pidR, err := passNodeLaunch(cmd, holderPID, &h)
 	if err != nil {
 		return nil, err
 	}
 	defer pidR.Close()
+	if cmd.Env, err = h.environ(os.Environ()); err != nil {
+		return nil, err
+	}
 	err = cmd.Start()
 	for _, f := range cmd.ExtraFiles[len(cmd.ExtraFiles)-2:] {
 		f.Close() // the child's ends
@@ -146,9 +147,10 @@ func startDaemonProcess(cmd *exec.Cmd, holderPID int, node bool, log *slog.Logge
 }
 
 // passNodeLaunch hands cmd the holder's PID namespace and a pipe for the
-// daemon's pid, after the descriptors cmd already passes: the daemon gets
-// those, and only those. It returns the pipe's read end.
-func passNodeLaunch(cmd *exec.Cmd, holderPID int) (*os.File, error) {
+// daemon's pid, after the descriptors cmd already passes (the daemon gets
+// those, and only those), and names them in h. It returns the pipe's read
+// end.
+func passNodeLaunch(cmd *exec.Cmd, holderPID int, h *Handoff) (*os.File, error) {
 	nsFD, err := openPIDNamespace(holderPID)
 	if err != nil {
 		return nil, err
@@ -161,7 +163,7 @@ func passNodeLaunch(cmd *exec.Cmd, holderPID int) (*os.File, error) {
 	}
 	first := 3 + len(cmd.ExtraFiles)
 	cmd.ExtraFiles = append(cmd.ExtraFiles, ns, pidW)
-	cmd.Env = withEnv(cmd.Env, nodeStageEnv, fmt.Sprintf("daemon:%d:%d", first, first+1))
+	h.NodeStage = fmt.Sprintf("daemon:%d:%d", first, first+1)
 	return pidR, nil
 }
 
@@ -182,13 +184,18 @@ func warnOlderHolder(log *slog.Logger, holderPID int) {
 // above) and reports its exit code; ok is false otherwise. It must run
 // before anything else in main.
 func NodeStage() (code int, ok bool) {
-	job := os.Getenv(nodeStageEnv)
-	if job == "" {
+	if h, _ := peekHandoff(); h.NodeStage == "" {
 		return 0, false
 	}
-	os.Unsetenv(nodeStageEnv)
+	h, err := takeHandoff()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "crib:", err)
+		return 1, true
+	}
+	job := h.NodeStage
+	h.NodeStage = ""
 	if job == "pdeath" {
-		err := execDying(os.Args[1:])
+		err := execDying(os.Args[1:], h)
 		if len(os.Args) > 1 {
 			err = fmt.Errorf("executing %s: %w", os.Args[1], err)
 		}
@@ -198,9 +205,9 @@ func NodeStage() (code int, ok bool) {
 	fds, err := stageFDs(job)
 	if err == nil {
 		if strings.HasPrefix(job, "daemon:") {
-			err = launchDaemon(fds[0], fds[1])
+			err = launchDaemon(fds[0], fds[1], h)
 		} else {
-			code, err = relayCommand(fds[0], os.Args[1:])
+			code, err = relayCommand(fds[0], os.Args[1:], h)
 		}
 	}
 	if err != nil {
@@ -246,10 +253,17 @@ func enterPIDNamespace(nsFD int) error {
 // launchDaemon forks the daemon (the same binary and arguments) into the
 // node's PID namespace as a sibling, a child of crib's parent, and writes
 // its pid to pipeFD. The daemon keeps the descriptors below nsFD: the
-// ready pipe and any socket systemd passed.
-func launchDaemon(nsFD, pipeFD int) error {
+// ready pipe and any socket systemd passed. It hands on the parent's h.
+func launchDaemon(nsFD, pipeFD int, h Handoff) error {
 	pipe := os.NewFile(uintptr(pipeFD), "pid-pipe")
 	defer pipe.Close()
+	// The parent is outside the node's PID namespace: the daemon sees
+	// its parent as pid 0.
+	h.ParentPID, h.NodeNamespaces = 0, true
+	env, err := h.environ(os.Environ())
+	if err != nil {
+		return err
+	}
 	files := make([]uintptr, nsFD)
 	for i := range files {
 		files[i] = uintptr(i)
@@ -265,7 +279,7 @@ func launchDaemon(nsFD, pipeFD int) error {
 		// os.Args[0] is the absolute path the parent executed: /proc/self
 		// may be the node's /proc here, where this stage is not.
 		pid, err = syscall.ForkExec(os.Args[0], os.Args, &syscall.ProcAttr{
-			Env:   withEnv(withEnv(os.Environ(), parentPIDEnv, "0"), nodeDaemonEnv, "1"),
+			Env:   env,
 			Files: files,
 			Sys:   &syscall.SysProcAttr{Cloneflags: unix.CLONE_PARENT},
 		})
@@ -274,14 +288,14 @@ func launchDaemon(nsFD, pipeFD int) error {
 	if err := <-done; err != nil {
 		return fmt.Errorf("starting crib in the node's PID namespace: %w", err)
 	}
-	_, err := fmt.Fprintf(pipe, "%d\n", pid)
+	_, err = fmt.Fprintf(pipe, "%d\n", pid)
 	return err
 }
 
 // relayCommand runs argv in the node's PID namespace and waits for it,
 // passing on the signals a supervisor sends; the exit code is the
-// command's (128+n for signal n).
-func relayCommand(nsFD int, argv []string) (int, error) {
+// command's (128+n for signal n). The command gets the handoff h.
+func relayCommand(nsFD int, argv []string, h Handoff) (int, error) {
 	if len(argv) == 0 {
 		return 0, errors.New("no command to run in crib's namespaces")
 	}
@@ -290,6 +304,11 @@ func relayCommand(nsFD int, argv []string) (int, error) {
 		fmt.Fprintln(os.Stderr, "crib:", err)
 		return 127, nil // as a shell, or nsenter, says "not found"
 	}
+	h.NodeStage = "pdeath"
+	env, err := h.environ(os.Environ())
+	if err != nil {
+		return 0, err
+	}
 	sigs := make(chan os.Signal, 8)
 	relay, relayed := relayedSignals()
 	signal.Notify(sigs, relayed...)
@@ -297,7 +316,7 @@ func relayCommand(nsFD int, argv []string) (int, error) {
 	// straight to argv: a supervisor that SIGKILLs `crib unshare` expects
 	// the command gone too, as it was when nsenter became the command.
 	cmd := &exec.Cmd{Path: os.Args[0], Args: append([]string{os.Args[0], path}, argv...),
-		Env:   withEnv(os.Environ(), nodeStageEnv, "pdeath"),
+		Env:   env,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, ExtraFiles: inheritedFiles()}
 	started, exited := make(chan error, 1), make(chan error, 1)
 	go func() {
@@ -333,15 +352,19 @@ func relayCommand(nsFD int, argv []string) (int, error) {
 // args[1:] to die with the process that started it. Go's
 // SysProcAttr.Pdeathsig cannot do that here: it checks that the parent is
 // still there by comparing its pid across the PID namespaces, and kills
-// the child at once.
-func execDying(args []string) error {
+// the child at once. The program gets the handoff h.
+func execDying(args []string, h Handoff) error {
 	if len(args) < 2 {
 		return errors.New("no command to run in crib's namespaces")
 	}
 	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
 		return err
 	}
-	return syscall.Exec(args[0], args[1:], os.Environ())
+	env, err := h.environ(os.Environ())
+	if err != nil {
+		return err
+	}
+	return syscall.Exec(args[0], args[1:], env)
 }
 
 // maxInheritedFD bounds the search for descriptors the caller passed.
@@ -371,12 +394,14 @@ func inheritedFiles() []*os.File {
 // inside the namespaces of the holder at holderPID, from the machine's
 // namespaces: nsenter joins the user, mount, network and IPC namespaces,
 // the node stage the PID namespace (an older holder has neither of these
-// two, and nsenter executes argv itself). wd is resolved inside.
-func enterArgs(nsenter string, holderPID int, wd string, argv, env []string) ([]string, []string, error) {
+// two, and nsenter executes argv itself). wd is resolved inside; argv
+// gets the handoff h.
+func enterArgs(nsenter string, holderPID int, wd string, argv []string, h Handoff) ([]string, []string, error) {
 	node := hasNodeNamespaces(holderPID)
 	args := append(append([]string{nsenter}, joinArgs(holderPID, node)...), "--wdns="+wd, "--")
 	if !node {
-		return append(args, argv...), env, nil
+		env, err := h.environ(os.Environ())
+		return append(args, argv...), env, err
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -386,7 +411,9 @@ func enterArgs(nsenter string, holderPID int, wd string, argv, env []string) ([]
 	if err != nil {
 		return nil, nil, err
 	}
-	return append(append(args, exe), argv...), withEnv(env, nodeStageEnv, "exec:"+strconv.Itoa(nsFD)), nil
+	h.NodeStage = "exec:" + strconv.Itoa(nsFD)
+	env, err := h.environ(os.Environ())
+	return append(append(args, exe), argv...), env, err
 }
 
 // relayedSignals are those a supervisor sends. A terminal's ^C and ^\
@@ -450,16 +477,6 @@ func mountNodeFileSystems() error {
 		}
 	}
 	return nil
-}
-
-// setUpNodeNamespaces mounts the node's file systems when the daemon was
-// started in the node's PID and IPC namespaces (not in an older holder's).
-func setUpNodeNamespaces() error {
-	if os.Getenv(nodeDaemonEnv) != "1" {
-		return nil
-	}
-	os.Unsetenv(nodeDaemonEnv)
-	return mountNodeFileSystems()
 }
 
 // pipeReaderGone reports whether nobody holds the read end of the pipe

@@ -1,4 +1,4 @@
-package server
+package rootless
 
 import (
 	"bufio"
@@ -19,7 +19,8 @@ import (
 )
 
 // The portal makes ports inside crib's network namespace reachable from the
-// host's: hostPort mappings of pods and, later, the streaming server. The
+// host's: hostPort mappings of pods, the streaming server and the metrics
+// endpoint. The
 // parent, in the host namespaces, binds the host port; for every TCP
 // connection or UDP flow it dials the child's target dialer over a unix
 // socket, naming the target inside crib's namespace ("tcp 10.88.0.5:80").
@@ -172,15 +173,16 @@ func (p *portal) bind(ctx context.Context, pf PortForward) (io.Closer, error) {
 
 func bindError(pf PortForward, err error) error {
 	if errors.Is(err, syscall.EACCES) {
-		start := readUnprivilegedPortStart()
+		start := UnprivilegedPortStart()
 		return fmt.Errorf("host port %d/%s: binding needs privilege: ports below net.ipv4.ip_unprivileged_port_start (%d on this host) are reserved to root; use a higher port or, as root, `sysctl -w net.ipv4.ip_unprivileged_port_start=%d`", pf.HostPort, pf.Protocol, start, pf.HostPort)
 	}
 	return fmt.Errorf("host port %s/%s: %w", hostAddr(pf), pf.Protocol, err)
 }
 
-// readUnprivilegedPortStart reads the host's sysctl; 1024 is the kernel's
-// default when the file cannot be read.
-func readUnprivilegedPortStart() int {
+// UnprivilegedPortStart reads net.ipv4.ip_unprivileged_port_start as
+// this process's namespace shows it; 1024 is the kernel's default when
+// the file cannot be read.
+func UnprivilegedPortStart() int {
 	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
 	if err != nil {
 		return 1024
@@ -365,12 +367,12 @@ func relayUDPFlow(frames net.Conn, udp net.Conn) {
 	}
 }
 
-// portalClient is the child's handle on the parent's portal.
-type portalClient struct {
+// PortalClient is the child's handle on the parent's portal.
+type PortalClient struct {
 	controlSock string
 }
 
-func (pc *portalClient) call(ctx context.Context, req controlRequest) error {
+func (pc *PortalClient) call(ctx context.Context, req controlRequest) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", pc.controlSock)
 	if err != nil {
@@ -395,11 +397,17 @@ func (pc *portalClient) call(ctx context.Context, req controlRequest) error {
 
 // Expose asks the parent to forward ports from the host to targets in
 // crib's namespace, all or none.
-func (pc *portalClient) Expose(ctx context.Context, owner string, ports []PortForward) error {
+func (pc *PortalClient) Expose(ctx context.Context, owner string, ports []PortForward) error {
 	return pc.call(ctx, controlRequest{Op: "expose", Owner: owner, Ports: ports})
 }
 
+// ForwardTCP asks the parent to forward one TCP port of the host to
+// target in crib's namespace.
+func (pc *PortalClient) ForwardTCP(ctx context.Context, owner, hostIP string, hostPort int, target string) error {
+	return pc.Expose(ctx, owner, []PortForward{{Protocol: "tcp", HostIP: hostIP, HostPort: hostPort, Target: target}})
+}
+
 // Unexpose releases every port of owner; releasing nothing is not an error.
-func (pc *portalClient) Unexpose(ctx context.Context, owner string) error {
+func (pc *PortalClient) Unexpose(ctx context.Context, owner string) error {
 	return pc.call(ctx, controlRequest{Op: "unexpose", Owner: owner})
 }

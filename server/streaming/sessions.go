@@ -1,4 +1,4 @@
-package server
+package streaming
 
 import (
 	"crypto/rand"

@@ -1,4 +1,4 @@
-package server
+package rootless
 
 import (
 	"encoding/json"
@@ -30,7 +30,7 @@ import (
 
 const holderFileName = "holder.json"
 
-type holderState struct {
+type Holder struct {
 	PID        int    `json:"pid"`
 	StartTime  uint64 `json:"startTime"`
 	Outbound   string `json:"outbound"`
@@ -40,8 +40,8 @@ type holderState struct {
 
 func holderPath(runRoot string) string { return filepath.Join(runRoot, holderFileName) }
 
-func loadHolder(runRoot string) (holderState, bool) {
-	var h holderState
+func loadHolder(runRoot string) (Holder, bool) {
+	var h Holder
 	data, err := os.ReadFile(holderPath(runRoot))
 	if err != nil || json.Unmarshal(data, &h) != nil {
 		return h, false
@@ -49,7 +49,7 @@ func loadHolder(runRoot string) (holderState, bool) {
 	return h, h.PID > 0 && processStartTime(h.PID) == h.StartTime && inOtherUserNS(h.PID)
 }
 
-func saveHolder(runRoot string, h holderState) error {
+func saveHolder(runRoot string, h Holder) error {
 	data, err := json.Marshal(h)
 	if err != nil {
 		return err
@@ -80,7 +80,7 @@ func inOtherUserNS(pid int) bool {
 
 // ensureHolder returns a live holder, reusing the one a previous crib left
 // or starting a new one with its id maps and outbound network.
-func ensureHolder(runRoot, outboundMode string, uidArgs, gidArgs func(int) []string, log *slog.Logger) (holderState, error) {
+func ensureHolder(runRoot, outboundMode string, uidArgs, gidArgs func(int) []string, log *slog.Logger) (Holder, error) {
 	if h, ok := loadHolder(runRoot); ok {
 		if h.HelperPID == 0 || processStartTime(h.HelperPID) == h.HelperTime {
 			log.Info("rejoining crib's namespaces", "holder", h.PID, "outbound", h.Outbound)
@@ -94,17 +94,17 @@ func ensureHolder(runRoot, outboundMode string, uidArgs, gidArgs func(int) []str
 	os.Remove(holderPath(runRoot))
 	pid, err := startHolder()
 	if err != nil {
-		return holderState{}, err
+		return Holder{}, err
 	}
-	h := holderState{PID: pid, StartTime: processStartTime(pid)}
+	h := Holder{PID: pid, StartTime: processStartTime(pid)}
 	if err := writeIDMaps(pid, uidArgs, gidArgs); err != nil {
 		stopPID(pid, h.StartTime)
-		return holderState{}, err
+		return Holder{}, err
 	}
 	h.Outbound, h.HelperPID, h.HelperTime = startDetachedOutbound(outboundMode, pid, log)
 	if err := saveHolder(runRoot, h); err != nil {
 		stopHolder(h)
-		return holderState{}, err
+		return Holder{}, err
 	}
 	log.Info("created crib's namespaces", "holder", pid, "outbound", h.Outbound)
 	return h, nil
@@ -196,7 +196,7 @@ func startPastaDetached(pid int) (int, error) {
 
 // stopHolder ends the holder and its outbound helper; the namespaces go
 // with the last process in them.
-func stopHolder(h holderState) {
+func stopHolder(h Holder) {
 	if h.HelperPID != 0 {
 		stopPID(h.HelperPID, h.HelperTime)
 	}

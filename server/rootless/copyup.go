@@ -1,14 +1,16 @@
-package server
+package rootless
 
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/internal/mountinfo"
 )
 
@@ -19,9 +21,9 @@ const hostEntriesDir = ".crib-host"
 
 // copyUpOnce makes the copies rootless.copy_up lists, in namespaces that
 // do not have them yet.
-func copyUpOnce(o Options) error {
-	keep := []string{o.Config.Root, o.Config.RunRoot, filepath.Dir(o.Config.Listen)}
-	pending := notCopiedUp(o.Config.Rootless.CopyUp)
+func copyUpOnce(cfg config.Config, log *slog.Logger) error {
+	keep := []string{cfg.Root, cfg.RunRoot, filepath.Dir(cfg.Listen)}
+	pending := notCopiedUp(cfg.Rootless.CopyUp)
 	if len(pending) == 0 {
 		return nil
 	}
@@ -34,7 +36,7 @@ func copyUpOnce(o Options) error {
 			// Namespaces an older crib made, with pods in them: copying up
 			// now would give their mounts a second path that crib never
 			// unmounts.
-			o.Logger.Warn("crib's namespaces predate rootless.copy_up and hold mounts: no copy-up until they are made again (crib stopped with no pods)", "under", d)
+			log.Warn("crib's namespaces predate rootless.copy_up and hold mounts: no copy-up until they are made again (crib stopped with no pods)", "under", d)
 			return nil
 		}
 	}
