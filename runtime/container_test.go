@@ -407,7 +407,7 @@ func assertNoTraces(t *testing.T, e *testEnv, id string) {
 		}
 	}
 	for _, pid := range allPids() {
-		if isMonitorOf(pid, id) && monitorsBundle(pid, f.bundle) {
+		if e.isMonitor(pid, id) && monitorsBundle(pid, f.bundle) {
 			t.Errorf("conmon %d for %s is left", pid, id)
 		}
 	}
@@ -622,4 +622,10 @@ func TestRootless(t *testing.T) {
 	if strings.Contains(string(out), "--- SKIP: TestLifecycle") {
 		t.Error("the rootless lifecycle test was skipped")
 	}
+}
+
+// isMonitor asks the default runtime whether pid monitors container id.
+func (e *testEnv) isMonitor(pid int, id string) bool {
+	rt, err := e.m.runtimeFor("")
+	return err == nil && rt.Monitoring(pid, id)
 }

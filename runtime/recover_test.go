@@ -23,7 +23,7 @@ func TestRecover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rt.start(ctx, "rec-started"); err != nil {
+	if err := rt.Start(ctx, "rec-started"); err != nil {
 		t.Fatal(err)
 	}
 	e.run("rec-exits", "sleep", "0.5")

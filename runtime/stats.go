@@ -179,7 +179,7 @@ func containerPids(c *Container) []int {
 			return out
 		}
 	}
-	return append([]int{c.Pid}, descendants(c.Pid)...)
+	return append([]int{c.Pid}, procfs.Descendants(c.Pid)...)
 }
 
 func pidNamespace(pid int) string {
@@ -193,27 +193,6 @@ func allPids() []int {
 	for _, e := range entries {
 		if pid, err := strconv.Atoi(e.Name()); err == nil {
 			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-// descendants lists every process below root, from one pass over /proc.
-func descendants(root int) []int {
-	children := map[int][]int{}
-	for _, pid := range allPids() {
-		if st, err := procfs.ReadStat(pid); err == nil {
-			children[st.Ppid] = append(children[st.Ppid], pid)
-		}
-	}
-	var out []int
-	queue := []int{root}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, c := range children[p] {
-			out = append(out, c)
-			queue = append(queue, c)
 		}
 	}
 	return out
