@@ -124,7 +124,9 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt oci.Runtime) (
 		return nil, fmt.Errorf("creating the bundle of container %s: %w", o.ID, err)
 	}
 	undo = append(undo, func() { _ = os.RemoveAll(f.bundle) })
-	if err := writeSpec(f.bundle, o.Spec); err != nil {
+	spec := *o.Spec
+	spec.Version = rt.SpecVersion(spec.Version)
+	if err := writeSpec(f.bundle, &spec); err != nil {
 		return nil, fmt.Errorf("container %s: %w", o.ID, err)
 	}
 	if err := checkLogInside(o.LogDirectory, o.LogPath); err != nil {

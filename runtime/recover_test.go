@@ -99,7 +99,7 @@ func TestRecover(t *testing.T) {
 	if processAlive(lost.Pid) {
 		t.Errorf("the unmonitored container's process %d still runs", lost.Pid)
 	}
-	if _, err := os.Stat(filepath.Join(e.opts.RunRoot, "runc", "rec-lost")); err == nil {
+	if _, err := os.Stat(filepath.Join(e.opts.RunRoot, testHandler(), "rec-lost")); err == nil {
 		t.Error("runc state of the lost container is left")
 	}
 	if _, err := os.Stat(orphan); err == nil {

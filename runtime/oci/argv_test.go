@@ -113,3 +113,18 @@ func TestNewChoosesByName(t *testing.T) {
 		})
 	}
 }
+
+// TestSpecVersion: crun gets a config.json version it accepts; runc the
+// generated one.
+func TestSpecVersion(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"runc", "1.2.1", "1.2.1"},
+		{"crun", "1.2.1", "1.1.0"},
+		{"crun", "1.0.2", "1.0.2"},
+		{"crun", "2.0.0", "1.1.0"},
+	} {
+		if got := testCLI(t, tc.name, false).SpecVersion(tc.in); got != tc.want {
+			t.Errorf("%s.SpecVersion(%s) = %s, want %s", tc.name, tc.in, got, tc.want)
+		}
+	}
+}

@@ -29,6 +29,11 @@ type cli struct {
 	// driver: runc knows only --systemd-cgroup; crun's own spelling is
 	// --cgroup-manager=systemd (--systemd-cgroup is its alias for runc's).
 	systemdArgs []string
+	// maxSpec is the newest OCI spec version the runtime accepts ("" for
+	// any): crun 1.8 fails a config.json of version 1.2 with "unknown
+	// version specified" but takes 1.0 and 1.1, and ignores the fields
+	// it does not know; runc 1.1 takes 1.2.
+	maxSpec string
 }
 
 func newRunc(c Config) *cli {
@@ -36,10 +41,25 @@ func newRunc(c Config) *cli {
 }
 
 func newCrun(c Config) *cli {
-	return &cli{c: c, systemdArgs: []string{"--cgroup-manager=systemd"}}
+	return &cli{c: c, systemdArgs: []string{"--cgroup-manager=systemd"}, maxSpec: "1.1.0"}
 }
 
 func (r *cli) Name() string { return r.c.Name }
+
+func (r *cli) SpecVersion(v string) string {
+	if r.maxSpec != "" && newerVersion(v, r.maxSpec) {
+		return r.maxSpec
+	}
+	return v
+}
+
+// newerVersion compares the major and minor numbers of two versions.
+func newerVersion(a, b string) bool {
+	var amaj, amin, bmaj, bmin int
+	fmt.Sscanf(a, "%d.%d", &amaj, &amin)
+	fmt.Sscanf(b, "%d.%d", &bmaj, &bmin)
+	return amaj > bmaj || amaj == bmaj && amin > bmin
+}
 
 // timeout bounds a runtime command that should take milliseconds, so a
 // wedged runtime cannot hang a CRI call forever.

@@ -17,6 +17,9 @@ import (
 type Runtime interface {
 	// Name is the handler's name.
 	Name() string
+	// SpecVersion is the ociVersion to write into config.json for a spec
+	// generated as version v: the newest one the runtime accepts.
+	SpecVersion(v string) string
 	// Create has the monitor run the runtime's create: namespaces and
 	// init exist, the command has not run. It returns once the monitor
 	// reported the init's pid; on failure no monitor is left.

@@ -85,6 +85,9 @@ func (r *Runtime) call(op, id string, args ...string) error {
 
 func (r *Runtime) Name() string { return r.cfg.Name }
 
+// SpecVersion accepts every version.
+func (r *Runtime) SpecVersion(v string) string { return v }
+
 func (r *Runtime) Create(ctx context.Context, req oci.CreateRequest) (oci.Created, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
