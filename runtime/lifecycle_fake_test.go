@@ -398,3 +398,58 @@ func TestFakeUpdate(t *testing.T) {
 		t.Errorf("the runtime was asked to update a container without a cgroup: %v", f.rt.Calls())
 	}
 }
+
+// TestFakeHandlers: the handler a container is created with (the pod's
+// runtime handler) drives every later operation on it; "" is the
+// default; an unknown one is NotFound.
+func TestFakeHandlers(t *testing.T) {
+	ctx := context.Background()
+	fakes := map[string]*ocifake.Runtime{}
+	m, err := New(Options{
+		Root: t.TempDir(), RunRoot: t.TempDir(),
+		Handlers:       []Handler{{Name: "runc", Path: "/nonexistent/runc"}, {Name: "crun", Path: "/nonexistent/crun"}},
+		DefaultHandler: "crun",
+		Host:           &HostInfo{}, Reaper: testReaper,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		NewRuntime: func(c oci.Config) (oci.Runtime, error) {
+			fakes[c.Name] = ocifake.New(c)
+			return fakes[c.Name], nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	f := &fakeEnv{m: m, logDir: t.TempDir()}
+	for _, tc := range []struct{ id, handler, want string }{
+		{"on-runc", "runc", "runc"},
+		{"on-crun", "crun", "crun"},
+		{"on-default", "", "crun"},
+	} {
+		o := f.options(tc.id)
+		o.Handler = tc.handler
+		if _, err := m.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Start(ctx, tc.id); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Stop(ctx, tc.id, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Remove(ctx, tc.id); err != nil {
+			t.Fatal(err)
+		}
+		for name, rt := range fakes {
+			ran := called(rt, "create "+tc.id, "start "+tc.id, "kill "+tc.id+" 9", "delete "+tc.id)
+			if ran != (name == tc.want) {
+				t.Errorf("%s (handler %q): %s's calls %v", tc.id, tc.handler, name, rt.Calls())
+			}
+		}
+	}
+	o := f.options("on-kata")
+	o.Handler = "kata"
+	if _, err := m.Create(ctx, o); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("create with an unknown handler: %v, want NotFound", err)
+	}
+}
