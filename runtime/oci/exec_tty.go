@@ -43,7 +43,7 @@ func (r *cli) execTTY(ctx context.Context, req ExecRequest) (ExecExit, error) {
 
 	done := make(chan struct{})
 	defer close(done)
-	go resizePty(master, req.Resize, done)
+	go EachSize(req.Resize, done, func(size TerminalSize) { setWinsize(master, size) })
 	if req.Stdin != nil {
 		go copyTerminalInput(master, req.Stdin)
 	}
@@ -199,9 +199,9 @@ func readPassedFd(c *net.UnixConn) (*os.File, error) {
 	return os.NewFile(uintptr(fds[0]), "pty-master"), nil
 }
 
-// resizePty applies the client's terminal sizes until the channel closes
-// or the exec ends.
-func resizePty(master *os.File, sizes <-chan TerminalSize, done <-chan struct{}) {
+// EachSize calls apply with each terminal size a client sends until the
+// channel closes or done is closed.
+func EachSize(sizes <-chan TerminalSize, done <-chan struct{}, apply func(TerminalSize)) {
 	for {
 		select {
 		case <-done:
@@ -210,7 +210,7 @@ func resizePty(master *os.File, sizes <-chan TerminalSize, done <-chan struct{})
 			if !ok {
 				return
 			}
-			setWinsize(master, size)
+			apply(size)
 		}
 	}
 }
