@@ -95,7 +95,7 @@ func containerPids(c *Container) []int {
 			return out
 		}
 	}
-	return append([]int{c.Pid}, descendants(c.Pid)...)
+	return append([]int{c.Pid}, procfs.Descendants(c.Pid)...)
 }
 
 // pidNamespace is the identity of pid's PID namespace; zero when pid is
@@ -109,25 +109,4 @@ func pidNamespace(pid int) procfs.FileID {
 func allPids() []int {
 	pids, _ := procfs.Pids()
 	return pids
-}
-
-// descendants lists every process below root, from one pass over /proc.
-func descendants(root int) []int {
-	children := map[int][]int{}
-	for _, pid := range allPids() {
-		if st, err := procfs.ReadStat(pid); err == nil {
-			children[st.Ppid] = append(children[st.Ppid], pid)
-		}
-	}
-	var out []int
-	queue := []int{root}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, c := range children[p] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
 }
