@@ -255,3 +255,20 @@ func withoutID(ranges []Range, id int) []Range {
 	}
 	return out
 }
+
+// PodIDs is the number of ids a user-namespaced pod gets: the kubelet's
+// default idsPerPod, enough for images whose files belong to ids up to
+// 65535.
+const PodIDs = 65536
+
+// PodCapacity is how many user-namespaced pods of PodIDs ids fit in a
+// namespace of nsSize ids (container ids 0 to nsSize-1). The first PodIDs
+// ids are left to the pods that share the namespace's own ids, as the
+// kubelet leaves them when it picks ranges (its first pod starts at
+// idsPerPod).
+func PodCapacity(nsSize int) int {
+	if nsSize <= PodIDs {
+		return 0
+	}
+	return (nsSize - PodIDs) / PodIDs
+}

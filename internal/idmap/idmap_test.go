@@ -216,3 +216,20 @@ func TestRangeString(t *testing.T) {
 		t.Errorf("Total = %d, want 7", got)
 	}
 }
+
+func TestPodCapacity(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		nsSize, want int
+	}{
+		{"the user alone", 1, 0},
+		{"useradd's 65536 subordinate ids", 1 + 65536, 0},
+		{"one pod's worth more", 1 + 2*65536, 1},
+		{"just short of two", 3*65536 - 1, 1},
+		{"host-setup.sh's range", 1 + 111*65536, 110},
+	} {
+		if got := PodCapacity(tc.nsSize); got != tc.want {
+			t.Errorf("%s: PodCapacity(%d) = %d, want %d", tc.name, tc.nsSize, got, tc.want)
+		}
+	}
+}
