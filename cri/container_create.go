@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/idmap"
 	"github.com/crib-dev/crib/runtime"
 	"github.com/crib-dev/crib/sandbox"
 	"github.com/crib-dev/crib/storage"
@@ -186,6 +188,9 @@ func (s *RuntimeService) specInput(id string, sb *sandbox.Sandbox, podCfg *runti
 			IPC:     runtime.NamespacePath{Path: sb.IPCNSPath, Host: nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE},
 			UTS:     runtime.NamespacePath{Path: sb.UTSNSPath, Host: nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE},
 			PID:     sb.PIDNSPath,
+			User:    sb.UserNSPath,
+			UIDMap:  specIDMap(sb.UIDMap),
+			GIDMap:  specIDMap(sb.GIDMap),
 		},
 		PodFiles: runtime.PodFiles{
 			Hosts:      sb.HostsPath,
@@ -208,6 +213,16 @@ func (s *RuntimeService) specInput(id string, sb *sandbox.Sandbox, podCfg *runti
 		in.CgroupsPath = s.opts.Spec.ContainerCgroup(sb.CgroupParent, id)
 	}
 	return in
+}
+
+// specIDMap is a pod's user-namespace mapping (crib's ids) as the OCI
+// spec spells it.
+func specIDMap(in []idmap.Mapping) []specs.LinuxIDMapping {
+	var out []specs.LinuxIDMapping
+	for _, m := range in {
+		out = append(out, specs.LinuxIDMapping{ContainerID: uint32(m.ContainerID), HostID: uint32(m.HostID), Size: uint32(m.Count)})
+	}
+	return out
 }
 
 // containerLogPath joins the pod's log directory and the container's log

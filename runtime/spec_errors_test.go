@@ -202,10 +202,17 @@ func TestGenerateSpecErrors(t *testing.T) {
 		{"CDI devices", func(in *SpecInput, td string) {
 			in.Config.CDIDevices = []*runtimeapi.CDIDevice{{Name: "vendor.com/gpu=0"}}
 		}, errdefs.ErrUnimplemented, "CDI"},
-		{"pod user namespace with mappings", func(in *SpecInput, td string) {
+		{"pod user namespace asked for but not made", func(in *SpecInput, td string) {
 			in.Sandbox.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{
 				Mode: runtimeapi.NamespaceMode_POD, Uids: []*runtimeapi.IDMapping{{HostId: 1000, Length: 65536}}}}
-		}, errdefs.ErrUnimplemented, "user namespaces"},
+		}, errdefs.ErrFailedPrecondition, "has none"},
+		{"pod user namespace without its mapping", func(in *SpecInput, td string) {
+			in.Namespaces.User = "/run/crib/sandboxes/p/ns/user"
+		}, errdefs.ErrFailedPrecondition, "no id mapping"},
+		{"user namespace mode CONTAINER", func(in *SpecInput, td string) {
+			in.Sandbox.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{
+				Mode: runtimeapi.NamespaceMode_CONTAINER}}
+		}, errdefs.ErrInvalidArgument, "not allowed"},
 		{"PID mode POD without a pod PID namespace", func(in *SpecInput, td string) {
 			in.Namespaces.PID = ""
 		}, errdefs.ErrFailedPrecondition, "no shared PID namespace"},

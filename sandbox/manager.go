@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/idmap"
 	"github.com/crib-dev/crib/runtime/cgroups"
 )
 
@@ -80,6 +81,9 @@ type Manager struct {
 	// beforeStep, when set (tests only), runs before each Create step and
 	// may fail it, so every rollback path can be exercised.
 	beforeStep func(step string) error
+	// idMaps, when set (tests only), stands for crib's own
+	// /proc/self/uid_map and gid_map.
+	idMaps func() (uid, gid idmap.Map, err error)
 }
 
 // New prepares the directories, writes the default CNI conflist when the

@@ -11,6 +11,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/atomicfile"
+	"github.com/crib-dev/crib/internal/idmap"
 )
 
 // State is a pod sandbox's CRI state.
@@ -35,6 +36,11 @@ type Sandbox struct {
 	State          State
 
 	NetNSPath, IPCNSPath, UTSNSPath string
+	// UserNSPath pins the pod's own user namespace (hostUsers: false);
+	// "" when the pod runs in crib's. UIDMap and GIDMap are its mapping
+	// in crib's ids.
+	UserNSPath     string
+	UIDMap, GIDMap []idmap.Mapping `json:",omitempty"`
 	// PIDNSPath is the reaper's PID namespace when the pod shares one.
 	PIDNSPath       string
 	ReaperPID       int

@@ -272,3 +272,52 @@ func PodCapacity(nsSize int) int {
 	}
 	return (nsSize - PodIDs) / PodIDs
 }
+
+// ParseProcMap reads a /proc/PID/uid_map or gid_map: one "CONTAINERID
+// HOSTID COUNT" line per mapping, fields separated by any run of spaces.
+func ParseProcMap(r io.Reader) (Map, error) {
+	var m Map
+	var bad error
+	err := eachLine(r, func(n int, line string) {
+		f := strings.Fields(line)
+		var v [3]int
+		ok := len(f) == 3
+		for i := 0; ok && i < 3; i++ {
+			var err error
+			v[i], err = strconv.Atoi(f[i])
+			ok = err == nil && v[i] >= 0
+		}
+		if !ok || v[2] == 0 {
+			bad = errors.Join(bad, fmt.Errorf("line %d: %q is not CONTAINERID HOSTID COUNT: %w", n, line, errdefs.ErrInvalidArgument))
+			return
+		}
+		m = append(m, Mapping{ContainerID: v[0], HostID: v[1], Count: v[2]})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, bad
+}
+
+// Covers reports whether every id from start to start+count-1 is a
+// container id of m: ids a child namespace of m's namespace may map.
+func (m Map) Covers(start, count int) bool {
+	if count <= 0 || start < 0 {
+		return false
+	}
+	for next, end := start, start+count; ; {
+		advanced := false
+		for _, l := range m {
+			if next >= l.ContainerID && next < l.ContainerID+l.Count {
+				next = l.ContainerID + l.Count
+				advanced = true
+			}
+		}
+		if next >= end {
+			return true
+		}
+		if !advanced {
+			return false
+		}
+	}
+}

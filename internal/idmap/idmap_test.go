@@ -233,3 +233,36 @@ func TestPodCapacity(t *testing.T) {
 		}
 	}
 }
+
+func TestParseProcMapCovers(t *testing.T) {
+	// crib's uid_map with host-setup.sh's two ranges.
+	m, err := ParseProcMap(strings.NewReader("         0       1001          1\n         1     362144      65536\n     65537     458752    7208960\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Size() != 1+65536+7208960 {
+		t.Fatalf("size %d", m.Size())
+	}
+	for _, tc := range []struct {
+		name         string
+		start, count int
+		want         bool
+	}{
+		{"the kubelet's first pod", 65536, 65536, true},
+		{"critest's mapping, across two lines", 1000, 100000, true},
+		{"the last whole pod", 1 + 65536 + 7208960 - 65536, 65536, true},
+		{"one id past the end", 1 + 65536 + 7208960 - 65536, 65537, false},
+		{"wholly past the end", 1 << 30, 65536, false},
+		{"empty", 1000, 0, false},
+	} {
+		if got := m.Covers(tc.start, tc.count); got != tc.want {
+			t.Errorf("%s: Covers(%d, %d) = %v, want %v", tc.name, tc.start, tc.count, got, tc.want)
+		}
+	}
+	if _, err := ParseProcMap(strings.NewReader("0 1000\n")); err == nil {
+		t.Error("a line of two fields parsed")
+	}
+	if rootful, _ := ParseProcMap(strings.NewReader("0 0 4294967295\n")); !rootful.Covers(65536, 65536) {
+		t.Error("the initial namespace's map does not cover a pod")
+	}
+}
