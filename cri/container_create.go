@@ -158,7 +158,14 @@ func checkPrivilege(cfg *runtimeapi.ContainerConfig, pod *runtimeapi.PodSandboxC
 }
 
 func (s *RuntimeService) makeRootfs(ctx context.Context, id, name string, img storage.Image, sb *sandbox.Sandbox) (string, error) {
-	if _, err := s.rootfs.CreateContainer(ctx, id, name, img.ID, sb.MountLabel, sb.ID); err != nil {
+	var err error
+	if sb.UserNSPath != "" {
+		// The pod's own user namespace: its root owns the image's files.
+		_, err = s.rootfs.CreateMappedContainer(ctx, id, name, img.ID, sb.MountLabel, sb.ID, sb.UIDMap, sb.GIDMap)
+	} else {
+		_, err = s.rootfs.CreateContainer(ctx, id, name, img.ID, sb.MountLabel, sb.ID)
+	}
+	if err != nil {
 		return "", err
 	}
 	path, err := s.rootfs.Mount(id)

@@ -15,6 +15,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/idmap"
 	"github.com/crib-dev/crib/runtime"
 	"github.com/crib-dev/crib/sandbox"
 	"github.com/crib-dev/crib/storage"
@@ -183,6 +184,9 @@ func (f fakeRootfs) Status(_ context.Context, ref string) (storage.Image, error)
 
 func (f fakeRootfs) CreateContainer(_ context.Context, id, name, _, _, _ string) (storage.ContainerFS, error) {
 	return storage.ContainerFS{ID: id, Name: name}, nil
+}
+func (f fakeRootfs) CreateMappedContainer(ctx context.Context, id, name, ref, label, meta string, _, _ []idmap.Mapping) (storage.ContainerFS, error) {
+	return f.CreateContainer(ctx, id, name, ref, label, meta)
 }
 func (f fakeRootfs) Mount(string) (string, error) { return f.dir, nil }
 func (f fakeRootfs) Unmount(string) error         { return nil }

@@ -347,7 +347,14 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt ociRuntime) (c
 	if err := os.Mkdir(f.bundle, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the bundle of container %s: %w", o.ID, err)
 	}
-	undo = append(undo, func() { _ = os.RemoveAll(f.bundle) })
+	undo = append(undo, func() {
+		if err := removeBundle(f.bundle); err != nil {
+			m.log.Warn("rollback: removing the bundle", "container", o.ID, "err", err)
+		}
+	})
+	if err := idmapMounts(f.bundle, o.Spec, m.log); err != nil {
+		return nil, fmt.Errorf("container %s: %w", o.ID, err)
+	}
 	if err := writeSpec(f.bundle, o.Spec); err != nil {
 		return nil, fmt.Errorf("container %s: %w", o.ID, err)
 	}

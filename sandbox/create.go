@@ -12,7 +12,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/errdefs"
-	"github.com/crib-dev/crib/internal/idmap"
 	"github.com/crib-dev/crib/runtime/cgroups"
 )
 
@@ -149,7 +148,7 @@ func (m *Manager) stepNamespaces(_ context.Context, c *creation) error {
 			return err
 		}
 		c.sb.UserNSPath = pins["user"]
-		c.sb.UIDMap, c.sb.GIDMap = []idmap.Mapping{u.uid}, []idmap.Mapping{u.gid}
+		c.sb.UIDMap, c.sb.GIDMap = u.uid, u.gid
 		c.sb.NetNSPath, c.sb.IPCNSPath, c.sb.UTSNSPath = pins["net"], pins["ipc"], pins["uts"]
 		if c.plan.sharedPID {
 			// The holder is the pod's PID 1: the reaper step keeps it.

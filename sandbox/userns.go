@@ -27,9 +27,10 @@ import (
 
 var nsUser = nsKind{"user", unix.CLONE_NEWUSER}
 
-// usernsPlan is the pod's mapping, one line per kind.
+// usernsPlan is the pod's mapping per kind, carved along the lines of
+// crib's own map (the kernel wants each line inside one of the parent's).
 type usernsPlan struct {
-	uid, gid idmap.Mapping
+	uid, gid idmap.Map
 }
 
 // planUserns reads the pod's user-namespace request (cri checked its
@@ -53,17 +54,18 @@ func (m *Manager) planUserns(ns *runtimeapi.NamespaceOption) (*usernsPlan, error
 		what string
 		in   *runtimeapi.IDMapping
 		own  idmap.Map
-		out  *idmap.Mapping
+		out  *idmap.Map
 	}{{"uid", u.GetUids()[0], uidMap, &p.uid}, {"gid", u.GetGids()[0], gidMap, &p.gid}} {
 		host, count := int(k.in.GetHostId()), int(k.in.GetLength())
 		if host == 0 {
 			return nil, fmt.Errorf("%w: pod user namespace: %s mapping %d+%d includes id 0, crib's own user", errdefs.ErrInvalidArgument, k.what, host, count)
 		}
-		if !k.own.Covers(host, count) {
+		carved, ok := k.own.Carve(int(k.in.GetContainerId()), host, count)
+		if !ok {
 			return nil, fmt.Errorf("%w: pod user namespace: %s mapping %d+%d exceeds crib's %d ids (add subordinate ids: scripts/host-setup.sh; crib doctor shows the room)",
 				errdefs.ErrInvalidArgument, k.what, host, count, k.own.Size())
 		}
-		*k.out = idmap.Mapping{ContainerID: int(k.in.GetContainerId()), HostID: host, Count: count}
+		*k.out = carved
 	}
 	return p, nil
 }
@@ -124,8 +126,8 @@ func (m *Manager) pinUserNamespaces(dir string, s nsSetup, u *usernsPlan, shared
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:  uintptr(flags),
 		Setsid:      true,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: u.uid.ContainerID, HostID: u.uid.HostID, Size: u.uid.Count}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: u.gid.ContainerID, HostID: u.gid.HostID, Size: u.gid.Count}},
+		UidMappings: sysProcIDMap(u.uid),
+		GidMappings: sysProcIDMap(u.gid),
 		// The pod's root may set its supplementary groups, as in any
 		// container: crib writes the gid_map itself, so no "deny".
 		GidMappingsEnableSetgroups: true,
@@ -191,3 +193,11 @@ func configureIn(pins map[string]string, s nsSetup) error {
 
 // procNS is /proc/PID/ns/NAME.
 func procNS(pid int, name string) string { return "/proc/" + strconv.Itoa(pid) + "/ns/" + name }
+
+func sysProcIDMap(m idmap.Map) []syscall.SysProcIDMap {
+	out := make([]syscall.SysProcIDMap, len(m))
+	for i, l := range m {
+		out[i] = syscall.SysProcIDMap{ContainerID: l.ContainerID, HostID: l.HostID, Size: l.Count}
+	}
+	return out
+}

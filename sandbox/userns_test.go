@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -43,11 +44,16 @@ func TestPlanUserns(t *testing.T) {
 		switch {
 		case tc.ok && err != nil:
 			t.Errorf("%s: %v", tc.name, err)
-		case tc.ok && (p.userns == nil || p.userns.uid != idmap.Mapping{ContainerID: 0, HostID: int(tc.host), Count: int(tc.length)}):
+		case tc.ok && (p.userns == nil || p.userns.uid.Size() != int(tc.length) || p.userns.uid[0] != idmap.Mapping{ContainerID: 0, HostID: int(tc.host), Count: p.userns.uid[0].Count}):
 			t.Errorf("%s: plan %+v", tc.name, p.userns)
 		case !tc.ok && !errors.Is(err, errdefs.ErrInvalidArgument):
 			t.Errorf("%s: got %v, want InvalidArgument", tc.name, err)
 		}
+	}
+	// The kubelet's first pod crosses crib's seam at 65537: two lines.
+	if p, err := m.plan(withUserns(podConfig("seam"), 65536, 65536)); err != nil ||
+		!slices.Equal(p.userns.gid, idmap.Map{{ContainerID: 0, HostID: 65536, Count: 1}, {ContainerID: 1, HostID: 65537, Count: 65535}}) {
+		t.Errorf("across the seam: %+v, %v", p, err)
 	}
 	if p, err := m.plan(podConfig("node")); err != nil || p.userns != nil {
 		t.Errorf("a pod without user-namespace options: %+v, %v", p, err)

@@ -39,20 +39,28 @@ elif [ -n "$missing" ]; then
 fi
 
 # useradd writes /etc/subuid and /etc/subgid ranges (SUB_UID_COUNT=65536).
+created=no
 if ! id "$user" >/dev/null 2>&1; then
 	useradd -m -s /bin/sh "$user"
 	echo "created user $user"
+	created=yes
 fi
 # crib's user namespace maps the user's uid and these ranges; pods with
 # their own user namespace (hostUsers: false) take 65536 ids each from it,
 # above the first 65536. need = room for the kubelet's default 110 such
-# pods (crib doctor reports the room). A user with fewer ids (useradd's
-# 65536) gets a second range appended after every range in the file, so
-# no two users share ids.
+# pods (crib doctor reports the room). A user created just now gets one
+# range instead of useradd's 65536: a pod's mapping that crosses from one
+# range to the next shows as two lines in its uid_map. An existing user
+# with fewer ids gets a second range appended (the first keeps the ids
+# its stored images use), after every range in the file, so no two users
+# share ids.
 need=$((111 * 65536))
 uid=$(id -u "$user")
 for f in /etc/subuid /etc/subgid; do
 	touch "$f"
+	if [ "$created" = yes ]; then
+		sed -i "/^$user:/d; /^$uid:/d" "$f"
+	fi
 	have=$(awk -F: -v u="$user" -v n="$uid" '$1 == u || $1 == n {t += $3} END {print t + 0}' "$f")
 	if [ "$have" -lt "$need" ]; then
 		count=$((need - have))

@@ -205,7 +205,9 @@ func hostForCRI(o Options, r doctor.Report, env daemonEnv, p *parts) cri.Host {
 	// also when pods run unconfined, as the kubelet needs a driver.
 	driver := "cgroupfs"
 	handlers := usableHandlers(f)
+	userns, usernsWhy := usernsSupport()
 	return cri.Host{
+		UserNamespaces:   userns,
 		RuntimeCondition: func() cri.Condition { return runtimeCondition(r) },
 		NetworkCondition: func() cri.Condition {
 			if ok, why := p.pods.NetworkReady(); !ok {
@@ -223,13 +225,14 @@ func hostForCRI(o Options, r doctor.Report, env daemonEnv, p *parts) cri.Host {
 		Handlers:     handlers,
 		Info: func() map[string]string {
 			return map[string]string{
-				"config":     mustJSON(o.Config),
-				"cgroups":    mustJSON(p.cgroupUse),
-				"storage":    mustJSON(p.storageDriver),
-				"host":       mustJSON(f),
-				"checks":     mustJSON(map[string]any{"checks": r.Checks}),
-				"rootless":   strconv.FormatBool(env.rootless),
-				"namespaces": mustJSON(namespaceNote(env.rootless)),
+				"config":         mustJSON(o.Config),
+				"cgroups":        mustJSON(p.cgroupUse),
+				"storage":        mustJSON(p.storageDriver),
+				"host":           mustJSON(f),
+				"checks":         mustJSON(map[string]any{"checks": r.Checks}),
+				"rootless":       strconv.FormatBool(env.rootless),
+				"namespaces":     mustJSON(namespaceNote(env.rootless)),
+				"userNamespaces": mustJSON(map[string]any{"supported": userns, "why": usernsWhy}),
 			}
 		},
 	}

@@ -302,22 +302,36 @@ func ParseProcMap(r io.Reader) (Map, error) {
 // Covers reports whether every id from start to start+count-1 is a
 // container id of m: ids a child namespace of m's namespace may map.
 func (m Map) Covers(start, count int) bool {
+	_, ok := m.Carve(0, start, count)
+	return ok
+}
+
+// Carve lays out a child namespace's mapping of count ids from
+// containerID onwards onto m's container ids start to start+count-1, one
+// line per line of m they cross: the kernel takes a child's line only
+// when it lies inside one line of the parent's map. ok is false when m
+// does not cover every id of the range.
+func (m Map) Carve(containerID, start, count int) (out Map, ok bool) {
 	if count <= 0 || start < 0 {
-		return false
+		return nil, false
 	}
-	for next, end := start, start+count; ; {
-		advanced := false
-		for _, l := range m {
-			if next >= l.ContainerID && next < l.ContainerID+l.Count {
-				next = l.ContainerID + l.Count
-				advanced = true
-			}
-		}
+	sorted := slices.Clone(m)
+	slices.SortFunc(sorted, func(a, b Mapping) int { return a.ContainerID - b.ContainerID })
+	next, end := start, start+count
+	for _, l := range sorted {
 		if next >= end {
-			return true
+			break
 		}
-		if !advanced {
-			return false
+		lEnd := l.ContainerID + l.Count
+		if next < l.ContainerID || next >= lEnd {
+			continue
 		}
+		n := min(end, lEnd) - next
+		out = append(out, Mapping{ContainerID: containerID + next - start, HostID: next, Count: n})
+		next += n
 	}
+	if next < end {
+		return nil, false
+	}
+	return out, true
 }

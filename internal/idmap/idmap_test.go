@@ -266,3 +266,23 @@ func TestParseProcMapCovers(t *testing.T) {
 		t.Error("the initial namespace's map does not cover a pod")
 	}
 }
+
+func TestCarve(t *testing.T) {
+	// crib's map after host-setup.sh appended a range to useradd's 65536.
+	crib := Map{{0, 1001, 1}, {1, 362144, 65536}, {65537, 458752, 7208960}}
+	got, ok := crib.Carve(0, 65536, 65536)
+	want := Map{{0, 65536, 1}, {1, 65537, 65535}}
+	if !ok || !reflect.DeepEqual(got, want) {
+		t.Errorf("the kubelet's first pod across crib's seam: %v %v, want %v", got, ok, want)
+	}
+	if got, ok := crib.Carve(0, 131072, 65536); !ok || !reflect.DeepEqual(got, Map{{0, 131072, 65536}}) {
+		t.Errorf("inside one line: %v %v", got, ok)
+	}
+	if _, ok := crib.Carve(0, 7274400, 65536); ok {
+		t.Error("a range past crib's last id carved")
+	}
+	holey := Map{{0, 1001, 1}, {2, 100000, 10}}
+	if _, ok := holey.Carve(0, 1, 5); ok {
+		t.Error("a range over a hole in the map carved")
+	}
+}
