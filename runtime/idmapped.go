@@ -42,10 +42,17 @@ import (
 // runc gets must cross only directories everyone may traverse. It is a
 // directory under /tmp named after crib's runroot, with a tmpfs crib
 // mounts over it in its own mount namespace: the host sees it empty.
-func usernsRootDir(runRoot string) string {
+func usernsRootDir(runRoot string) string { return UsernsRootDir(runRoot) }
+
+// UsernsRootDir is usernsRootDir for the daemon, which makes it at start
+// (EnsureUsernsRoot) and names it in Status.
+func UsernsRootDir(runRoot string) string {
 	sum := sha256.Sum256([]byte(runRoot))
 	return filepath.Join("/tmp", "crib-userns-"+hex.EncodeToString(sum[:8]))
 }
+
+// EnsureUsernsRoot makes UsernsRootDir(runRoot) with crib's tmpfs on it.
+func EnsureUsernsRoot(runRoot string) error { return ensureUsernsRoot(UsernsRootDir(runRoot)) }
 
 // ensureUsernsRoot makes usernsRootDir: a directory of crib's own (never
 // one another user left there, nor a symlink), with crib's tmpfs on it.

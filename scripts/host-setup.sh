@@ -48,18 +48,23 @@ fi
 # crib's user namespace maps the user's uid and these ranges; pods with
 # their own user namespace (hostUsers: false) take 65536 ids each from it,
 # above the first 65536. need = room for the kubelet's default 110 such
-# pods (crib doctor reports the room). A user created just now gets one
-# range instead of useradd's 65536: a pod's mapping that crosses from one
-# range to the next shows as two lines in its uid_map. An existing user
-# with fewer ids gets a second range appended (the first keeps the ids
-# its stored images use), after every range in the file, so no two users
-# share ids.
+# pods (crib doctor reports the room). A user with fewer ids and no crib
+# state yet (just created, or never ran crib) gets one range instead of
+# the old: a pod's mapping that crosses from one range to the next shows
+# as two lines in its uid_map (critest's user-namespace spec wants one).
+# A user whose crib state exists keeps the ids its stored images use and
+# gets a second range appended. New ranges start after every range in
+# the file, so no two users share ids.
 need=$((111 * 65536))
 uid=$(id -u "$user")
+home=$(getent passwd "$user" | cut -d: -f6)
+state=$(ls -d "$home"/.local/share/crib* 2>/dev/null | head -1)
 for f in /etc/subuid /etc/subgid; do
 	touch "$f"
-	if [ "$created" = yes ]; then
+	have=$(awk -F: -v u="$user" -v n="$uid" '$1 == u || $1 == n {t += $3} END {print t + 0}' "$f")
+	if [ "$have" -lt "$need" ] && { [ "$created" = yes ] || [ -z "$state" ]; }; then
 		sed -i "/^$user:/d; /^$uid:/d" "$f"
+		echo "replacing $user's $have ids in $f by one range (no crib state under $home/.local/share)"
 	fi
 	have=$(awk -F: -v u="$user" -v n="$uid" '$1 == u || $1 == n {t += $3} END {print t + 0}' "$f")
 	if [ "$have" -lt "$need" ]; then

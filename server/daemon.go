@@ -206,6 +206,7 @@ func hostForCRI(o Options, r doctor.Report, env daemonEnv, p *parts) cri.Host {
 	driver := "cgroupfs"
 	handlers := usableHandlers(f)
 	userns, usernsWhy := usernsSupport()
+	configInfo := usernsStateInfo(o.Config, o.Config.RunRoot, userns, o.Logger)
 	return cri.Host{
 		UserNamespaces:   userns,
 		RuntimeCondition: func() cri.Condition { return runtimeCondition(r) },
@@ -225,7 +226,7 @@ func hostForCRI(o Options, r doctor.Report, env daemonEnv, p *parts) cri.Host {
 		Handlers:     handlers,
 		Info: func() map[string]string {
 			return map[string]string{
-				"config":         mustJSON(o.Config),
+				"config":         configInfo,
 				"cgroups":        mustJSON(p.cgroupUse),
 				"storage":        mustJSON(p.storageDriver),
 				"host":           mustJSON(f),

@@ -1,10 +1,14 @@
 package server
 
 import (
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/crib-dev/crib/internal/idmap"
+	"github.com/crib-dev/crib/runtime"
 )
 
 // usernsSupport decides whether pods may have their own user namespace
@@ -41,4 +45,26 @@ func idMapSize(path string) (int, error) {
 		return 0, fmt.Errorf("%s: %w", path, err)
 	}
 	return m.Size(), nil
+}
+
+// usernsStateInfo is crib's configuration as Status info shows it, plus
+// "stateDir": the tmpfs crib binds user-namespaced containers' root file
+// systems under (runtime.UsernsRootDir), made now, so a client can probe
+// it as containerd's state directory is probed (critest tries an
+// idmapped mount of stateDir's parent before its user-namespace specs).
+func usernsStateInfo(cfg any, runRoot string, supported bool, log *slog.Logger) string {
+	out := mustJSON(cfg)
+	if !supported {
+		return out
+	}
+	if err := runtime.EnsureUsernsRoot(runRoot); err != nil {
+		log.Warn("preparing the user-namespace root directory", "err", err)
+		return out
+	}
+	var m map[string]any
+	if json.Unmarshal([]byte(out), &m) != nil {
+		return out
+	}
+	m["stateDir"] = filepath.Join(runtime.UsernsRootDir(runRoot), "state")
+	return mustJSON(m)
 }
