@@ -98,6 +98,16 @@ func TestGenerateSpecErrors(t *testing.T) {
 		{"ID-mapped mount", func(in *SpecInput, td string) {
 			hostMount(in, &runtimeapi.Mount{ContainerPath: "/mnt", HostPath: td + "/host/vol", UidMappings: []*runtimeapi.IDMapping{{Length: 1}}})
 		}, errdefs.ErrUnimplemented, "ID-mapped"},
+		{"ID-mapped mount in a pod user namespace, not the pod's mapping", func(in *SpecInput, td string) {
+			ids := []*runtimeapi.IDMapping{{HostId: 65536, Length: 65536}}
+			in.Sandbox.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{
+				Mode: runtimeapi.NamespaceMode_POD, Uids: ids, Gids: ids}}
+			in.Namespaces.User = "/run/crib/ns/pod1/user"
+			in.Namespaces.UIDMap = []specs.LinuxIDMapping{{HostID: 65536, Size: 65536}}
+			in.Namespaces.GIDMap = in.Namespaces.UIDMap
+			hostMount(in, &runtimeapi.Mount{ContainerPath: "/mnt", HostPath: td + "/host/vol",
+				UidMappings: []*runtimeapi.IDMapping{{HostId: 131072, Length: 65536}}, GidMappings: ids})
+		}, errdefs.ErrUnimplemented, "ID-mapped"},
 		{"unknown run_as_username", func(in *SpecInput, td string) {
 			in.Config.Linux.SecurityContext.RunAsUsername = "ghost"
 		}, errdefs.ErrInvalidArgument, `user "ghost" not found`},

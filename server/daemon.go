@@ -205,7 +205,10 @@ func hostForCRI(o Options, r doctor.Report, env daemonEnv, p *parts) cri.Host {
 	// also when pods run unconfined, as the kubelet needs a driver.
 	driver := "cgroupfs"
 	handlers := usableHandlers(f)
-	userns, usernsWhy := usernsSupport()
+	userns, usernsWhy, usernsPods := usernsRoom()
+	if err := tellKubeletRange(usernsPods); err != nil {
+		o.Logger.Warn("giving a kubelet in crib's namespaces its user-namespace range (/etc/subuid of crib's copy of /etc)", "err", err)
+	}
 	configInfo := usernsStateInfo(o.Config, o.Config.RunRoot, userns, o.Logger)
 	return cri.Host{
 		UserNamespaces:   userns,

@@ -2,11 +2,15 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
+	"github.com/crib-dev/crib/internal/atomicfile"
 	"github.com/crib-dev/crib/internal/idmap"
 	"github.com/crib-dev/crib/runtime"
 )
@@ -17,11 +21,17 @@ import (
 // systems work on every storage driver: storage chowns a copy of the
 // image for the pod's ids.)
 func usernsSupport() (bool, string) {
+	ok, why, _ := usernsRoom()
+	return ok, why
+}
+
+// usernsRoom is usernsSupport with the number of pods the range holds.
+func usernsRoom() (bool, string, int) {
 	size := -1
 	for _, f := range []string{"/proc/self/uid_map", "/proc/self/gid_map"} {
 		n, err := idMapSize(f)
 		if err != nil {
-			return false, err.Error()
+			return false, err.Error(), 0
 		}
 		if size < 0 || n < size {
 			size = n
@@ -29,9 +39,9 @@ func usernsSupport() (bool, string) {
 	}
 	pods := idmap.PodCapacity(size)
 	if pods == 0 {
-		return false, fmt.Sprintf("crib's user namespace has %d ids, no room for a pod's %d beyond the first %d: give crib's user more subordinate ids (scripts/host-setup.sh; crib doctor)", size, idmap.PodIDs, idmap.PodIDs)
+		return false, fmt.Sprintf("crib's user namespace has %d ids, no room for a pod's %d beyond the first %d: give crib's user more subordinate ids (scripts/host-setup.sh; crib doctor)", size, idmap.PodIDs, idmap.PodIDs), 0
 	}
-	return true, fmt.Sprintf("room for %d pods of %d ids in crib's %d", pods, idmap.PodIDs, size)
+	return true, fmt.Sprintf("room for %d pods of %d ids in crib's %d", pods, idmap.PodIDs, size), pods
 }
 
 func idMapSize(path string) (int, error) {
@@ -67,4 +77,58 @@ func usernsStateInfo(cfg any, runRoot string, supported bool, log *slog.Logger) 
 	}
 	m["stateDir"] = filepath.Join(runtime.UsernsRootDir(runRoot), "state")
 	return mustJSON(m)
+}
+
+// kubeletMaxPods is the kubelet's default maxPods: it refuses to start
+// when its user-namespace range holds fewer pods.
+const kubeletMaxPods = 110
+
+// tellKubeletRange gives a kubelet run in crib's namespaces the range it
+// hands pods with hostUsers: false. The kubelet reads it as the
+// subordinate ids of a user named kubelet (getsubids kubelet), in its own
+// id space, which inside crib's namespace is crib's: so crib's copy of
+// /etc (rootless.copy_up) gets that user, with crib's ids from 65536
+// (those below are its other pods') for as many pods as fit. Without
+// the entry the kubelet picks ranges anywhere in 2^32 ids, which crib
+// refuses. The host's files stay as they are. Nothing is written when
+// /etc is not copied up or the range holds fewer pods than the kubelet's
+// default maxPods (it would refuse to start).
+func tellKubeletRange(pods int) error {
+	if pods < kubeletMaxPods || !copiedUp("/etc") {
+		return nil
+	}
+	return writeKubeletEntries("/etc", pods)
+}
+
+// writeKubeletEntries is tellKubeletRange's work on the copied-up etc.
+func writeKubeletEntries(etc string, pods int) error {
+	entry := fmt.Sprintf("kubelet:%d:%d", idmap.PodIDs, pods*idmap.PodIDs)
+	for _, f := range []string{"subuid", "subgid"} {
+		if err := rewriteEtc(etc, f, func(lines []string) []string {
+			lines = slices.DeleteFunc(lines, func(l string) bool { return strings.HasPrefix(l, "kubelet:") })
+			return append(lines, entry)
+		}); err != nil {
+			return err
+		}
+	}
+	return rewriteEtc(etc, "passwd", func(lines []string) []string {
+		if slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "kubelet:") }) {
+			return lines
+		}
+		return append(lines, "kubelet:x:65534:65534:crib: the kubelet's user-namespace range:/nonexistent:/usr/sbin/nologin")
+	})
+}
+
+// rewriteEtc replaces crib's copy of /etc/NAME (a link to the host's
+// file, or an earlier rewrite) by edit of the host's lines.
+func rewriteEtc(etc, name string, edit func([]string) []string) error {
+	host, err := os.ReadFile(filepath.Join(etc, hostEntriesDir, name))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	lines := strings.Split(strings.TrimRight(string(host), "\n"), "\n")
+	if len(host) == 0 {
+		lines = nil
+	}
+	return atomicfile.WriteFile(filepath.Join(etc, name), []byte(strings.Join(edit(lines), "\n")+"\n"), 0o644)
 }
