@@ -13,6 +13,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/crib-dev/crib/internal/mountinfo"
 )
 
 // A container of a pod with its own user namespace needs its files shown
@@ -67,12 +69,12 @@ func ensureUsernsRoot(dir string) error {
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Uid != uint32(os.Geteuid()) {
 		return fmt.Errorf("%s is not a directory of crib's own (mode %o, owner %d): remove it", dir, st.Mode, st.Uid)
 	}
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err != nil {
+	points, err := mountinfo.Points()
+	if err != nil {
 		return err
 	}
-	if fs.Type == unix.TMPFS_MAGIC && st.Mode&0o7777 == 0o711 {
-		return nil // crib's tmpfs, mounted by an earlier create
+	if slices.Contains(points, dir) {
+		return nil // crib's tmpfs, mounted by an earlier start or create
 	}
 	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0711,size=1m"); err != nil {
 		return fmt.Errorf("mounting crib's tmpfs on %s: %w", dir, err)
