@@ -38,6 +38,10 @@ type Options struct {
 	ConmonPath string
 	// Rootless says crib runs in a user namespace.
 	Rootless bool
+	// UsernsRoot is where the root file systems of containers in a pod's
+	// own user namespace are bound for runc (UsernsRootDir); "" means
+	// UsernsRootDir("/tmp", RunRoot).
+	UsernsRoot string
 	// Cgroups reads container cgroups; nil (or driver "none") means there
 	// are none and stats come from /proc.
 	Cgroups CgroupReader
@@ -72,6 +76,7 @@ type Manager struct {
 	handlers   map[string]Handler
 	defHandler string
 	rootless   bool
+	usernsRoot string
 	cgroups    CgroupReader
 	host       HostInfo
 	reaper     *Reaper
@@ -123,6 +128,9 @@ func New(o Options) (*Manager, error) {
 	if len(o.Handlers) == 0 {
 		return nil, fmt.Errorf("%w: no OCI runtime handler configured", errdefs.ErrInvalidArgument)
 	}
+	if o.UsernsRoot == "" {
+		o.UsernsRoot = UsernsRootDir("/tmp", o.RunRoot)
+	}
 	m := &Manager{
 		log:        o.Logger,
 		runRoot:    o.RunRoot,
@@ -132,6 +140,7 @@ func New(o Options) (*Manager, error) {
 		handlers:   map[string]Handler{},
 		defHandler: o.DefaultHandler,
 		rootless:   o.Rootless,
+		usernsRoot: o.UsernsRoot,
 		cgroups:    o.Cgroups,
 		reaper:     o.Reaper,
 		events:     make(chan Event, 256),
@@ -348,11 +357,11 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt ociRuntime) (c
 		return nil, fmt.Errorf("creating the bundle of container %s: %w", o.ID, err)
 	}
 	undo = append(undo, func() {
-		if err := removeBundle(f.bundle); err != nil {
+		if err := removeBundle(f.bundle, m.usernsRoot); err != nil {
 			m.log.Warn("rollback: removing the bundle", "container", o.ID, "err", err)
 		}
 	})
-	if err := idmapMounts(f.bundle, o.Spec, m.log); err != nil {
+	if err := idmapMounts(f.bundle, m.usernsRoot, o.Spec, m.log); err != nil {
 		return nil, fmt.Errorf("container %s: %w", o.ID, err)
 	}
 	if err := writeSpec(f.bundle, o.Spec); err != nil {

@@ -37,26 +37,25 @@ import (
 // configMap files 0644), never an owner's or a capability's rights over
 // them: no file of crib or of another pod becomes writable.
 
-// usernsRootDir is where the root file systems of user-namespaced
+// UsernsRootDir is where the root file systems of user-namespaced
 // containers are bound for runc, which mounts the rootfs from inside the
 // pod's user namespace: to the pod's root every directory of crib's
 // (mode 0700, owned by an id the pod does not map) is closed, so the path
 // runc gets must cross only directories everyone may traverse. It is a
-// directory under /tmp named after crib's runroot, with a tmpfs crib
-// mounts over it in its own mount namespace: the host sees it empty.
-func usernsRootDir(runRoot string) string { return UsernsRootDir(runRoot) }
-
-// UsernsRootDir is usernsRootDir for the daemon, which makes it at start
+// directory under parent named after crib's runroot, with a tmpfs crib
+// mounts over it in its own mount namespace. The daemon picks parent
+// (crib's own copy of /run where it has one, so the host sees nothing;
+// else /tmp, where the host sees an empty directory), makes it at start
 // (EnsureUsernsRoot) and names it in Status.
-func UsernsRootDir(runRoot string) string {
+func UsernsRootDir(parent, runRoot string) string {
 	sum := sha256.Sum256([]byte(runRoot))
-	return filepath.Join("/tmp", "crib-userns-"+hex.EncodeToString(sum[:8]))
+	return filepath.Join(parent, "crib-userns-"+hex.EncodeToString(sum[:8]))
 }
 
-// EnsureUsernsRoot makes UsernsRootDir(runRoot) with crib's tmpfs on it.
-func EnsureUsernsRoot(runRoot string) error { return ensureUsernsRoot(UsernsRootDir(runRoot)) }
+// EnsureUsernsRoot makes dir (UsernsRootDir) with crib's tmpfs on it.
+func EnsureUsernsRoot(dir string) error { return ensureUsernsRoot(dir) }
 
-// ensureUsernsRoot makes usernsRootDir: a directory of crib's own (never
+// ensureUsernsRoot makes the user-namespace root: a directory of crib's own (never
 // one another user left there, nor a symlink), with crib's tmpfs on it.
 func ensureUsernsRoot(dir string) error {
 	if err := os.Mkdir(dir, 0o711); err != nil && !errors.Is(err, os.ErrExist) {
@@ -82,10 +81,9 @@ func ensureUsernsRoot(dir string) error {
 	return nil
 }
 
-// bindUsernsRoot binds the container's rootfs under usernsRootDir and
-// points the spec at it.
-func bindUsernsRoot(runRoot, id string, s *specs.Spec) error {
-	dir := usernsRootDir(runRoot)
+// bindUsernsRoot binds the container's rootfs under dir (UsernsRootDir)
+// and points the spec at it.
+func bindUsernsRoot(dir, id string, s *specs.Spec) error {
 	if err := ensureUsernsRoot(dir); err != nil {
 		return fmt.Errorf("preparing a root file system path the pod's user namespace can reach: %w", err)
 	}
@@ -102,8 +100,11 @@ func bindUsernsRoot(runRoot, id string, s *specs.Spec) error {
 }
 
 // unbindUsernsRoot undoes bindUsernsRoot; a container without one is fine.
-func unbindUsernsRoot(runRoot, id string) error {
-	target := filepath.Join(usernsRootDir(runRoot), id)
+func unbindUsernsRoot(dir, id string) error {
+	if dir == "" {
+		return nil
+	}
+	target := filepath.Join(dir, id)
 	for range 8 {
 		if err := unix.Unmount(target, unix.MNT_DETACH); err != nil {
 			if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
@@ -124,7 +125,7 @@ func idmapDir(bundle string) string { return filepath.Join(bundle, "idmap") }
 // idmapMounts replaces the spec's bind sources by idmapped mounts where
 // the kernel allows, when the spec joins a user namespace by path. On
 // error nothing stays mounted.
-func idmapMounts(bundle string, s *specs.Spec, log *slog.Logger) (retErr error) {
+func idmapMounts(bundle, usernsRoot string, s *specs.Spec, log *slog.Logger) (retErr error) {
 	userns := specUserNamespace(s)
 	if userns == "" {
 		return nil
@@ -140,11 +141,10 @@ func idmapMounts(bundle string, s *specs.Spec, log *slog.Logger) (retErr error) 
 	}
 	defer func() {
 		if retErr != nil {
-			retErr = errors.Join(retErr, unmountIdmapped(bundle))
+			retErr = errors.Join(retErr, unmountIdmapped(bundle, usernsRoot))
 		}
 	}()
-	runRoot, id := filepath.Dir(filepath.Dir(bundle)), filepath.Base(bundle)
-	if err := bindUsernsRoot(runRoot, id, s); err != nil {
+	if err := bindUsernsRoot(usernsRoot, filepath.Base(bundle), s); err != nil {
 		return err
 	}
 	for i := range s.Mounts {
@@ -213,8 +213,8 @@ func idmapMount(src, target string, usernsFD int) error {
 // unmountIdmapped detaches every idmapped mount of a bundle and removes
 // their mount points. It must succeed before the bundle is deleted: a
 // recursive delete would otherwise walk into the pod's volumes.
-func unmountIdmapped(bundle string) error {
-	if err := unbindUsernsRoot(filepath.Dir(filepath.Dir(bundle)), filepath.Base(bundle)); err != nil {
+func unmountIdmapped(bundle, usernsRoot string) error {
+	if err := unbindUsernsRoot(usernsRoot, filepath.Base(bundle)); err != nil {
 		return err
 	}
 	dir := idmapDir(bundle)
@@ -248,8 +248,8 @@ func unmountIdmapped(bundle string) error {
 }
 
 // removeBundle deletes a bundle once nothing is mounted inside it.
-func removeBundle(bundle string) error {
-	if err := unmountIdmapped(bundle); err != nil {
+func removeBundle(bundle, usernsRoot string) error {
+	if err := unmountIdmapped(bundle, usernsRoot); err != nil {
 		return fmt.Errorf("unmounting the idmapped mounts of %s (the bundle stays): %w", bundle, err)
 	}
 	return os.RemoveAll(bundle)

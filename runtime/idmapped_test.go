@@ -32,6 +32,7 @@ func TestIdmapMounts(t *testing.T) {
 	tmp := t.TempDir()
 	volume, ovl, rootfs := filepath.Join(tmp, "tmpfs"), filepath.Join(tmp, "ovl"), filepath.Join(tmp, "rootfs")
 	runRoot := filepath.Join(tmp, "run")
+	usernsRoot := UsernsRootDir("/tmp", runRoot)
 	bundle := filepath.Join(runRoot, "containers", "ctr1")
 	for _, d := range []string{volume, ovl, rootfs, tmp + "/l", tmp + "/u", tmp + "/w", runRoot, filepath.Dir(bundle), bundle} {
 		if err := os.Mkdir(d, 0o700); err != nil {
@@ -42,8 +43,8 @@ func TestIdmapMounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		unix.Unmount(usernsRootDir(runRoot), unix.MNT_DETACH)
-		os.Remove(usernsRootDir(runRoot))
+		unix.Unmount(usernsRoot, unix.MNT_DETACH)
+		os.Remove(usernsRoot)
 	})
 	if err := unix.Mount("none", volume, "tmpfs", 0, ""); err != nil {
 		t.Fatal(err)
@@ -67,11 +68,11 @@ func TestIdmapMounts(t *testing.T) {
 		},
 		Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.UserNamespace, Path: "/proc/" + strconv.Itoa(holder.Process.Pid) + "/ns/user"}}},
 	}
-	if err := idmapMounts(bundle, s, slog.Default()); err != nil {
+	if err := idmapMounts(bundle, usernsRoot, s, slog.Default()); err != nil {
 		t.Fatal(err)
 	}
-	if s.Root.Path != filepath.Join(usernsRootDir(runRoot), "ctr1") || s.Mounts[0].Source != "proc" || s.Mounts[1].Source == volume || s.Mounts[2].Source != ovl {
-		t.Fatalf("want the rootfs bound under %s and only the tmpfs volume idmapped: root %s, mounts %+v", usernsRootDir(runRoot), s.Root.Path, s.Mounts)
+	if s.Root.Path != filepath.Join(usernsRoot, "ctr1") || s.Mounts[0].Source != "proc" || s.Mounts[1].Source == volume || s.Mounts[2].Source != ovl {
+		t.Fatalf("want the rootfs bound under %s and only the tmpfs volume idmapped: root %s, mounts %+v", usernsRoot, s.Root.Path, s.Mounts)
 	}
 	if _, err := os.Stat(filepath.Join(s.Root.Path, "etc-passwd")); err != nil {
 		t.Errorf("the rootfs is not bound: %v", err)
@@ -83,7 +84,7 @@ func TestIdmapMounts(t *testing.T) {
 	if st.Uid != 200000 || st.Gid != 200000 {
 		t.Errorf("the idmapped volume's file shows %d:%d, want the pod root's 200000:200000", st.Uid, st.Gid)
 	}
-	if err := removeBundle(bundle); err != nil {
+	if err := removeBundle(bundle, usernsRoot); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(bundle); !os.IsNotExist(err) {
@@ -94,7 +95,7 @@ func TestIdmapMounts(t *testing.T) {
 			t.Errorf("removing the bundle reached into a volume or the rootfs: %v", err)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(usernsRootDir(runRoot), "ctr1")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(usernsRoot, "ctr1")); !os.IsNotExist(err) {
 		t.Errorf("the rootfs binding is left: %v", err)
 	}
 }
@@ -103,7 +104,7 @@ func TestIdmapMounts(t *testing.T) {
 func TestIdmapMountsWithoutUserns(t *testing.T) {
 	s := &specs.Spec{Root: &specs.Root{Path: "/somewhere"}, Linux: &specs.Linux{}}
 	bundle := t.TempDir()
-	if err := idmapMounts(bundle, s, slog.Default()); err != nil || s.Root.Path != "/somewhere" {
+	if err := idmapMounts(bundle, "/nowhere", s, slog.Default()); err != nil || s.Root.Path != "/somewhere" {
 		t.Fatalf("%v, root %s", err, s.Root.Path)
 	}
 	if _, err := os.Stat(idmapDir(bundle)); !os.IsNotExist(err) {

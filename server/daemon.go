@@ -209,7 +209,7 @@ func hostForCRI(o Options, r doctor.Report, env daemonEnv, p *parts) cri.Host {
 	if err := tellKubeletRange(usernsPods); err != nil {
 		o.Logger.Warn("giving a kubelet in crib's namespaces its user-namespace range (/etc/subuid of crib's copy of /etc)", "err", err)
 	}
-	configInfo := usernsStateInfo(o.Config, o.Config.RunRoot, userns, o.Logger)
+	configInfo := usernsStateInfo(o.Config, usernsRootDir(o.Config.RunRoot), userns, o.Logger)
 	return cri.Host{
 		UserNamespaces:   userns,
 		RuntimeCondition: func() cri.Condition { return runtimeCondition(r) },

@@ -57,25 +57,35 @@ func idMapSize(path string) (int, error) {
 	return m.Size(), nil
 }
 
+// usernsRootDir is where crib binds user-namespaced containers' root
+// file systems (runtime.UsernsRootDir): in crib's own copy of /run when
+// it has one, which the host never sees, else under /tmp.
+func usernsRootDir(runRoot string) string {
+	if copiedUp("/run") {
+		return runtime.UsernsRootDir("/run", runRoot)
+	}
+	return runtime.UsernsRootDir("/tmp", runRoot)
+}
+
 // usernsStateInfo is crib's configuration as Status info shows it, plus
-// "stateDir": the tmpfs crib binds user-namespaced containers' root file
-// systems under (runtime.UsernsRootDir), made now, so a client can probe
-// it as containerd's state directory is probed (critest tries an
-// idmapped mount of stateDir's parent before its user-namespace specs).
-func usernsStateInfo(cfg any, runRoot string, supported bool, log *slog.Logger) string {
+// "stateDir": a path inside dir (usernsRootDir), made now, so that a
+// client can probe that tmpfs as containerd's state directory is probed
+// (critest tries an idmapped mount of stateDir's parent before its
+// user-namespace specs).
+func usernsStateInfo(cfg any, dir string, supported bool, log *slog.Logger) string {
 	out := mustJSON(cfg)
 	if !supported {
 		return out
 	}
-	if err := runtime.EnsureUsernsRoot(runRoot); err != nil {
-		log.Warn("preparing the user-namespace root directory", "err", err)
+	if err := runtime.EnsureUsernsRoot(dir); err != nil {
+		log.Warn("preparing the user-namespace root directory", "dir", dir, "err", err)
 		return out
 	}
 	var m map[string]any
 	if json.Unmarshal([]byte(out), &m) != nil {
 		return out
 	}
-	m["stateDir"] = filepath.Join(runtime.UsernsRootDir(runRoot), "state")
+	m["stateDir"] = filepath.Join(dir, "state")
 	return mustJSON(m)
 }
 
