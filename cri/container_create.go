@@ -13,6 +13,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/idmap"
 	"github.com/crib-dev/crib/runtime"
 	"github.com/crib-dev/crib/sandbox"
 	"github.com/crib-dev/crib/storage"
@@ -217,9 +218,16 @@ func checkPrivilege(cfg *runtimeapi.ContainerConfig, pod *runtimeapi.PodSandboxC
 }
 
 // makeRootfs creates the container's writable layer on its image and
-// mounts it.
+// mounts it. In a pod's own user namespace the layer is a copy owned by
+// the pod's root.
 func (s *RuntimeService) makeRootfs(ctx context.Context, c *containerCreation) error {
-	if _, err := s.rootfs.CreateContainer(ctx, c.id, c.name, c.img.ID, c.sb.MountLabel, c.sb.ID); err != nil {
+	var err error
+	if sb := c.sb; sb.UserNSPath != "" {
+		_, err = s.rootfs.CreateMappedContainer(ctx, c.id, c.name, c.img.ID, sb.MountLabel, sb.ID, sb.UIDMap, sb.GIDMap)
+	} else {
+		_, err = s.rootfs.CreateContainer(ctx, c.id, c.name, c.img.ID, sb.MountLabel, sb.ID)
+	}
+	if err != nil {
 		return err
 	}
 	path, err := s.rootfs.Mount(c.id)
@@ -251,6 +259,9 @@ func (s *RuntimeService) specInput(c *containerCreation) runtime.SpecInput {
 			IPC:     runtime.NamespacePath{Path: sb.IPCNSPath, Host: nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE},
 			UTS:     runtime.NamespacePath{Path: sb.UTSNSPath, Host: nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE},
 			PID:     sb.PIDNSPath,
+			User:    sb.UserNSPath,
+			UIDMap:  specIDMap(sb.UIDMap),
+			GIDMap:  specIDMap(sb.GIDMap),
 		},
 		PodFiles: runtime.PodFiles{
 			Hosts:      sb.HostsPath,
@@ -273,6 +284,16 @@ func (s *RuntimeService) specInput(c *containerCreation) runtime.SpecInput {
 		in.CgroupsPath = s.opts.Spec.ContainerCgroup(sb.CgroupParent, id)
 	}
 	return in
+}
+
+// specIDMap is a pod's user-namespace mapping (crib's ids) as the OCI
+// spec spells it.
+func specIDMap(in []idmap.Mapping) []specs.LinuxIDMapping {
+	var out []specs.LinuxIDMapping
+	for _, m := range in {
+		out = append(out, specs.LinuxIDMapping{ContainerID: uint32(m.ContainerID), HostID: uint32(m.HostID), Size: uint32(m.Count)})
+	}
+	return out
 }
 
 // containerLogPath joins the pod's log directory and the container's log

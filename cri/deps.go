@@ -6,6 +6,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crib-dev/crib/internal/idmap"
 	"github.com/crib-dev/crib/runtime"
 	"github.com/crib-dev/crib/sandbox"
 	"github.com/crib-dev/crib/storage"
@@ -55,6 +56,9 @@ type ContainerManager interface {
 type RootfsStore interface {
 	Status(ctx context.Context, ref string) (storage.Image, error)
 	CreateContainer(ctx context.Context, id, name, imageRef, mountLabel, metadata string) (storage.ContainerFS, error)
+	// CreateMappedContainer is CreateContainer with the image's files
+	// shown owned by a pod user namespace's ids.
+	CreateMappedContainer(ctx context.Context, id, name, imageRef, mountLabel, metadata string, uidMap, gidMap []idmap.Mapping) (storage.ContainerFS, error)
 	Mount(id string) (string, error)
 	Unmount(id string) error
 	DeleteContainer(id string) error

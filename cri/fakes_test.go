@@ -16,6 +16,7 @@ import (
 
 	"github.com/crib-dev/crib/internal/errdefs"
 	"github.com/crib-dev/crib/internal/idindex"
+	"github.com/crib-dev/crib/internal/idmap"
 	"github.com/crib-dev/crib/runtime"
 	"github.com/crib-dev/crib/sandbox"
 	"github.com/crib-dev/crib/storage"
@@ -269,6 +270,10 @@ func (f *fakeRootfs) CreateContainer(_ context.Context, id, name, _, _, _ string
 	defer f.mu.Unlock()
 	f.layers[id] = true
 	return storage.ContainerFS{ID: id, Name: name}, nil
+}
+
+func (f *fakeRootfs) CreateMappedContainer(ctx context.Context, id, name, ref, label, meta string, _, _ []idmap.Mapping) (storage.ContainerFS, error) {
+	return f.CreateContainer(ctx, id, name, ref, label, meta)
 }
 
 func (f *fakeRootfs) Mount(id string) (string, error) {

@@ -121,9 +121,16 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt oci.Runtime) (
 	if err := os.Mkdir(f.bundle, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the bundle of container %s: %w", o.ID, err)
 	}
-	undo = append(undo, func() { _ = os.RemoveAll(f.bundle) })
+	undo = append(undo, func() {
+		if err := removeBundle(f.bundle, m.usernsRoot); err != nil {
+			m.log.Warn("rollback: removing the bundle", "container", o.ID, "err", err)
+		}
+	})
 	spec := *o.Spec
 	spec.Version = rt.SpecVersion(spec.Version)
+	if err := idmapMounts(f.bundle, m.usernsRoot, &spec, m.log); err != nil {
+		return nil, fmt.Errorf("container %s: %w", o.ID, err)
+	}
 	if err := writeSpec(f.bundle, &spec); err != nil {
 		return nil, fmt.Errorf("container %s: %w", o.ID, err)
 	}

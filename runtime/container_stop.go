@@ -193,7 +193,7 @@ func (m *Manager) cleanup(ctx context.Context, id string, rt oci.Runtime) error 
 		return fmt.Errorf("deleting container %s from %s: %w", id, rt.Name(), err)
 	}
 	f := m.files(id)
-	if err := os.RemoveAll(f.bundle); err != nil {
+	if err := removeBundle(f.bundle, m.usernsRoot); err != nil {
 		return fmt.Errorf("removing the bundle of container %s: %w", id, err)
 	}
 	if err := f.removeOutside(); err != nil {

@@ -34,6 +34,10 @@ type Options struct {
 	NewRuntime func(oci.Config) (oci.Runtime, error)
 	// Rootless says crib runs in a user namespace.
 	Rootless bool
+	// UsernsRoot is where the root file systems of containers in a pod's
+	// own user namespace are bound for runc (UsernsRootDir); "" means
+	// UsernsRootDir("/tmp", RunRoot).
+	UsernsRoot string
 	// Cgroups reads container cgroups; nil (or driver "none") means there
 	// are none and stats come from /proc.
 	Cgroups CgroupReader
@@ -72,6 +76,7 @@ type Manager struct {
 	runtimes    map[string]oci.Runtime
 	defHandler  string
 	rootless    bool
+	usernsRoot  string
 	cgroups     CgroupReader
 	host        HostInfo
 	reaper      *Reaper
@@ -123,6 +128,9 @@ func New(o Options) (*Manager, error) {
 	if len(o.Handlers) == 0 {
 		return nil, fmt.Errorf("%w: no OCI runtime handler configured", errdefs.ErrInvalidArgument)
 	}
+	if o.UsernsRoot == "" {
+		o.UsernsRoot = UsernsRootDir("/tmp", o.RunRoot)
+	}
 	m := &Manager{
 		log:         o.Logger,
 		runRoot:     o.RunRoot,
@@ -133,6 +141,7 @@ func New(o Options) (*Manager, error) {
 		runtimes:    map[string]oci.Runtime{},
 		defHandler:  o.DefaultHandler,
 		rootless:    o.Rootless,
+		usernsRoot:  o.UsernsRoot,
 		cgroups:     o.Cgroups,
 		reaper:      o.Reaper,
 		rootfsUsage: o.RootfsUsage,

@@ -176,7 +176,7 @@ func (m *Manager) cleanOrphans(ctx context.Context, known map[string]bool, rep *
 				m.log.Warn("deleting leftover runtime state", "container", id, "runtime", name, "err", err)
 			}
 		}
-		if err := os.RemoveAll(f.bundle); err != nil {
+		if err := removeBundle(f.bundle, m.usernsRoot); err != nil {
 			m.log.Warn("removing a leftover bundle", "container", id, "err", err)
 		}
 		if err := f.removeOutside(); err != nil {

@@ -10,9 +10,10 @@ import (
 	"sync"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/idindex"
+	"github.com/crib-dev/crib/internal/idmap"
 	"github.com/crib-dev/crib/internal/procfs"
 	"github.com/crib-dev/crib/internal/record"
-	"github.com/crib-dev/crib/internal/idindex"
 	"github.com/crib-dev/crib/runtime/cgroups"
 )
 
@@ -83,6 +84,9 @@ type Manager struct {
 	// beforeStep, when set (tests only), runs before each Create step and
 	// may fail it, so every rollback path can be exercised.
 	beforeStep func(step string) error
+	// idMaps, when set (tests only), stands for crib's own
+	// /proc/self/uid_map and gid_map.
+	idMaps func() (uid, gid idmap.Map, err error)
 }
 
 // New prepares the directories, writes the default CNI conflist when the

@@ -7,6 +7,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crib-dev/crib/internal/idmap"
 	"github.com/crib-dev/crib/internal/record"
 )
 
@@ -34,6 +35,12 @@ type Sandbox struct {
 	NetNSPath string `json:"net_ns_path,omitempty"`
 	IPCNSPath string `json:"ipc_ns_path,omitempty"`
 	UTSNSPath string `json:"uts_ns_path,omitempty"`
+	// UserNSPath pins the pod's own user namespace (hostUsers: false);
+	// "" when the pod runs in crib's. UIDMap and GIDMap are its mapping
+	// in crib's ids.
+	UserNSPath string          `json:"user_ns_path,omitempty"`
+	UIDMap     []idmap.Mapping `json:"uid_map,omitempty"`
+	GIDMap     []idmap.Mapping `json:"gid_map,omitempty"`
 	// PIDNSPath is the reaper's PID namespace when the pod shares one.
 	PIDNSPath       string `json:"pid_ns_path,omitempty"`
 	ReaperPID       int    `json:"reaper_pid,omitempty"`

@@ -122,7 +122,7 @@ func (m *Manager) findInterruptedCgroup(sb *Sandbox) {
 // alive reports whether every namespace the pod owns is still pinned and
 // its reaper still runs.
 func (m *Manager) alive(sb *Sandbox) bool {
-	for _, p := range []string{sb.NetNSPath, sb.IPCNSPath, sb.UTSNSPath} {
+	for _, p := range []string{sb.NetNSPath, sb.IPCNSPath, sb.UTSNSPath, sb.UserNSPath} {
 		if p != "" && !isNamespacePin(p) {
 			return false
 		}

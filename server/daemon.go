@@ -247,7 +247,13 @@ func hostForCRI(o Options, r doctor.Report, env daemonEnv, p *parts) cri.Host {
 	// also when pods run unconfined, as the kubelet needs a driver.
 	driver := "cgroupfs"
 	handlers := usableHandlers(f)
+	userns, usernsWhy, usernsPods := usernsRoom()
+	if err := tellKubeletRange(usernsPods); err != nil {
+		o.Logger.Warn("giving a kubelet in crib's namespaces its user-namespace range (/etc/subuid of crib's copy of /etc)", "err", err)
+	}
+	configInfo := usernsStateInfo(o.Config, usernsRootDir(o.Config.RunRoot), userns, o.Logger)
 	return cri.Host{
+		UserNamespaces:   userns,
 		RuntimeCondition: func() cri.Condition { return runtimeCondition(r) },
 		NetworkCondition: func() cri.Condition {
 			if ok, why := p.pods.NetworkReady(); !ok {
@@ -265,13 +271,14 @@ func hostForCRI(o Options, r doctor.Report, env daemonEnv, p *parts) cri.Host {
 		Handlers:     handlers,
 		Info: func() map[string]string {
 			return map[string]string{
-				"config":     mustJSON(o.Config),
-				"cgroups":    mustJSON(p.cgroupUse),
-				"storage":    mustJSON(p.storageDriver),
-				"host":       mustJSON(f),
-				"checks":     mustJSON(map[string]any{"checks": r.Checks}),
-				"rootless":   strconv.FormatBool(env.rootless),
-				"namespaces": mustJSON(namespaceNote(env.rootless)),
+				"config":         configInfo,
+				"cgroups":        mustJSON(p.cgroupUse),
+				"storage":        mustJSON(p.storageDriver),
+				"host":           mustJSON(f),
+				"checks":         mustJSON(map[string]any{"checks": r.Checks}),
+				"rootless":       strconv.FormatBool(env.rootless),
+				"namespaces":     mustJSON(namespaceNote(env.rootless)),
+				"userNamespaces": mustJSON(map[string]any{"supported": userns, "why": usernsWhy}),
 			}
 		},
 	}

@@ -72,6 +72,7 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 		DefaultHandler: report.Features.DefaultRuntime,
 		ConmonPath:     report.Features.Conmon,
 		Rootless:       env.rootless,
+		UsernsRoot:     usernsRootDir(cfg.RunRoot),
 		Cgroups:        p.cgroups,
 		Host:           &host,
 		Reaper:         reaper,

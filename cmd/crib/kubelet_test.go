@@ -12,7 +12,7 @@ import (
 )
 
 func TestKubeletYAML(t *testing.T) {
-	rootless := kubeletHost{Socket: "/run/user/1000/crib/crib.sock", CgroupDriver: "cgroupfs", CgroupV1: true, Rootless: true,
+	rootless := kubeletHost{Socket: "/run/user/1000/crib/crib.sock", CgroupDriver: "cgroupfs", CgroupV1: true, Rootless: true, UserNamespaces: true,
 		StaticPods: "/home/ann/.config/crib/manifests", PodLogs: "/home/ann/.local/share/crib/pod-logs", KubeletRoot: "/home/ann/.local/share/crib/kubelet"}
 	rootful := kubeletHost{Socket: "/run/crib/crib.sock", CgroupDriver: "systemd",
 		StaticPods: "/etc/kubernetes/manifests", PodLogs: "/var/log/pods", KubeletRoot: "/var/lib/kubelet"}

@@ -158,7 +158,7 @@ func useNamespaceResolver(runRoot string) error {
 		return nil // pasta copies the host's addresses and forwards DNS itself
 	}
 	conf := []byte("nameserver " + slirpDNS + "\n")
-	if copiedUp("/etc") {
+	if CopiedUp("/etc") {
 		// /etc is crib's own tmpfs: replace the link to the host's file.
 		if err := os.Remove("/etc/resolv.conf"); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err

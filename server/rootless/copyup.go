@@ -14,10 +14,10 @@ import (
 	"github.com/crib-dev/crib/internal/mountinfo"
 )
 
-// hostEntriesDir is where, inside a copied-up directory, the host's own
+// HostEntriesDir is where, inside a copied-up directory, the host's own
 // directory stays reachable: the entries crib links rather than binds
 // point into it.
-const hostEntriesDir = ".crib-host"
+const HostEntriesDir = ".crib-host"
 
 // copyUpOnce makes the copies rootless.copy_up lists, in namespaces that
 // do not have them yet.
@@ -79,7 +79,7 @@ func copyUp(dir string, keep []string) (retErr error) {
 	if err != nil {
 		return err
 	}
-	if copiedUp(dir) {
+	if CopiedUp(dir) {
 		return nil
 	}
 	// The host's tree is cloned before the tmpfs covers it: a bind made
@@ -98,7 +98,7 @@ func copyUp(dir string, keep []string) (retErr error) {
 			unix.Unmount(dir, unix.MNT_DETACH)
 		}
 	}()
-	hidden := filepath.Join(dir, hostEntriesDir)
+	hidden := filepath.Join(dir, HostEntriesDir)
 	if err := os.Mkdir(hidden, 0o755); err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func copyUp(dir string, keep []string) (retErr error) {
 func copyEntry(dir string, e os.DirEntry, mounts map[string]bool, keep []string) error {
 	name := e.Name()
 	dst := filepath.Join(dir, name)
-	src := filepath.Join(dir, hostEntriesDir, name)
+	src := filepath.Join(dir, HostEntriesDir, name)
 	switch {
 	case e.Type()&os.ModeSymlink != 0:
 		target, err := os.Readlink(src)
@@ -161,20 +161,20 @@ func bindAt(src, dst string, isDir bool) error {
 func notCopiedUp(dirs []string) []string {
 	var out []string
 	for _, d := range dirs {
-		if fi, err := os.Lstat(d); err == nil && fi.IsDir() && !copiedUp(d) {
+		if fi, err := os.Lstat(d); err == nil && fi.IsDir() && !CopiedUp(d) {
 			out = append(out, d)
 		}
 	}
 	return out
 }
 
-// copiedUp reports whether dir is already a copy made by copyUp.
-func copiedUp(dir string) bool {
+// CopiedUp reports whether dir is already a copy made by copyUp.
+func CopiedUp(dir string) bool {
 	mounted, _ := isMounted(dir)
 	if !mounted {
 		return false
 	}
-	fi, err := os.Lstat(filepath.Join(dir, hostEntriesDir))
+	fi, err := os.Lstat(filepath.Join(dir, HostEntriesDir))
 	return err == nil && fi.IsDir()
 }
 

@@ -51,7 +51,7 @@ func checkCopyUpInside(t *testing.T, dir string) {
 	keep := []string{filepath.Join(dir, "k", "deep")}
 	must(t, copyUp(dir, keep))
 
-	if !copiedUp(dir) {
+	if !CopiedUp(dir) {
 		t.Fatal("copiedUp is false after copyUp")
 	}
 	must(t, os.WriteFile(filepath.Join(dir, "new"), []byte("mine"), 0o644))
@@ -84,7 +84,7 @@ func checkCopyUpInside(t *testing.T, dir string) {
 		}
 	}
 	if fi, err := os.Lstat(filepath.Join(dir, "plain")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
-		t.Errorf("plain should be a link into %s: %v %v", hostEntriesDir, fi, err)
+		t.Errorf("plain should be a link into %s: %v %v", HostEntriesDir, fi, err)
 	}
 
 	before := len(points)
