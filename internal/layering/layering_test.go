@@ -1,6 +1,6 @@
 // Package layering holds no product code: its test is the guard rail that
 // keeps crib's calls flowing one way (cmd → server → cri → sandbox,
-// runtime, storage → internal). It reads import lists from the source, so
+// runtime, storage, nri → internal). It reads import lists from the source, so
 // it needs neither the go command nor a build.
 package layering
 
@@ -29,6 +29,7 @@ var layers = []struct {
 	{"storage", 2},
 	{"runtime", 2},
 	{"sandbox", 2},
+	{"nri", 2},
 	{"cri", 3},
 	{"contrib/", 4},
 	{"server", 4},
@@ -83,6 +84,8 @@ func TestAllowed(t *testing.T) {
 		{"runtime/oci", "runtime/cgroups", true},
 		{"runtime", "runtime/oci", true},
 		{"cmd/crib", "server", true},
+		{"cri", "nri", true},
+		{"nri", "runtime", false},
 		{"runtime", "cri", false},
 		{"cri", "server", false},
 		{"sandbox", "runtime", false},
