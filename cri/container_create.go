@@ -12,6 +12,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/nri"
 	"github.com/crib-dev/crib/runtime"
 	"github.com/crib-dev/crib/sandbox"
 	"github.com/crib-dev/crib/storage"
@@ -105,6 +106,11 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 	if err != nil {
 		return nil, err
 	}
+	nriDone, err := s.nri.CreateContainer(ctx, nriPod(sb), nri.Container{ID: id, PodID: sb.ID, Config: cfg}, spec)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	defer nriDone()
 	c, err := s.containers.Create(ctx, runtime.CreateOptions{
 		ID:            id,
 		SandboxID:     sb.ID,
@@ -124,8 +130,10 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 		},
 	})
 	if err != nil {
+		s.nri.RemoveContainer(ctx, nriPod(sb), nri.Container{ID: id, PodID: sb.ID, Config: cfg})
 		return nil, toStatus(err)
 	}
+	s.nri.PostCreateContainer(ctx, nriPod(sb), nriContainer(c))
 	return &runtimeapi.CreateContainerResponse{ContainerId: c.ID}, nil
 }
 

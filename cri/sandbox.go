@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -33,6 +34,12 @@ func (s *RuntimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.Sto
 	defer unlock()
 	for _, c := range s.podContainers(sb.ID) {
 		if err := s.containers.Stop(ctx, c.ID, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return nil, toStatus(err)
+		}
+		s.nriStopped(ctx, c.ID)
+	}
+	if now, err := s.pods.Get(sb.ID); err == nil && now.State == sandbox.StateReady {
+		if err := s.nri.StopPodSandbox(ctx, nriPod(now)); err != nil {
 			return nil, toStatus(err)
 		}
 	}
@@ -64,6 +71,12 @@ func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.R
 		if err := s.removeContainer(ctx, c.ID); err != nil {
 			return nil, toStatus(err)
 		}
+	}
+	if now, err := s.pods.Get(sb.ID); err == nil && now.State == sandbox.StateReady {
+		s.nri.StopPodSandbox(ctx, nriPod(now)) // a removal stops the pod first
+	}
+	if err := s.nri.RemovePodSandbox(ctx, nriPod(sb)); err != nil {
+		slog.Warn("nri RemovePodSandbox", "id", sb.ID, "err", err)
 	}
 	if err := s.pods.Remove(ctx, sb.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, toStatus(err)
@@ -126,7 +139,7 @@ func (s *RuntimeService) ListPodSandbox(ctx context.Context, req *runtimeapi.Lis
 	f := req.GetFilter()
 	resp := &runtimeapi.ListPodSandboxResponse{}
 	for _, sb := range s.pods.List() {
-		if f.GetId() != "" && !strings.HasPrefix(sb.ID, f.GetId()) {
+		if s.hidden.hidden(sb.ID) || f.GetId() != "" && !strings.HasPrefix(sb.ID, f.GetId()) {
 			continue
 		}
 		if f.GetState() != nil && f.GetState().GetState() != podState(sb) {
@@ -160,6 +173,9 @@ func labelsMatch(labels, selector map[string]string) bool {
 // findPod finds a sandbox by id or by a unique id prefix, as crictl lets
 // operators type short ids.
 func (s *RuntimeService) findPod(id string) (*sandbox.Sandbox, error) {
+	if s.hidden.hidden(id) {
+		return nil, fmt.Errorf("pod sandbox %s: %w", errdefs.Quote(id), errdefs.ErrNotFound)
+	}
 	if sb, err := s.pods.Get(id); err == nil {
 		return sb, nil
 	}

@@ -5,6 +5,8 @@ import (
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crib-dev/crib/nri"
 )
 
 // Condition is the state of one part crib needs, as the server measured it.
@@ -43,6 +45,8 @@ type Options struct {
 	// Streaming serves exec, attach and port-forward sessions; nil
 	// answers those RPCs Unimplemented.
 	Streaming StreamingServer
+	// NRI hosts NRI plugins; nil is NRI off.
+	NRI *nri.Host
 }
 
 // RuntimeService implements CRI's RuntimeService.
@@ -57,6 +61,8 @@ type RuntimeService struct {
 	containerNames *nameIndex
 	events         *eventHub
 	podLocks       *podLocks
+	nri            *nri.Host
+	hidden         hiddenPods
 	// podCIDR is what the kubelet last sent in UpdateRuntimeConfig.
 	podCIDR atomic.Pointer[string]
 }
@@ -79,6 +85,7 @@ func NewRuntimeService(opts Options) *RuntimeService {
 		containerNames: newNameIndex(),
 		events:         newEventHub(),
 		podLocks:       newPodLocks(),
+		nri:            opts.NRI,
 	}
 	if s.pods != nil {
 		for _, sb := range s.pods.List() {

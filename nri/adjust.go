@@ -5,8 +5,8 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 	nrigen "github.com/containerd/nri/pkg/runtime-tools/generate"
-	rgen "github.com/opencontainers/runtime-tools/generate"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	rgen "github.com/opencontainers/runtime-tools/generate"
 
 	"github.com/crib-dev/crib/internal/errdefs"
 )
