@@ -100,6 +100,10 @@ if [ -n "$cgroup_parent" ]; then
 	crib_args+=(--cgroup-parent "$cgroup_parent")
 fi
 [ "${CGROUPS:-}" = none ] && crib_args+=(--cgroup-manager none)
+# NRI: critest's NRI specs connect a plugin to crib's NRI socket (inside
+# mode). One of them holds a plugin's synchronisation open for 2 s, as long
+# as NRI's default request timeout, so the timeout here is longer.
+crib_args+=(--nri=true --nri-request-timeout=5s)
 # Not through as_user: a function in the background is a subshell, and
 # $! must be crib's own pid for the clean-up to stop it.
 setpriv --reuid="$uid" --regid="$gid" --init-groups \
@@ -141,6 +145,8 @@ for mode in $modes; do
 		focus=${FOCUS:-Streaming}
 	fi
 	[ -n "$focus" ] && args+=(-ginkgo.focus "$focus")
+	# The NRI specs run inside crib's namespaces, where crib runs plugins.
+	[ "$base" = inside ] && args+=(-nri-socket "$runroot/nri.sock")
 	echo "critest ($mode) ..."
 	start=$(date +%s)
 	case $base in
