@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/nri"
@@ -101,7 +102,17 @@ func (s *RuntimeService) NRIState() ([]nri.Pod, []nri.Container) {
 	return pods, ctrs
 }
 
-// NRIUpdate applies resources a plugin asked for on its own.
+// NRIUpdate applies resources a plugin asked for on its own: what the
+// plugin set (non-zero) over what the container has.
 func (s *RuntimeService) NRIUpdate(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error {
-	return s.containers.Update(ctx, id, r)
+	c, err := s.containers.Get(id)
+	if err != nil {
+		return err
+	}
+	merged := &runtimeapi.LinuxContainerResources{}
+	if cur := c.Config.GetLinux().GetResources(); cur != nil {
+		merged = proto.Clone(cur).(*runtimeapi.LinuxContainerResources)
+	}
+	proto.Merge(merged, r)
+	return s.containers.Update(ctx, id, merged)
 }

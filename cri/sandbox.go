@@ -181,7 +181,7 @@ func (s *RuntimeService) findPod(id string) (*sandbox.Sandbox, error) {
 	}
 	var found *sandbox.Sandbox
 	for _, sb := range s.pods.List() {
-		if strings.HasPrefix(sb.ID, id) {
+		if strings.HasPrefix(sb.ID, id) && !s.hidden.hidden(sb.ID) {
 			if found != nil {
 				return nil, fmt.Errorf("pod sandbox id prefix %s is ambiguous: %w", errdefs.Quote(id), errdefs.ErrInvalidArgument)
 			}

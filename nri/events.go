@@ -17,11 +17,14 @@ import (
 // call goes on.
 
 // RunPodSandbox tells plugins of a pod that is made but not yet shown to
-// clients; an error fails RunPodSandbox.
+// clients; an error fails RunPodSandbox. Plugin registration waits for
+// it, so a registering plugin either finds the pod in its
+// synchronisation or gets this event.
 func (h *Host) RunPodSandbox(ctx context.Context, p Pod) error {
 	if h == nil {
 		return nil
 	}
+	defer h.a.BlockPluginSync().Unblock()
 	if err := h.a.RunPodSandbox(ctx, &api.RunPodSandboxRequest{Pod: podSandbox(p)}); err != nil {
 		return fail("RunPodSandbox", err)
 	}

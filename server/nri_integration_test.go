@@ -57,6 +57,10 @@ func TestIntegrationNRIPlugin(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("NRI socket: %v, mode %v; want 0600", err, st)
 	}
+	info, err := c.rs.Status(ctx, &runtimeapi.StatusRequest{Verbose: true})
+	if err != nil || !strings.Contains(info.Info["config"], `"nri":{"enable":true,"socket_path":"`+filepath.Join(d.runroot, "nri.sock")) {
+		t.Errorf("crictl info does not show the [nri] section: %v %s", err, info.GetInfo()["config"])
+	}
 	if _, err := c.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: "busybox"}}); err != nil {
 		t.Fatalf("pull: %v\n%s", err, d.out)
 	}
