@@ -33,6 +33,12 @@ func adjust(spec *specs.Spec, adj *api.ContainerAdjustment, rootless bool) error
 	if err := g.Adjust(adj); err != nil {
 		return fmt.Errorf("applying the plugins' adjustment: %v: %w", err, errdefs.ErrInvalidArgument)
 	}
+	if rootless && spec.Linux != nil && spec.Linux.CgroupsPath == "" {
+		// Rootless without a cgroup crib's own spec carries no limits
+		// (runtime's setResources) and the runtime could apply none: the
+		// container runs unconfined, whoever asked for limits.
+		spec.Linux.Resources = nil
+	}
 	if rootless && spec.Linux != nil && spec.Linux.Resources != nil {
 		// As for CRI devices (runtime/spec_devices.go): rootless, the
 		// runtime bind-mounts device nodes and the device cgroup is not

@@ -91,7 +91,7 @@ func ptr[T any](v T) *T { return &v }
 // device keeps its node but loses its allow rule, as CRI devices do.
 func TestAdjustRootlessDropsDeviceRules(t *testing.T) {
 	for _, rootless := range []bool{false, true} {
-		spec := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{}}
+		spec := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{CgroupsPath: "/pods/c"}}
 		adj := &api.ContainerAdjustment{}
 		adj.AddDevice(&api.LinuxDevice{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229})
 		if err := adjust(spec, adj, rootless); err != nil {
@@ -106,6 +106,23 @@ func TestAdjustRootlessDropsDeviceRules(t *testing.T) {
 		}
 		if rootless != (rules == 0) {
 			t.Fatalf("rootless=%v: %d device rules", rootless, rules)
+		}
+	}
+}
+
+// Rootless without a cgroup, a plugin's limits are dropped as crib drops
+// the CRI's: the runtime could not apply them.
+func TestAdjustUnconfinedDropsLimits(t *testing.T) {
+	for _, cg := range []string{"", "/pods/c"} {
+		spec := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{CgroupsPath: cg}}
+		adj := &api.ContainerAdjustment{}
+		adj.SetLinuxMemoryLimit(1 << 30)
+		if err := adjust(spec, adj, true); err != nil {
+			t.Fatal(err)
+		}
+		limited := spec.Linux.Resources != nil && spec.Linux.Resources.Memory != nil && spec.Linux.Resources.Memory.Limit != nil
+		if limited != (cg != "") {
+			t.Fatalf("cgroup %q: memory limit in the spec = %v", cg, limited)
 		}
 	}
 }
