@@ -55,6 +55,15 @@ func (p *testPlugin) CreateContainer(ctx context.Context, _ *api.PodSandbox, c *
 	return adj, nil, nil
 }
 
+// UpdateContainer pins every update to CPU 0.
+func (p *testPlugin) UpdateContainer(_ context.Context, _ *api.PodSandbox, c *api.Container, _ *api.LinuxResources) ([]*api.ContainerUpdate, error) {
+	p.record("update:" + c.GetName())
+	u := &api.ContainerUpdate{}
+	u.SetContainerId(c.GetId())
+	u.SetLinuxCPUSetCPUs("0")
+	return []*api.ContainerUpdate{u}, nil
+}
+
 func (p *testPlugin) StopContainer(_ context.Context, _ *api.PodSandbox, c *api.Container) ([]*api.ContainerUpdate, error) {
 	p.record("stop:" + c.GetName())
 	return nil, nil
@@ -170,13 +179,23 @@ func TestPluginSyncAndAdjustment(t *testing.T) {
 		t.Errorf("rlimit not added: %v", spec.Process.Rlimits)
 	}
 
+	// An update gets the plugin's adjustment on top of the request.
+	res, err := h.UpdateContainer(context.Background(), testPod(), testContainer("c1", "web"),
+		&runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 1 << 28})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.GetCpusetCpus() != "0" || res.GetMemoryLimitInBytes() != 1<<28 {
+		t.Errorf("update: %v, want cpuset 0 and the requested memory limit", res)
+	}
+
 	// An exit and an explicit stop are one StopContainer event, and it
 	// comes before RemoveContainer.
 	h.StopContainer(context.Background(), testPod(), testContainer("c1", "web"))
 	h.StopContainer(context.Background(), testPod(), testContainer("c1", "web"))
 	h.RemoveContainer(context.Background(), testPod(), testContainer("c1", "web"))
 	_, events := p.seen()
-	if want := []string{"create:web", "stop:web", "remove:web"}; !slices.Equal(events, want) {
+	if want := []string{"create:web", "update:web", "stop:web", "remove:web"}; !slices.Equal(events, want) {
 		t.Errorf("events %v, want %v", events, want)
 	}
 }
