@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"testing"
 
@@ -129,7 +130,7 @@ func startWithNRIPlugins(t *testing.T, extra map[string]nriPlugin) (*daemon, str
 			t.Fatal(err)
 		}
 	}
-	build := exec.Command("go", "build", "-o", filepath.Join(plugins, "10-adjuster"), "./testdata/nriplugin")
+	build := exec.Command(filepath.Join(goruntime.GOROOT(), "bin", "go"), "build", "-buildvcs=false", "-o", filepath.Join(plugins, "10-adjuster"), "./testdata/nriplugin")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the plugin: %v\n%s", err, out)
 	}
