@@ -87,6 +87,7 @@ func NewRuntimeService(opts Options) *RuntimeService {
 		podLocks:       newPodLocks(),
 		nri:            opts.NRI,
 	}
+	s.nri.Bind(s.NRIState, s.NRIUpdate) // before the server starts the host
 	if s.pods != nil {
 		for _, sb := range s.pods.List() {
 			s.podNames.reserve(podName(sb.Config.GetMetadata()), sb.ID)

@@ -28,10 +28,10 @@ type Options struct {
 	// apply.
 	Rootless bool
 	// State lists the pods and containers that exist, for the
-	// synchronisation of a plugin that registers.
+	// synchronisation of a plugin that registers (or see Bind).
 	State func() ([]Pod, []Container)
 	// Update applies new resources to a container a plugin asked to
-	// update outside of one of its own events.
+	// update outside of one of its own events (or see Bind).
 	Update func(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error
 	// Log receives the library's messages; nil means slog.Default().
 	Log *slog.Logger
@@ -85,6 +85,16 @@ func New(opts Options) (*Host, error) {
 	}
 	h.a = a
 	return h, nil
+}
+
+// Bind sets where the host reads the pods and containers a registering
+// plugin is synchronised with, and how it applies a plugin's own updates:
+// the CRI layer, which builds after the host. Call it before Start.
+func (h *Host) Bind(state func() ([]Pod, []Container), update func(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error) {
+	if h == nil {
+		return
+	}
+	h.opts.State, h.opts.Update = state, update
 }
 
 // Start launches the pre-installed plugins and opens the socket, which

@@ -105,22 +105,22 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 	// Metrics: per-RPC latency and errors, pulls, states, storage (metrics.go).
 	met := newMetrics(o.Version, parts.pods, parts.containers, store)
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logUnary(log), met.unaryInterceptor()))
-	var rs *cri.RuntimeService
-	nriHost, err := newNRI(o, env.rootless, &rs, log) // server/nri.go
+	nriHost, err := newNRI(o, env.rootless, log) // server/nri.go
 	if err != nil {
 		return err
 	}
-	rs = cri.NewRuntimeService(cri.Options{
-		Version:    o.Version,
-		Host:       withImageConfig(hostForCRI(o, report, env, parts), store),
-		Pods:       parts.pods,
-		Containers: parts.containers,
-		Rootfs:     store,
-		Spec:       parts.spec,
-		Streaming:  stream.server,
-		NRI:        nriHost,
-	})
-	cri.Register(srv, rs, cri.NewImageService(met.meterPulls(store)))
+	cri.Register(srv,
+		cri.NewRuntimeService(cri.Options{
+			Version:    o.Version,
+			Host:       withImageConfig(hostForCRI(o, report, env, parts), store),
+			Pods:       parts.pods,
+			Containers: parts.containers,
+			Rootfs:     store,
+			Spec:       parts.spec,
+			Streaming:  stream.server,
+			NRI:        nriHost,
+		}),
+		cri.NewImageService(met.meterPulls(store)))
 	if err := nriHost.Start(); err != nil {
 		return err
 	}

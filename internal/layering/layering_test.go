@@ -1,6 +1,6 @@
 // Package layering holds no product code: its test is the guard rail that
 // keeps crib's calls flowing one way (cmd → server → cri → sandbox,
-// runtime, storage, nri → internal). It reads import lists from the source, so
+// runtime, storage → internal). It reads import lists from the source, so
 // it needs neither the go command nor a build.
 package layering
 
