@@ -139,14 +139,14 @@ for mode in $modes; do
 	base=${mode%-websocket}
 	skips=$(skip_regex "$base")
 	[ -n "$skips" ] && args+=(-ginkgo.skip "$skips")
+	# The NRI specs run inside crib's namespaces, where crib runs plugins.
+	[ "$base" = inside ] && args+=(-nri-socket "$runroot/nri.sock")
 	focus=${FOCUS:-}
 	if [ "$base" != "$mode" ]; then
 		args+=(-websocket-exec -websocket-attach -websocket-portforward)
 		focus=${FOCUS:-Streaming}
 	fi
 	[ -n "$focus" ] && args+=(-ginkgo.focus "$focus")
-	# The NRI specs run inside crib's namespaces, where crib runs plugins.
-	[ "$base" = inside ] && args+=(-nri-socket "$runroot/nri.sock")
 	echo "critest ($mode) ..."
 	start=$(date +%s)
 	case $base in
