@@ -12,7 +12,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/errdefs"
-	"github.com/crib-dev/crib/nri"
 	"github.com/crib-dev/crib/runtime"
 	"github.com/crib-dev/crib/sandbox"
 	"github.com/crib-dev/crib/storage"
@@ -106,7 +105,7 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 	if err != nil {
 		return nil, err
 	}
-	nriDone, err := s.nri.CreateContainer(ctx, nriPod(sb), nri.Container{ID: id, PodID: sb.ID, Config: cfg}, spec)
+	nriDone, err := s.nriCreate(ctx, sb, id, cfg, spec)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -130,7 +129,7 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 		},
 	})
 	if err != nil {
-		s.nri.RemoveContainer(ctx, nriPod(sb), nri.Container{ID: id, PodID: sb.ID, Config: cfg})
+		s.nriCreateFailed(ctx, sb, id, cfg)
 		return nil, toStatus(err)
 	}
 	s.nri.PostCreateContainer(ctx, nriPod(sb), nriContainer(c))

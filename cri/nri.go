@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -84,6 +85,18 @@ func (s *RuntimeService) nriRunPod(ctx context.Context, sb *sandbox.Sandbox) err
 	}
 	s.nri.RemovePodSandbox(ctx, nriPod(sb))
 	return err
+}
+
+// nriCreate has plugins adjust spec for a container about to be created;
+// done must be called once the container is recorded or has failed.
+func (s *RuntimeService) nriCreate(ctx context.Context, sb *sandbox.Sandbox, id string, cfg *runtimeapi.ContainerConfig, spec *specs.Spec) (done func(), err error) {
+	return s.nri.CreateContainer(ctx, nriPod(sb), nri.Container{ID: id, PodID: sb.ID, Config: cfg}, spec)
+}
+
+// nriCreateFailed tells plugins that saw a container's CreateContainer
+// that it was not made after all.
+func (s *RuntimeService) nriCreateFailed(ctx context.Context, sb *sandbox.Sandbox, id string, cfg *runtimeapi.ContainerConfig) {
+	s.nri.RemoveContainer(ctx, nriPod(sb), nri.Container{ID: id, PodID: sb.ID, Config: cfg})
 }
 
 // NRIState lists the pods and containers a registering plugin is
