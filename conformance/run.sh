@@ -100,6 +100,10 @@ if [ -n "$cgroup_parent" ]; then
 	crib_args+=(--cgroup-parent "$cgroup_parent")
 fi
 [ "${CGROUPS:-}" = none ] && crib_args+=(--cgroup-manager none)
+# NRI: critest's NRI specs connect a plugin to crib's NRI socket (inside
+# mode). One of them holds a plugin's synchronisation open for 2 s, as long
+# as NRI's default request timeout, so the timeout here is longer.
+crib_args+=(--nri=true --nri-request-timeout=5s)
 # Not through as_user: a function in the background is a subshell, and
 # $! must be crib's own pid for the clean-up to stop it.
 setpriv --reuid="$uid" --regid="$gid" --init-groups \
@@ -135,6 +139,8 @@ for mode in $modes; do
 	base=${mode%-websocket}
 	skips=$(skip_regex "$base")
 	[ -n "$skips" ] && args+=(-ginkgo.skip "$skips")
+	# The NRI specs run inside crib's namespaces, where crib runs plugins.
+	[ "$base" = inside ] && args+=(-nri-socket "$runroot/nri.sock")
 	focus=${FOCUS:-}
 	if [ "$base" != "$mode" ]; then
 		args+=(-websocket-exec -websocket-attach -websocket-portforward)

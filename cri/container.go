@@ -30,11 +30,18 @@ func (s *RuntimeService) StartContainer(ctx context.Context, req *runtimeapi.Sta
 	if _, err := s.readyPod(c.SandboxID); err != nil {
 		return nil, err
 	}
-	if _, err := s.containers.Get(c.ID); err != nil {
+	if c, err = s.containers.Get(c.ID); err != nil {
+		return nil, err
+	}
+	pod := s.nriPodOf(c.SandboxID)
+	if err := s.nri.StartContainer(ctx, pod, nriContainer(c)); err != nil {
 		return nil, err
 	}
 	if err := s.containers.Start(ctx, c.ID); err != nil {
 		return nil, err
+	}
+	if started, err := s.containers.Get(c.ID); err == nil {
+		s.nri.PostStartContainer(ctx, pod, nriContainer(started))
 	}
 	return &runtimeapi.StartContainerResponse{}, nil
 }
@@ -52,6 +59,7 @@ func (s *RuntimeService) StopContainer(ctx context.Context, req *runtimeapi.Stop
 	if err := s.containers.Stop(ctx, c.ID, timeout); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, err
 	}
+	s.nriStopped(ctx, c.ID)
 	return &runtimeapi.StopContainerResponse{}, nil
 }
 
@@ -86,9 +94,11 @@ func (s *RuntimeService) removeContainer(ctx context.Context, id string) error {
 	if err := s.containers.Stop(ctx, id, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return err
 	}
+	s.nriStopped(ctx, id)
 	if err := s.containers.Remove(ctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return err
 	}
+	s.nri.RemoveContainer(ctx, s.nriPodOf(c.SandboxID), nriContainer(c))
 	if err := s.rootfs.Unmount(id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return err
 	}
@@ -245,9 +255,15 @@ func (s *RuntimeService) UpdateContainerResources(ctx context.Context, req *runt
 	if err != nil {
 		return nil, err
 	}
-	if err := s.containers.Update(ctx, c.ID, req.GetLinux()); err != nil {
+	pod := s.nriPodOf(c.SandboxID)
+	res, err := s.nri.UpdateContainer(ctx, pod, nriContainer(c), req.GetLinux())
+	if err != nil {
 		return nil, err
 	}
+	if err := s.containers.Update(ctx, c.ID, res); err != nil {
+		return nil, err
+	}
+	s.nri.PostUpdateContainer(ctx, pod, nriContainer(c))
 	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
 }
 

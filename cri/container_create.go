@@ -47,6 +47,7 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 	if err != nil {
 		return nil, err
 	}
+	defer c.endNRI()
 	if err := s.runCreateSteps(ctx, c); err != nil {
 		return nil, err
 	}
@@ -65,6 +66,9 @@ type containerCreation struct {
 	rootfs  string                 // step rootfs
 	volumes map[string]imageVolume // step image volumes
 	spec    *specs.Spec            // step spec
+	// nriDone ends the NRI plugins' part (step nri): called once the
+	// steps are over, whatever their outcome.
+	nriDone func()
 }
 
 // admitContainer checks everything that needs no undo, under the pod's
@@ -113,6 +117,7 @@ func (s *RuntimeService) createSteps() []createStep {
 		{"rootfs", s.makeRootfs, s.dropRootfs},
 		{"image volumes", s.mountImageVolumes, s.unmountImageVolumes},
 		{"spec", s.generateSpec, nil},
+		{"nri", s.adjustByPlugins, s.tellPluginsNotCreated},
 		{"container", s.createRuntimeContainer, nil},
 	}
 }
@@ -168,12 +173,32 @@ func (s *RuntimeService) generateSpec(_ context.Context, c *containerCreation) e
 	return nil
 }
 
+// adjustByPlugins lets NRI plugins adjust the spec before the container
+// exists (cri/nri.go).
+func (s *RuntimeService) adjustByPlugins(ctx context.Context, c *containerCreation) error {
+	done, err := s.nriCreate(ctx, c.sb, c.id, c.cfg, c.spec)
+	c.nriDone = done
+	return err
+}
+
+// tellPluginsNotCreated: plugins that saw the CreateContainer learn that
+// the container was not made after all.
+func (s *RuntimeService) tellPluginsNotCreated(c *containerCreation) {
+	s.nriCreateFailed(context.Background(), c.sb, c.id, c.cfg)
+}
+
+func (c *containerCreation) endNRI() {
+	if c.nriDone != nil {
+		c.nriDone()
+	}
+}
+
 // createRuntimeContainer is the last step: the container exists under its
 // monitor and is recorded, so there is nothing after it to fail.
 func (s *RuntimeService) createRuntimeContainer(ctx context.Context, c *containerCreation) error {
 	podCfg := c.sb.Config
 	id := c.id
-	_, err := s.containers.Create(ctx, runtime.CreateOptions{
+	created, err := s.containers.Create(ctx, runtime.CreateOptions{
 		ID:            id,
 		SandboxID:     c.sb.ID,
 		Name:          c.name,
@@ -188,7 +213,11 @@ func (s *RuntimeService) createRuntimeContainer(ctx context.Context, c *containe
 		StopSignal:    imageStopSignal(c.img),
 		ImageVolumes:  imageVolumeIDs(c.volumes),
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	s.nri.PostCreateContainer(ctx, nriPod(c.sb), nriContainer(created))
+	return nil
 }
 
 // readyPod reads the pod's record again under its lock: a pod stopped or

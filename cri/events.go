@@ -69,6 +69,9 @@ var eventTypes = map[runtime.EventType]runtimeapi.ContainerEventType{
 func (s *RuntimeService) relayEvents(events <-chan runtime.Event) {
 	for ev := range events {
 		s.events.publish(s.criEvent(ev))
+		if ev.Type == runtime.EventStopped {
+			s.nriStopped(context.Background(), ev.ID) // an exit is NRI's StopContainer
+		}
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -28,6 +30,12 @@ func (s *RuntimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.Sto
 	defer unlock()
 	for _, c := range s.podContainers(sb.ID) {
 		if err := s.containers.Stop(ctx, c.ID, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return nil, err
+		}
+		s.nriStopped(ctx, c.ID)
+	}
+	if now, err := s.pods.Get(sb.ID); err == nil && now.State == sandbox.StateReady {
+		if err := s.nri.StopPodSandbox(ctx, nriPod(now)); err != nil {
 			return nil, err
 		}
 	}
@@ -55,6 +63,12 @@ func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.R
 		if err := s.removeContainer(ctx, c.ID); err != nil {
 			return nil, err
 		}
+	}
+	if now, err := s.pods.Get(sb.ID); err == nil && now.State == sandbox.StateReady {
+		s.nri.StopPodSandbox(ctx, nriPod(now)) // a removal stops the pod first
+	}
+	if err := s.nri.RemovePodSandbox(ctx, nriPod(sb)); err != nil {
+		slog.Warn("nri RemovePodSandbox", "id", sb.ID, "err", err)
 	}
 	if err := s.pods.Remove(ctx, sb.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, err
@@ -113,7 +127,7 @@ func (s *RuntimeService) ListPodSandbox(ctx context.Context, req *runtimeapi.Lis
 	f := req.GetFilter()
 	resp := &runtimeapi.ListPodSandboxResponse{}
 	for _, sb := range s.pods.List() {
-		if f.GetId() != "" && !strings.HasPrefix(sb.ID, f.GetId()) {
+		if s.hidden.hidden(sb.ID) || f.GetId() != "" && !strings.HasPrefix(sb.ID, f.GetId()) {
 			continue
 		}
 		if f.GetState() != nil && f.GetState().GetState() != podState(sb) {
@@ -150,7 +164,15 @@ func (s *RuntimeService) findPod(id string) (*sandbox.Sandbox, error) {
 	if id == "" {
 		return nil, invalid("pod sandbox id is empty")
 	}
-	return s.pods.Resolve(id)
+	if s.hidden.hidden(id) {
+		return nil, fmt.Errorf("pod sandbox %s: %w", errdefs.Quote(id), errdefs.ErrNotFound)
+	}
+	sb, err := s.pods.Resolve(id)
+	if err == nil && s.hidden.hidden(sb.ID) {
+		// a pod its RunPodSandbox plugins have not accepted yet (cri/nri.go)
+		return nil, fmt.Errorf("pod sandbox %s: %w", errdefs.Quote(id), errdefs.ErrNotFound)
+	}
+	return sb, err
 }
 
 // PodSandboxStats reports one pod's usage.

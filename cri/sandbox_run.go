@@ -31,8 +31,13 @@ func (s *RuntimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunP
 			s.podNames.release(name)
 		}
 	}()
+	s.hidden.hide(id) // until NRI plugins accepted the pod
+	defer s.hidden.show(id)
 	sb, err := s.pods.Create(ctx, id, cfg, handler)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.nriRunPod(ctx, sb); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: sb.ID}, nil

@@ -5,6 +5,8 @@ import (
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crib-dev/crib/nri"
 )
 
 // Condition is the state of one part crib needs, as the server measured it.
@@ -47,6 +49,8 @@ type Options struct {
 	// Streaming serves exec, attach and port-forward sessions; nil
 	// answers those RPCs Unimplemented.
 	Streaming StreamingServer
+	// NRI hosts NRI plugins; nil is NRI off.
+	NRI *nri.Host
 }
 
 // RuntimeService implements CRI's RuntimeService.
@@ -61,6 +65,8 @@ type RuntimeService struct {
 	containerNames *nameIndex
 	events         *eventHub
 	podLocks       *podLocks
+	nri            *nri.Host
+	hidden         hiddenPods
 	// podCIDR is what the kubelet last sent in UpdateRuntimeConfig.
 	podCIDR atomic.Pointer[string]
 }
@@ -83,7 +89,9 @@ func NewRuntimeService(opts Options) *RuntimeService {
 		containerNames: newNameIndex(),
 		events:         newEventHub(),
 		podLocks:       newPodLocks(),
+		nri:            opts.NRI,
 	}
+	s.nri.Bind(s.NRIState, s.NRIUpdate) // before the server starts the host
 	if s.pods != nil {
 		for _, sb := range s.pods.List() {
 			s.podNames.reserve(podName(sb.Config.GetMetadata()), sb.ID)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/crib-dev/crib/cri"
 	"github.com/crib-dev/crib/internal/config"
+	"github.com/crib-dev/crib/nri"
 	"github.com/crib-dev/crib/server/doctor"
 	"github.com/crib-dev/crib/server/rootless"
 	"github.com/crib-dev/crib/server/streaming"
@@ -91,7 +92,15 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 
 	// Metrics: per-RPC latency and errors, pulls, states, storage (metrics.go).
 	met := newMetrics(o.Version, parts.pods, parts.containers, store)
-	srv := newGRPCServer(o, report, env, parts, store, stream, met)
+	nriHost, err := newNRI(o, env.rootless, log) // server/nri.go
+	if err != nil {
+		return err
+	}
+	srv := newGRPCServer(o, report, env, parts, store, stream, met, nriHost)
+	if err := nriHost.Start(); err != nil {
+		return err
+	}
+	defer nriHost.Stop()
 	stopMetrics, err := serveMetrics(ctx, cfg.Metrics.Address, met, hostSide, log)
 	if err != nil {
 		return err
@@ -138,7 +147,7 @@ func openStore(cfg config.Config, pullProxy string, log *slog.Logger) (*storage.
 }
 
 // newGRPCServer is the CRI server on crib's parts.
-func newGRPCServer(o Options, report doctor.Report, env daemonEnv, parts *parts, store *storage.Store, stream *streaming.Service, met *metrics) *grpc.Server {
+func newGRPCServer(o Options, report doctor.Report, env daemonEnv, parts *parts, store *storage.Store, stream *streaming.Service, met *metrics, nriHost *nri.Host) *grpc.Server {
 	log := o.Logger
 	// cri's error interceptors go last, innermost, so the log and the
 	// metrics see the codes clients see.
@@ -153,6 +162,7 @@ func newGRPCServer(o Options, report doctor.Report, env daemonEnv, parts *parts,
 			Rootfs:     store,
 			Spec:       parts.spec,
 			Streaming:  stream.URLs(),
+			NRI:        nriHost,
 		}),
 		cri.NewImageService(met.meterPulls(store)))
 	return srv

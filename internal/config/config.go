@@ -38,6 +38,7 @@ type Config struct {
 	Image     Image     `toml:"image" json:"image"`
 	Streaming Streaming `toml:"streaming" json:"streaming"`
 	Metrics   Metrics   `toml:"metrics" json:"metrics"`
+	NRI       NRI       `toml:"nri" json:"nri"`
 }
 
 // Storage configures images and container filesystems.
@@ -126,6 +127,33 @@ type Metrics struct {
 	Address string `toml:"address" json:"address" flag:"metrics-address" help:"host:port of the Prometheus metrics listener, e.g. 127.0.0.1:9090 (empty: off)"`
 }
 
+// NRI configures the Node Resource Interface plugin host
+// (github.com/containerd/nri): plugins that see every pod and container
+// event and may adjust a container's OCI spec before it is created.
+// Plugins run as the user that runs crib, in crib's namespaces (see
+// package nri), and the socket is reachable by that user only.
+type NRI struct {
+	// Enable turns the host on; off, crib sends no events and opens no
+	// socket.
+	Enable bool `toml:"enable" json:"enable" flag:"nri" help:"host NRI plugins (github.com/containerd/nri)"`
+	// SocketPath is where external plugins connect; empty means nri.sock
+	// in RunRoot (a directory only crib's user can enter).
+	SocketPath string `toml:"socket_path" json:"socket_path" flag:"nri-socket" help:"NRI socket external plugins connect to (empty: nri.sock in the runroot)"`
+	// PluginDir holds pre-installed plugins, started by crib as
+	// IDX-NAME executables (e.g. 10-logger); empty means nri/plugins under
+	// Root (/opt/nri/plugins as root).
+	PluginDir string `toml:"plugin_dir" json:"plugin_dir" flag:"nri-plugin-dir" help:"directory of pre-installed NRI plugins crib starts (empty: nri/plugins in the root)"`
+	// PluginConfigDir holds configuration for pre-installed plugins
+	// (IDX-NAME.conf or NAME.conf); empty means nri/conf.d under Root
+	// (/etc/nri/conf.d as root).
+	PluginConfigDir string `toml:"plugin_config_dir" json:"plugin_config_dir" flag:"nri-plugin-config-dir" help:"configuration directory of pre-installed NRI plugins (empty: nri/conf.d in the root)"`
+	// RegistrationTimeout bounds a plugin's registration; RequestTimeout
+	// bounds each event a plugin handles. A plugin that misses either is
+	// dropped, so a hung plugin delays a request by at most this much.
+	RegistrationTimeout string `toml:"registration_timeout" json:"registration_timeout" flag:"nri-registration-timeout" help:"how long a plugin may take to register (Go duration)"`
+	RequestTimeout      string `toml:"request_timeout" json:"request_timeout" flag:"nri-request-timeout" help:"how long a plugin may take to handle one event (Go duration)"`
+}
+
 // Env is the part of the process environment defaults depend on; it is a
 // value so tests can give any home or uid.
 type Env struct {
@@ -202,6 +230,7 @@ func Default(e Env) Config {
 		Rootless:  Rootless{CopyUp: []string{"/etc", "/run", "/var/lib", "/var/log"}},
 		Cgroup:    Cgroup{Manager: "auto"},
 		Streaming: Streaming{Address: "127.0.0.1"},
+		NRI:       NRI{RegistrationTimeout: "5s", RequestTimeout: "2s"},
 	}
 }
 
@@ -218,5 +247,26 @@ func (c Config) Finalize() Config {
 			c.Network.CNIConfDir = "/etc/crib/cni/net.d"
 		}
 	}
+	c.NRI = c.NRI.finalize(c.Root, c.RunRoot)
 	return c
+}
+
+func (n NRI) finalize(root, runRoot string) NRI {
+	rootful := root == "/var/lib/crib"
+	if n.SocketPath == "" {
+		n.SocketPath = filepath.Join(runRoot, "nri.sock")
+	}
+	if n.PluginDir == "" {
+		n.PluginDir = filepath.Join(root, "nri", "plugins")
+		if rootful {
+			n.PluginDir = "/opt/nri/plugins"
+		}
+	}
+	if n.PluginConfigDir == "" {
+		n.PluginConfigDir = filepath.Join(root, "nri", "conf.d")
+		if rootful {
+			n.PluginConfigDir = "/etc/nri/conf.d"
+		}
+	}
+	return n
 }

@@ -57,6 +57,12 @@ func TestParse(t *testing.T) {
 		{name: "syntax", toml: "root = \n", wantErr: "crib.toml:1"},
 		{name: "metrics on", toml: "[metrics]\naddress = \"127.0.0.1:9090\"\n", check: func(c Config) bool { return c.Metrics.Address == "127.0.0.1:9090" }},
 		{name: "metrics without port", toml: "[metrics]\naddress = \"127.0.0.1\"\n", wantErr: `key "metrics.address": "127.0.0.1" is not host:port`, wantLine: 2},
+		{name: "nri on", toml: "[nri]\nenable = true\nrequest_timeout = \"500ms\"\n",
+			check: func(c Config) bool {
+				return c.NRI.Enable && c.NRI.RequestTimeout == "500ms" && c.NRI.RegistrationTimeout == "5s"
+			}},
+		{name: "nri bad timeout", toml: "[nri]\nenable = true\n\nrequest_timeout = \"2\"\n", wantErr: `key "nri.request_timeout": "2" is not a positive duration`, wantLine: 4},
+		{name: "nri zero timeout", toml: "[nri]\nregistration_timeout = \"0s\"\n", wantErr: `nri.registration_timeout`, wantLine: 2},
 		{name: "metrics port zero", toml: "\n[metrics]\naddress = \"127.0.0.1:0\"\n", wantErr: "port must be a number from 1 to 65535", wantLine: 3},
 	}
 	for _, tc := range tests {
@@ -140,6 +146,9 @@ func TestSocketFollowsRunroot(t *testing.T) {
 	}
 	if c.Listen != "/tmp/rr/crib.sock" || c.Network.CNIConfDir != "/tmp/r/cni/net.d" {
 		t.Fatalf("listen %s cni %s", c.Listen, c.Network.CNIConfDir)
+	}
+	if c.NRI.SocketPath != "/tmp/rr/nri.sock" || c.NRI.PluginDir != "/tmp/r/nri/plugins" || c.NRI.PluginConfigDir != "/tmp/r/nri/conf.d" {
+		t.Fatalf("nri paths do not follow the roots: %+v", c.NRI)
 	}
 	fs = flag.NewFlagSet("t", flag.ContinueOnError)
 	o = RegisterFlags(fs, Default(testEnv))

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -163,6 +164,15 @@ func copyUpDirs(key string, dirs []string) error {
 	return nil
 }
 
+// duration accepts a positive Go duration such as "2s" or "500ms".
+func duration(key, val string) error {
+	d, err := time.ParseDuration(val)
+	if err != nil || d <= 0 {
+		return &ValueError{Key: key, Msg: fmt.Sprintf("%q is not a positive duration such as \"2s\"", val)}
+	}
+	return nil
+}
+
 // Validate checks every value that the types alone cannot.
 func (c Config) Validate() error {
 	checks := []error{
@@ -183,6 +193,8 @@ func (c Config) Validate() error {
 	}
 	checks = append(checks, listenAddress("metrics.address", c.Metrics.Address))
 	checks = append(checks, copyUpDirs("rootless.copy_up", c.Rootless.CopyUp))
+	checks = append(checks, duration("nri.registration_timeout", c.NRI.RegistrationTimeout))
+	checks = append(checks, duration("nri.request_timeout", c.NRI.RequestTimeout))
 	return errors.Join(slices.DeleteFunc(checks, func(e error) bool { return e == nil })...)
 }
 

@@ -30,6 +30,7 @@ var layers = []struct {
 	{"storage", 2},
 	{"runtime", 2},
 	{"sandbox", 2},
+	{"nri", 2},
 	{"cri", 3},
 	// Below the daemon's wiring, beside each other: the rootless
 	// bootstrap and host bridge, the streaming server, the host checks.
@@ -131,6 +132,8 @@ func TestAllowed(t *testing.T) {
 		{"runtime/oci", "runtime/cgroups", true},
 		{"runtime", "runtime/oci", true},
 		{"cmd/crib", "server", true},
+		{"cri", "nri", true},
+		{"nri", "runtime", false},
 		{"runtime", "cri", false},
 		{"cri", "server", false},
 		{"sandbox", "runtime", false},
