@@ -42,7 +42,7 @@ bin/crictl:
 crictl: bin/crictl
 
 host-setup:
-	@if [ "$$(id -u)" -eq 0 ]; then scripts/host-setup.sh $(TEST_USER); \
+	@if [ "$$(id -u)" -eq 0 ]; then TEST_STATE=disposable scripts/host-setup.sh $(TEST_USER); \
 	else echo "not root: skipping host setup (an admin must have run scripts/host-setup.sh $(TEST_USER))"; fi
 
 # The local registry on 127.0.0.1:5000 with the offline test images

@@ -38,7 +38,7 @@ fi
 
 mkdir -p "$cache/results"
 chown "${TEST_USER:-crib-test}" "$cache/results"
-"$repo/scripts/host-setup.sh" "$user"
+TEST_STATE=disposable "$repo/scripts/host-setup.sh" "$user"
 "$here/images.sh"
 
 # critest is a test binary: built from the module cache, once.
