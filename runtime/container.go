@@ -348,7 +348,7 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt ociRuntime) (c
 		return nil, fmt.Errorf("creating the bundle of container %s: %w", o.ID, err)
 	}
 	undo = append(undo, func() { _ = os.RemoveAll(f.bundle) })
-	if err := writeSpec(f.bundle, o.Spec); err != nil {
+	if err := writeSpec(f.bundle, specForRuntime(o.Spec, rt.h)); err != nil {
 		return nil, fmt.Errorf("container %s: %w", o.ID, err)
 	}
 	if err := checkLogInside(o.LogDirectory, o.LogPath); err != nil {

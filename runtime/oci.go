@@ -28,6 +28,9 @@ type Handler struct {
 	// SystemdCgroup makes the runtime and the monitor treat cgroup paths
 	// as systemd "slice:prefix:name" triples.
 	SystemdCgroup bool
+	// SpecVersion, when set, replaces the ociVersion of the bundles this
+	// runtime is given (SpecVersionFor).
+	SpecVersion string
 }
 
 // ociRuntime runs the commands of one OCI runtime for crib. Every command

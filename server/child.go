@@ -27,6 +27,12 @@ func runChild(ctx context.Context, o Options) error {
 	if err := prepareMountNamespace(); err != nil {
 		return err
 	}
+	// Before anything runs crun or runc: see cgroupview.go.
+	if did, err := prepareCgroupView(o.Config.RunRoot); err != nil {
+		return fmt.Errorf("preparing the cgroup view in crib's namespace: %w", err)
+	} else if did != "" {
+		o.Logger.Info("cgroup view: crib's mount namespace shows a v1-only /sys/fs/cgroup", "did", did)
+	}
 	if err := setUpNodeNamespaces(); err != nil {
 		return err
 	}

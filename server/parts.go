@@ -128,7 +128,8 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 func handlers(r doctor.Report, runRoot string) []runtime.Handler {
 	var out []runtime.Handler
 	for _, name := range usableHandlers(r.Features) {
-		out = append(out, runtime.Handler{Name: name, Path: r.Features.OCIRuntimes[name], Root: filepath.Join(runRoot, name)})
+		out = append(out, runtime.Handler{Name: name, Path: r.Features.OCIRuntimes[name], Root: filepath.Join(runRoot, name),
+			SpecVersion: runtime.SpecVersionFor(name, r.Features.OCIRuntimeVersions[name])})
 	}
 	return out
 }
