@@ -124,8 +124,8 @@ func TestV1PathForms(t *testing.T) {
 			[]string{"cpu/crib-u", "memory/process_api/abc/crib-u"}, "crib-pod-p1", ""},
 		{"same absolute place, own cgroups differ", "4:memory:/a\n1:cpu:/b\n", "/crib-u",
 			[]string{"cpu/crib-u", "memory/crib-u"}, "/crib-u/crib-pod-p1", ""},
-		{"memory mounted from crib's own cgroup (the cgroup view): relative form from the mount", hybridSelf, "/crib-u",
-			[]string{"cpu/crib-u", "memory/crib-u"}, "crib-u/crib-pod-p1", "/process_api/abc"},
+		{"memory mounted from crib's own cgroup (the cgroup view): absolute form from the mount", hybridSelf, "/crib-u",
+			[]string{"cpu/crib-u", "memory/crib-u"}, "/crib-u/crib-pod-p1", "/process_api/abc"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -167,7 +167,17 @@ func (m *v1) choosePathForm() error {
 		abs, _ := filepath.Rel(filepath.Join(m.root, hierarchyDir(c)), base)
 		abss[abs] = true
 	}
-	if len(rels) == 1 {
+	// Where crib sits at the root of every hierarchy (as it is made to in
+	// its cgroup view), the two forms name the same cgroups, and the
+	// absolute one needs no lookup of the runtime's own cgroup: runc 1.1
+	// resolves that from the first mount of the hierarchy it finds in
+	// mountinfo, the host's even where crib's view has mounted another
+	// over it.
+	allRoot := true
+	for _, own := range m.own {
+		allRoot = allRoot && own == "/"
+	}
+	if len(rels) == 1 && !allRoot {
 		for r := range rels {
 			if !strings.HasPrefix(r, "..") {
 				m.prefix, m.relative = r, true
