@@ -35,7 +35,8 @@ import (
 // floorMain is `cribbench floor`: the helper side.
 func floorMain(args []string) error {
 	fs := flag.NewFlagSet("floor", flag.ContinueOnError)
-	dir := fs.String("dir", "", "bundle directory holding rootfs/")
+	dir := fs.String("dir", "", "bundle directory (config.json)")
+	rootfs := fs.String("rootfs", "", "the containers' root file system (absolute; shared by the floors)")
 	state := fs.String("state", "", "the runtime's state directory")
 	rt := fs.String("runtime", "runc", "the OCI runtime binary (runc or crun)")
 	procs := fs.String("cgroup-procs", "", "comma-separated cgroup.procs files of the delegated subtree to join")
@@ -53,7 +54,7 @@ func floorMain(args []string) error {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("becoming a subreaper: %w", err)
 	}
-	if err := writeFloorSpec(*rt, *dir, floorCgroupsPath(files)); err != nil {
+	if err := writeFloorSpec(*rt, *dir, *rootfs, floorCgroupsPath(files)); err != nil {
 		return err
 	}
 	h := &floorHelper{rt: *rt, dir: *dir, state: *state, inits: map[string]int{}}
@@ -124,7 +125,7 @@ func floorCgroupsPath(files []string) string {
 
 // writeFloorSpec writes config.json from `RUNTIME spec`, with the workload
 // command and the namespaces a crib container gets.
-func writeFloorSpec(rt, dir, cgroupsPath string) error {
+func writeFloorSpec(rt, dir, rootfs, cgroupsPath string) error {
 	os.Remove(filepath.Join(dir, "config.json"))
 	cmd := exec.Command(rt, "spec", "--bundle", dir)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -142,7 +143,18 @@ func writeFloorSpec(rt, dir, cgroupsPath string) error {
 	process := spec["process"].(map[string]any)
 	process["terminal"] = false
 	process["args"] = workloadCommand
-	spec["root"] = map[string]any{"path": "rootfs", "readonly": false}
+	spec["root"] = map[string]any{"path": rootfs, "readonly": false}
+	// As in crib's rootless containers without a cgroup namespace: the
+	// view's /sys/fs/cgroup bound in, not a cgroup mount the runtime
+	// builds from the host's mount table.
+	var mounts []any
+	for _, m := range spec["mounts"].([]any) {
+		if m.(map[string]any)["destination"] != "/sys/fs/cgroup" {
+			mounts = append(mounts, m)
+		}
+	}
+	spec["mounts"] = append(mounts, map[string]any{"destination": "/sys/fs/cgroup", "type": "bind", "source": "/sys/fs/cgroup",
+		"options": []string{"rbind", "nosuid", "noexec", "nodev", "ro"}})
 	linux := spec["linux"].(map[string]any)
 	linux["cgroupsPath"] = cgroupsPath
 	linux["namespaces"] = []map[string]string{{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}}

@@ -283,10 +283,6 @@ func prepareFloors(f runFlags, reg *registry, u *user.User, uid, gid int) (floor
 		if err := os.MkdirAll(bundle, 0o755); err != nil {
 			return floors, err
 		}
-		os.Remove(filepath.Join(bundle, "rootfs"))
-		if err := os.Symlink(rootfs, filepath.Join(bundle, "rootfs")); err != nil {
-			return floors, err
-		}
 		if err := os.Chown(bundle, uid, gid); err != nil {
 			return floors, err
 		}
@@ -302,7 +298,7 @@ func prepareFloors(f runFlags, reg *registry, u *user.User, uid, gid int) (floor
 			"env", "-i", "HOME=" + u.HomeDir, "USER=" + u.Username, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
 			fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", uid),
 			f.cribBin, "unshare", "--runroot", f.cribRunroot, "--",
-			self, "floor", "-dir", bundle, "-state", state, "-runtime", rt[1], "-cgroup-procs", f.cgroupProcs}
+			self, "floor", "-dir", bundle, "-rootfs", rootfs, "-state", state, "-runtime", rt[1], "-cgroup-procs", f.cgroupProcs}
 		c, err := startFloor(argv)
 		if err != nil {
 			return floors, fmt.Errorf("%s floor: %w", rt[0], err)
