@@ -46,21 +46,32 @@ func (r *run) checkRuntime(name, configured string) Check {
 	return c
 }
 
-// The crun probe. crun 1.x reads the cgroup layout from /sys/fs/cgroup
-// and refuses a hybrid host, one with cgroup2 at /sys/fs/cgroup/unified
-// holding a controller ("cgroups in hybrid mode not supported"), even with
-// its cgroup manager disabled. crib's rootless daemon hides that mount in
-// its own mount namespace (server/cgroupview.go), where crun then sees a
-// v1-only host and runs; rootful crib lives in the host's mount namespace
-// and cannot. A pure v2 or pure v1 host is crun's own ground.
+// The crun probe. crun 1.x refuses a hybrid host, one with cgroup2 at
+// /sys/fs/cgroup/unified holding a controller ("cgroups in hybrid mode not
+// supported"), even with its cgroup manager disabled, and on cgroup v1 it
+// reads a container's cgroup path from each hierarchy's root where runc
+// reads it from the runtime's own cgroup. crib's rootless daemon shows its
+// namespaces a v1-only /sys/fs/cgroup with each hierarchy mounted from
+// crib's own cgroup (server/cgroupview.go), where crun runs. Rootful crib
+// lives in the host's mount namespace: there crun works on a pure v2
+// host, or a pure v1 one where crib sits at every hierarchy's root.
 
 // runtimeRefusal says why a runtime that runs still cannot run containers
 // for crib on this host, or "".
 func (r *run) runtimeRefusal(name string) string {
 	l := r.layout
-	if name == IDCrun && l.hybrid && len(l.unifiedControllers) > 0 && r.h.rootful() {
-		return fmt.Sprintf("crun refuses this hybrid cgroup host (v1 controllers mounted and cgroup2 at %s with controllers %s): it fails every container with \"cgroups in hybrid mode not supported\", and rootful crib runs in the host's mount namespace, where that mount stays visible; runc is used",
-			l.unified.point, strings.Join(l.unifiedControllers, " "))
+	if name != IDCrun || !r.h.rootful() || l.version != 1 {
+		return ""
+	}
+	const noView = "rootful crib runs in the host's mount namespace, where it does not make its cgroup view; runc is used"
+	if l.hybrid {
+		return fmt.Sprintf("crun refuses a hybrid cgroup host (cgroup2 at %s besides the v1 controllers): it fails containers with \"cgroups in hybrid mode not supported\" or joins that hierarchy; %s",
+			l.unified.point, noView)
+	}
+	for _, c := range v1Controllers() {
+		if own, ok := l.own[c]; ok && own != "/" {
+			return fmt.Sprintf("crun resolves a container's cgroup path from each v1 hierarchy's root, and crib's %s cgroup (%s) is not at its root; %s", c, own, noView)
+		}
 	}
 	return ""
 }
@@ -69,9 +80,16 @@ func (r *run) runtimeRefusal(name string) string {
 // help, or "".
 func (r *run) runtimeNote(name string) string {
 	l := r.layout
-	if name == IDCrun && l.hybrid && len(l.unifiedControllers) > 0 {
-		return fmt.Sprintf("hybrid cgroup host: crib hides cgroup2 at %s (controllers %s) in its own mount namespace, where crun sees the v1 hierarchies crib uses",
-			l.unified.point, strings.Join(l.unifiedControllers, " "))
+	if name != IDCrun || r.h.rootful() || l.version != 1 {
+		return ""
+	}
+	if l.hybrid {
+		return fmt.Sprintf("hybrid cgroup host: crib hides cgroup2 at %s in its own mount namespace, where crun sees the v1 hierarchies crib uses", l.unified.point)
+	}
+	for _, c := range v1Controllers() {
+		if own, ok := l.own[c]; ok && own != "/" {
+			return "crib's mount namespace shows each v1 hierarchy from crib's own cgroup, where crun finds the pods' cgroups"
+		}
 	}
 	return ""
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -98,6 +99,18 @@ func runCheckCases(t *testing.T, cases []checkCase) {
 			}
 		})
 	}
+}
+
+// dropUnified makes the hybrid fixture a pure v1 host.
+func dropUnified(f *fixture) {
+	data, _ := os.ReadFile(f.abs("/proc/self/mountinfo"))
+	var keep []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if !strings.Contains(l, "cgroup2") {
+			keep = append(keep, l)
+		}
+	}
+	f.write("/proc/self/mountinfo", strings.Join(keep, "\n"), 0o444)
 }
 
 func asRoot(f *fixture) { f.h.UID, f.h.GID, f.h.User = 0, 0, "root" }
@@ -273,7 +286,7 @@ func TestOCIRuntimes(t *testing.T) {
 			setup: func(f *fixture) { f.cfg.Runtime.RuncPath = "/opt/runc" },
 			fix:   "crib serve --runc-path=/usr/sbin/runc"},
 		{name: "crun on a hybrid host with cgroup2 controllers, rootless: the view hides it", id: IDCrun, status: OK,
-			detail: "hybrid cgroup host: crib hides cgroup2 at /sys/fs/cgroup/unified (controllers hugetlb) in its own mount namespace",
+			detail: "hybrid cgroup host: crib hides cgroup2 at /sys/fs/cgroup/unified in its own mount namespace",
 			setup:  func(f *fixture) { f.cgroupV1Hybrid("hugetlb\n") },
 			features: func(t *testing.T, got Features) {
 				if got.OCIRuntimes["crun"] == "" || got.DefaultRuntime != "crun" {
@@ -283,7 +296,7 @@ func TestOCIRuntimes(t *testing.T) {
 					t.Errorf("DefaultRuntimeReason = %q, want the view named", got.DefaultRuntimeReason)
 				}
 			}},
-		{name: "crun on a hybrid host with cgroup2 controllers, rootful", id: IDCrun, status: Warn, detail: "crun refuses this hybrid cgroup host",
+		{name: "crun on a hybrid host with cgroup2 controllers, rootful", id: IDCrun, status: Warn, detail: "crun refuses a hybrid cgroup host",
 			setup: func(f *fixture) { f.cgroupV1Hybrid("hugetlb\n"); asRoot(f) },
 			features: func(t *testing.T, got Features) {
 				if _, ok := got.OCIRuntimes["crun"]; ok {
@@ -296,8 +309,21 @@ func TestOCIRuntimes(t *testing.T) {
 					t.Errorf("default %q (%q), want runc because crun cannot be used", got.DefaultRuntime, got.DefaultRuntimeReason)
 				}
 			}},
-		{name: "crun on a hybrid host with an empty cgroup2", id: IDCrun, status: OK, detail: "/usr/bin/crun (crun version 1.0)",
+		{name: "crun on a hybrid host with an empty cgroup2", id: IDCrun, status: OK, detail: "/usr/bin/crun (crun version 1.0): hybrid cgroup host: crib hides",
 			setup: func(f *fixture) { f.cgroupV1Hybrid("") }},
+		{name: "crun rootful on pure v1, crib's memory cgroup below the root", id: IDCrun, status: Warn,
+			detail: "crib's memory cgroup (/process_api/x) is not at its root; rootful crib runs in the host's mount namespace",
+			setup:  func(f *fixture) { f.cgroupV1Hybrid(""); dropUnified(f); asRoot(f) }},
+		{name: "crun rootless on pure v1, crib's memory cgroup below the root: the view roots it", id: IDCrun, status: OK,
+			detail: "crib's mount namespace shows each v1 hierarchy from crib's own cgroup",
+			setup:  func(f *fixture) { f.cgroupV1Hybrid(""); dropUnified(f) }},
+		{name: "crun rootful on pure v1 at every root", id: IDCrun, status: OK, detail: "/usr/bin/crun (crun version 1.0)",
+			setup: func(f *fixture) {
+				f.cgroupV1Hybrid("")
+				dropUnified(f)
+				f.write("/proc/self/cgroup", "4:memory:/\n1:cpu:/\n0::/\n", 0o444)
+				asRoot(f)
+			}},
 
 		{name: "default auto", id: IDOCIRuntime, status: OK, hard: true, detail: "usable: crun, runc; default: crun (auto: crun, the faster runtime, works here)"},
 		{name: "default auto without crun", id: IDOCIRuntime, status: OK, hard: true, detail: "usable: runc; default: runc (auto: crun is not installed)",
