@@ -175,8 +175,15 @@ func mountCgroupView(plan cgroupViewPlan, staging string) (retErr error) {
 	if err := os.MkdirAll(staging, 0o700); err != nil {
 		return err
 	}
-	defer os.RemoveAll(staging) // empty directories by then
-	var staged []string
+	var made, staged []string
+	// Only rmdir: never a recursive removal where a cgroup hierarchy may
+	// still be mounted (it would remove cgroups).
+	defer func() {
+		for _, d := range made {
+			os.Remove(d)
+		}
+		os.Remove(staging)
+	}()
 	viewMounted := false
 	defer func() {
 		if retErr == nil {
@@ -194,6 +201,7 @@ func mountCgroupView(plan cgroupViewPlan, staging string) (retErr error) {
 		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return err
 		}
+		made = append(made, dir)
 		if err := unix.Mount(h.source, dir, "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("binding %s: %w", h.source, err)
 		}
