@@ -68,6 +68,9 @@ func (r *run) runtimeRefusal(name string) string {
 		return fmt.Sprintf("crun refuses a hybrid cgroup host (cgroup2 at %s besides the v1 controllers): it fails containers with \"cgroups in hybrid mode not supported\" or joins that hierarchy; %s",
 			l.unified.point, noView)
 	}
+	if r.cfg.Cgroup.Manager == "none" {
+		return "" // no pod cgroups, no paths to resolve
+	}
 	for _, c := range v1Controllers() {
 		if own, ok := l.own[c]; ok && own != "/" {
 			return fmt.Sprintf("crun resolves a container's cgroup path from each v1 hierarchy's root, and crib's %s cgroup (%s) is not at its root; %s", c, own, noView)
