@@ -126,6 +126,8 @@ func TestV1PathForms(t *testing.T) {
 			[]string{"cpu/crib-u", "memory/crib-u"}, "/crib-u/crib-pod-p1", ""},
 		{"memory mounted from crib's own cgroup (the cgroup view): absolute form from the mount", hybridSelf, "/crib-u",
 			[]string{"cpu/crib-u", "memory/crib-u"}, "/crib-u/crib-pod-p1", "/process_api/abc"},
+		{"crib started inside the delegated cgroups, memory mounted from there (the cgroup view)", "4:memory:/process_api/abc/crib-u\n1:cpu:/crib-u\n", "",
+			[]string{"cpu/crib-u", "memory"}, "crib-pod-p1", "/process_api/abc/crib-u"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
