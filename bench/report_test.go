@@ -2,13 +2,11 @@ package main
 
 import (
 	"bytes"
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files")
+	"github.com/crib-dev/crib/internal/golden"
+)
 
 func sampleFigures() []figure {
 	return []figure{
@@ -56,19 +54,7 @@ func TestGolden(t *testing.T) {
 		t.Run(c.file, func(t *testing.T) {
 			var got bytes.Buffer
 			c.write(&got)
-			path := filepath.Join("testdata", c.file)
-			if *update {
-				if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(got.Bytes(), want) {
-				t.Errorf("%s differs from the golden file:\n%s", c.file, got.String())
-			}
+			golden.Check(t, filepath.Join("testdata", c.file), got.Bytes())
 		})
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -30,13 +28,13 @@ func (s *RuntimeService) StartContainer(ctx context.Context, req *runtimeapi.Sta
 	unlock := s.podLocks.shared(c.SandboxID)
 	defer unlock()
 	if _, err := s.readyPod(c.SandboxID); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	if _, err := s.containers.Get(c.ID); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	if err := s.containers.Start(ctx, c.ID); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &runtimeapi.StartContainerResponse{}, nil
 }
@@ -45,14 +43,14 @@ func (s *RuntimeService) StartContainer(ctx context.Context, req *runtimeapi.Sta
 // the timeout. Stopping a stopped or unknown container succeeds.
 func (s *RuntimeService) StopContainer(ctx context.Context, req *runtimeapi.StopContainerRequest) (*runtimeapi.StopContainerResponse, error) {
 	c, err := s.findContainer(req.GetContainerId())
-	if status.Code(err) == codes.NotFound {
+	if errors.Is(err, errdefs.ErrNotFound) {
 		return &runtimeapi.StopContainerResponse{}, nil
 	} else if err != nil {
 		return nil, err
 	}
 	timeout := time.Duration(req.GetTimeout()) * time.Second
 	if err := s.containers.Stop(ctx, c.ID, timeout); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &runtimeapi.StopContainerResponse{}, nil
 }
@@ -61,13 +59,17 @@ func (s *RuntimeService) StopContainer(ctx context.Context, req *runtimeapi.Stop
 // unknown container succeeds.
 func (s *RuntimeService) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveContainerRequest) (*runtimeapi.RemoveContainerResponse, error) {
 	c, err := s.findContainer(req.GetContainerId())
-	if status.Code(err) == codes.NotFound {
+	if errors.Is(err, errdefs.ErrNotFound) {
 		return &runtimeapi.RemoveContainerResponse{}, nil
 	} else if err != nil {
 		return nil, err
 	}
+	// Shared, as creates and starts: a remove does not interleave with the
+	// pod's stop or remove, which list and act on the same containers.
+	unlock := s.podLocks.shared(c.SandboxID)
+	defer unlock()
 	if err := s.removeContainer(ctx, c.ID); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &runtimeapi.RemoveContainerResponse{}, nil
 }
@@ -211,7 +213,7 @@ func (s *RuntimeService) ContainerStats(ctx context.Context, req *runtimeapi.Con
 	}
 	st, err := s.containers.Stats(ctx, c.ID)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &runtimeapi.ContainerStatsResponse{Stats: st}, nil
 }
@@ -230,7 +232,7 @@ func (s *RuntimeService) ListContainerStats(ctx context.Context, req *runtimeapi
 			continue
 		}
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
 		resp.Stats = append(resp.Stats, st)
 	}
@@ -244,7 +246,7 @@ func (s *RuntimeService) UpdateContainerResources(ctx context.Context, req *runt
 		return nil, err
 	}
 	if err := s.containers.Update(ctx, c.ID, req.GetLinux()); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
 }
@@ -256,7 +258,7 @@ func (s *RuntimeService) ReopenContainerLog(ctx context.Context, req *runtimeapi
 		return nil, err
 	}
 	if err := s.containers.ReopenLog(ctx, c.ID); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &runtimeapi.ReopenContainerLogResponse{}, nil
 }
@@ -272,36 +274,21 @@ func (s *RuntimeService) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncR
 	}
 	res, err := s.containers.ExecSync(ctx, c.ID, req.GetCmd(), time.Duration(req.GetTimeout())*time.Second)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	if res.TimedOut {
-		return nil, toStatus(fmt.Errorf("command %q timed out after %ds: %w", strings.Join(req.GetCmd(), " "), req.GetTimeout(), context.DeadlineExceeded))
+		return nil, fmt.Errorf("command %q timed out after %ds: %w", strings.Join(req.GetCmd(), " "), req.GetTimeout(), context.DeadlineExceeded)
 	}
 	return &runtimeapi.ExecSyncResponse{Stdout: res.Stdout, Stderr: res.Stderr, ExitCode: res.ExitCode}, nil
 }
 
-// findContainer resolves an id or unique id prefix; the error is already
-// a gRPC status.
+// findContainer resolves an id or a unique id prefix, as crictl lets
+// operators type short ids.
 func (s *RuntimeService) findContainer(id string) (*runtime.Container, error) {
 	if id == "" {
 		return nil, invalid("container id is empty")
 	}
-	if c, err := s.containers.Get(id); err == nil {
-		return c, nil
-	}
-	var found *runtime.Container
-	for _, c := range s.containers.List() {
-		if strings.HasPrefix(c.ID, id) {
-			if found != nil {
-				return nil, invalid("container id prefix %s is ambiguous", errdefs.Quote(id))
-			}
-			found = c
-		}
-	}
-	if found == nil {
-		return nil, toStatus(fmt.Errorf("container %s: %w", errdefs.Quote(id), errdefs.ErrNotFound))
-	}
-	return found, nil
+	return s.containers.Resolve(id)
 }
 
 func (s *RuntimeService) podContainers(podID string) []*runtime.Container {

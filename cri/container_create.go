@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/idmap"
 	"github.com/crib-dev/crib/runtime"
 	"github.com/crib-dev/crib/sandbox"
 	"github.com/crib-dev/crib/storage"
@@ -19,114 +21,174 @@ import (
 
 // CreateContainer makes a container in a ready pod: its filesystem from
 // the image, its OCI spec, and the created (not started) container under
-// its monitor. Every step is undone if a later one fails.
+// its monitor. The steps (createSteps) run in order; when one fails, the
+// ones before it are undone, newest first, and nothing of the container
+// is left.
 //
 // Every decision about the pod (privileged, namespaces, SELinux label,
 // cgroup parent, user namespace, log directory) comes from the pod crib
 // recorded at RunPodSandbox. The request's sandbox_config is the client's
 // word only and is ignored: trusting it let a client claim a privileged
 // pod for a pod that is not.
-func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (_ *runtimeapi.CreateContainerResponse, retErr error) {
+func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
 	cfg := req.GetConfig()
 	if err := validateContainerConfig(cfg); err != nil {
 		return nil, err
 	}
-	if req.GetPodSandboxId() == "" {
-		return nil, invalid("pod sandbox id is empty")
-	}
 	found, err := s.findPod(req.GetPodSandboxId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	// Held until the container is recorded, so a StopPodSandbox that
 	// starts meanwhile waits for it and then stops it.
 	unlock := s.podLocks.shared(found.ID)
 	defer unlock()
-	sb, err := s.readyPod(found.ID)
+	c, err := s.admitContainer(ctx, found.ID, cfg)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	podCfg := sb.Config
-	if err := checkPrivilege(cfg, podCfg); err != nil {
-		return nil, toStatus(err)
+	if err := s.runCreateSteps(ctx, c); err != nil {
+		return nil, err
 	}
-	img, err := s.rootfs.Status(ctx, cfg.GetImage().GetImage())
+	return &runtimeapi.CreateContainerResponse{ContainerId: c.id}, nil
+}
+
+// containerCreation carries one CreateContainer through its steps: what
+// the request and the pod decided, then what each step made.
+type containerCreation struct {
+	id, name string
+	cfg      *runtimeapi.ContainerConfig
+	sb       *sandbox.Sandbox
+	img      storage.Image
+	logPath  string
+
+	rootfs  string                 // step rootfs
+	volumes map[string]imageVolume // step image volumes
+	spec    *specs.Spec            // step spec
+}
+
+// admitContainer checks everything that needs no undo, under the pod's
+// lock: the pod is ready, may run this container, and has its image.
+func (s *RuntimeService) admitContainer(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig) (*containerCreation, error) {
+	sb, err := s.readyPod(podID)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPrivilege(cfg, sb.Config); err != nil {
+		return nil, err
+	}
+	logPath, err := containerLogPath(sb.Config.GetLogDirectory(), cfg.GetLogPath())
+	if err != nil {
+		return nil, err
+	}
+	ref := cfg.GetImage().GetImage()
+	img, err := s.rootfs.Status(ctx, ref)
 	if errors.Is(err, errdefs.ErrNotFound) {
-		return nil, toStatus(fmt.Errorf("image %q is not present (pull it first): %w", cfg.GetImage().GetImage(), errdefs.ErrNotFound))
+		return nil, fmt.Errorf("image %s is not present (pull it first): %w", errdefs.Quote(ref), errdefs.ErrNotFound)
 	}
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
+	return &containerCreation{
+		id:      newID(),
+		name:    containerName(sb.ID, cfg.GetMetadata()),
+		cfg:     cfg,
+		sb:      sb,
+		img:     img,
+		logPath: logPath,
+	}, nil
+}
 
-	id := newID()
-	name := containerName(sb.ID, cfg.GetMetadata())
-	if err := s.containerNames.reserve(name, id); err != nil {
-		return nil, toStatus(fmt.Errorf("container %w", err))
+// createStep is one step of CreateContainer; undo, when set, takes back
+// what do made.
+type createStep struct {
+	name string
+	do   func(context.Context, *containerCreation) error
+	undo func(*containerCreation)
+}
+
+func (s *RuntimeService) createSteps() []createStep {
+	return []createStep{
+		{"name", s.reserveContainerName, s.releaseContainerName},
+		{"rootfs", s.makeRootfs, s.dropRootfs},
+		{"image volumes", s.mountImageVolumes, s.unmountImageVolumes},
+		{"spec", s.generateSpec, nil},
+		{"container", s.createRuntimeContainer, nil},
 	}
+}
+
+// runCreateSteps runs the steps in order and, when one fails, undoes the
+// ones that succeeded, newest first.
+func (s *RuntimeService) runCreateSteps(ctx context.Context, c *containerCreation) (retErr error) {
+	var done []createStep
 	defer func() {
-		if retErr != nil {
-			s.containerNames.release(name)
+		if retErr == nil {
+			return
+		}
+		for i := len(done) - 1; i >= 0; i-- {
+			if done[i].undo != nil {
+				done[i].undo(c)
+			}
 		}
 	}()
-
-	rootfs, err := s.makeRootfs(ctx, id, name, img, sb)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	defer func() {
-		if retErr != nil {
-			s.dropRootfs(id)
+	for _, st := range s.createSteps() {
+		if err := st.do(ctx, c); err != nil {
+			return err
 		}
-	}()
-
-	volumes, err := s.mountImageVolumes(ctx, cfg)
-	if err != nil {
-		return nil, toStatus(err)
+		done = append(done, st)
 	}
-	defer func() {
-		if retErr != nil {
-			s.unmountImageVolumes(volumes)
-		}
-	}()
+	return nil
+}
 
-	in := s.specInput(id, sb, podCfg, cfg, img, rootfs)
+func (s *RuntimeService) reserveContainerName(_ context.Context, c *containerCreation) error {
+	if err := s.containerNames.reserve(c.name, c.id); err != nil {
+		return fmt.Errorf("container %w", err)
+	}
+	return nil
+}
+
+func (s *RuntimeService) releaseContainerName(c *containerCreation) {
+	s.containerNames.release(c.name)
+}
+
+func (s *RuntimeService) generateSpec(_ context.Context, c *containerCreation) error {
+	in := s.specInput(c)
 	in.ImageVolumes = map[string]string{}
-	for ref, v := range volumes {
+	for ref, v := range c.volumes {
 		in.ImageVolumes[ref] = v.path
 	}
 	spec, err := runtime.GenerateSpec(in)
 	if err != nil {
-		return nil, toStatus(err)
+		return err
 	}
 	if b, err := json.Marshal(spec); err == nil {
-		slog.Debug("container spec", "id", id, "spec", string(b))
+		slog.Debug("container spec", "id", c.id, "spec", string(b))
 	}
-	logPath, err := containerLogPath(podCfg.GetLogDirectory(), cfg.GetLogPath())
-	if err != nil {
-		return nil, err
-	}
-	c, err := s.containers.Create(ctx, runtime.CreateOptions{
+	c.spec = spec
+	return nil
+}
+
+// createRuntimeContainer is the last step: the container exists under its
+// monitor and is recorded, so there is nothing after it to fail.
+func (s *RuntimeService) createRuntimeContainer(ctx context.Context, c *containerCreation) error {
+	podCfg := c.sb.Config
+	id := c.id
+	_, err := s.containers.Create(ctx, runtime.CreateOptions{
 		ID:            id,
-		SandboxID:     sb.ID,
-		Name:          name,
-		Config:        cfg,
+		SandboxID:     c.sb.ID,
+		Name:          c.name,
+		Config:        c.cfg,
 		SandboxConfig: podCfg,
-		Spec:          spec,
-		LogPath:       logPath,
+		Spec:          c.spec,
+		LogPath:       c.logPath,
 		LogDirectory:  podCfg.GetLogDirectory(),
-		Handler:       sb.RuntimeHandler,
-		ImageRef:      cfg.GetImage().GetImage(),
-		ImageID:       img.ID,
-		StopSignal:    imageStopSignal(img),
-		ImageVolumes:  imageVolumeIDs(volumes),
-		RootfsUsage: func() (uint64, uint64, error) {
-			return s.rootfs.ContainerUsage(context.Background(), id)
-		},
+		Handler:       c.sb.RuntimeHandler,
+		ImageRef:      c.cfg.GetImage().GetImage(),
+		ImageID:       c.img.ID,
+		StopSignal:    imageStopSignal(c.img),
+		ImageVolumes:  imageVolumeIDs(c.volumes),
 	})
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return &runtimeapi.CreateContainerResponse{ContainerId: c.ID}, nil
+	return err
 }
 
 // readyPod reads the pod's record again under its lock: a pod stopped or
@@ -155,37 +217,51 @@ func checkPrivilege(cfg *runtimeapi.ContainerConfig, pod *runtimeapi.PodSandboxC
 	return nil
 }
 
-func (s *RuntimeService) makeRootfs(ctx context.Context, id, name string, img storage.Image, sb *sandbox.Sandbox) (string, error) {
-	if _, err := s.rootfs.CreateContainer(ctx, id, name, img.ID, sb.MountLabel, sb.ID); err != nil {
-		return "", err
+// makeRootfs creates the container's writable layer on its image and
+// mounts it. In a pod's own user namespace the layer is a copy owned by
+// the pod's root.
+func (s *RuntimeService) makeRootfs(ctx context.Context, c *containerCreation) error {
+	var err error
+	if sb := c.sb; sb.UserNSPath != "" {
+		_, err = s.rootfs.CreateMappedContainer(ctx, c.id, c.name, c.img.ID, sb.MountLabel, sb.ID, sb.UIDMap, sb.GIDMap)
+	} else {
+		_, err = s.rootfs.CreateContainer(ctx, c.id, c.name, c.img.ID, sb.MountLabel, sb.ID)
 	}
-	path, err := s.rootfs.Mount(id)
 	if err != nil {
-		s.rootfs.DeleteContainer(id)
-		return "", err
+		return err
 	}
-	return path, nil
+	path, err := s.rootfs.Mount(c.id)
+	if err != nil {
+		s.rootfs.DeleteContainer(c.id)
+		return err
+	}
+	c.rootfs = path
+	return nil
 }
 
-func (s *RuntimeService) dropRootfs(id string) {
-	s.rootfs.Unmount(id)
-	s.rootfs.DeleteContainer(id)
+func (s *RuntimeService) dropRootfs(c *containerCreation) {
+	s.rootfs.Unmount(c.id)
+	s.rootfs.DeleteContainer(c.id)
 }
 
-func (s *RuntimeService) specInput(id string, sb *sandbox.Sandbox, podCfg *runtimeapi.PodSandboxConfig, cfg *runtimeapi.ContainerConfig, img storage.Image, rootfs string) runtime.SpecInput {
+func (s *RuntimeService) specInput(c *containerCreation) runtime.SpecInput {
+	id, sb, podCfg, cfg := c.id, c.sb, c.sb.Config, c.cfg
 	nsOpts := podCfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	in := runtime.SpecInput{
 		ID:         id,
 		SandboxID:  sb.ID,
 		Config:     cfg,
 		Sandbox:    podCfg,
-		Image:      img.Config,
-		RootfsPath: rootfs,
+		Image:      c.img.Config,
+		RootfsPath: c.rootfs,
 		Namespaces: runtime.PodNamespaces{
 			Network: runtime.NamespacePath{Path: sb.NetNSPath, Host: nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE},
 			IPC:     runtime.NamespacePath{Path: sb.IPCNSPath, Host: nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE},
 			UTS:     runtime.NamespacePath{Path: sb.UTSNSPath, Host: nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE},
 			PID:     sb.PIDNSPath,
+			User:    sb.UserNSPath,
+			UIDMap:  specIDMap(sb.UIDMap),
+			GIDMap:  specIDMap(sb.GIDMap),
 		},
 		PodFiles: runtime.PodFiles{
 			Hosts:      sb.HostsPath,
@@ -208,6 +284,16 @@ func (s *RuntimeService) specInput(id string, sb *sandbox.Sandbox, podCfg *runti
 		in.CgroupsPath = s.opts.Spec.ContainerCgroup(sb.CgroupParent, id)
 	}
 	return in
+}
+
+// specIDMap is a pod's user-namespace mapping (crib's ids) as the OCI
+// spec spells it.
+func specIDMap(in []idmap.Mapping) []specs.LinuxIDMapping {
+	var out []specs.LinuxIDMapping
+	for _, m := range in {
+		out = append(out, specs.LinuxIDMapping{ContainerID: uint32(m.ContainerID), HostID: uint32(m.HostID), Size: uint32(m.Count)})
+	}
+	return out
 }
 
 // containerLogPath joins the pod's log directory and the container's log
@@ -237,34 +323,35 @@ type imageVolume struct{ path, imageID string }
 
 // mountImageVolumes mounts, read-only, each image a Mount names, once per
 // reference; a failure unmounts what was mounted.
-func (s *RuntimeService) mountImageVolumes(ctx context.Context, cfg *runtimeapi.ContainerConfig) (map[string]imageVolume, error) {
-	out := map[string]imageVolume{}
-	for _, m := range cfg.GetMounts() {
+func (s *RuntimeService) mountImageVolumes(ctx context.Context, c *containerCreation) error {
+	c.volumes = map[string]imageVolume{}
+	for _, m := range c.cfg.GetMounts() {
 		ref := m.GetImage().GetImage()
 		if ref == "" {
 			continue
 		}
-		if _, done := out[ref]; done {
+		if _, done := c.volumes[ref]; done {
 			continue
 		}
 		if !m.GetReadonly() {
-			s.unmountImageVolumes(out)
-			return nil, fmt.Errorf("image volume %q at %q must be read-only: %w", ref, m.GetContainerPath(), errdefs.ErrInvalidArgument)
+			s.unmountImageVolumes(c)
+			return fmt.Errorf("image volume %q at %q must be read-only: %w", ref, m.GetContainerPath(), errdefs.ErrInvalidArgument)
 		}
 		path, id, err := s.rootfs.MountImage(ctx, ref)
 		if err != nil {
-			s.unmountImageVolumes(out)
-			return nil, fmt.Errorf("image volume %q: %w", ref, err)
+			s.unmountImageVolumes(c)
+			return fmt.Errorf("image volume %q: %w", ref, err)
 		}
-		out[ref] = imageVolume{path: path, imageID: id}
+		c.volumes[ref] = imageVolume{path: path, imageID: id}
 	}
-	return out, nil
+	return nil
 }
 
-func (s *RuntimeService) unmountImageVolumes(v map[string]imageVolume) {
-	for _, iv := range v {
+func (s *RuntimeService) unmountImageVolumes(c *containerCreation) {
+	for _, iv := range c.volumes {
 		s.rootfs.UnmountImage(iv.imageID)
 	}
+	c.volumes = nil
 }
 
 func imageVolumeIDs(v map[string]imageVolume) map[string]string {

@@ -6,6 +6,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crib-dev/crib/internal/idmap"
 	"github.com/crib-dev/crib/runtime"
 	"github.com/crib-dev/crib/sandbox"
 	"github.com/crib-dev/crib/storage"
@@ -20,6 +21,8 @@ type PodManager interface {
 	Stop(ctx context.Context, id string) error
 	Remove(ctx context.Context, id string) error
 	Get(id string) (*sandbox.Sandbox, error)
+	// Resolve finds a pod by its id or a unique prefix of it.
+	Resolve(idOrPrefix string) (*sandbox.Sandbox, error)
 	List() []*sandbox.Sandbox
 	Stats(ctx context.Context, id string) (*runtimeapi.PodSandboxStats, error)
 	// NetworkCounters reads the pod's interface counters for the metrics.
@@ -34,6 +37,8 @@ type ContainerManager interface {
 	Stop(ctx context.Context, id string, timeout time.Duration) error
 	Remove(ctx context.Context, id string) error
 	Get(id string) (*runtime.Container, error)
+	// Resolve finds a container by its id or a unique prefix of it.
+	Resolve(idOrPrefix string) (*runtime.Container, error)
 	Status(id string) (*runtime.Container, error)
 	List() []*runtime.Container
 	Update(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error
@@ -51,6 +56,9 @@ type ContainerManager interface {
 type RootfsStore interface {
 	Status(ctx context.Context, ref string) (storage.Image, error)
 	CreateContainer(ctx context.Context, id, name, imageRef, mountLabel, metadata string) (storage.ContainerFS, error)
+	// CreateMappedContainer is CreateContainer with the image's files
+	// shown owned by a pod user namespace's ids.
+	CreateMappedContainer(ctx context.Context, id, name, imageRef, mountLabel, metadata string, uidMap, gidMap []idmap.Mapping) (storage.ContainerFS, error)
 	Mount(id string) (string, error)
 	Unmount(id string) error
 	DeleteContainer(id string) error

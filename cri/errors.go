@@ -3,12 +3,41 @@ package cri
 import (
 	"context"
 	"errors"
+	"fmt"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/crib-dev/crib/internal/errdefs"
 )
+
+// Handlers in this package return plain errors: errdefs sentinels wrapped
+// with context. They become gRPC codes once, here, by the interceptors
+// ServerOptions installs, so no handler can forget a conversion and answer
+// Unknown.
+
+// ServerOptions returns the gRPC server options that convert the CRI
+// handlers' errors to status codes. Pass them after any other interceptor
+// of the server, so that logging and metrics see the codes clients see.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(unaryErrors),
+		grpc.ChainStreamInterceptor(streamErrors),
+	}
+}
+
+func unaryErrors(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return resp, nil
+}
+
+func streamErrors(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return toStatus(handler(srv, ss))
+}
 
 // toStatus converts an error from crib's packages to a gRPC status error.
 // Errors that already carry a status pass through; errors crib cannot name
@@ -47,8 +76,8 @@ func codeOf(err error) codes.Code {
 	return codes.Internal
 }
 
-// invalid builds an InvalidArgument status for a request that fails
-// validation in this package.
+// invalid builds the error of a request that fails validation in this
+// package.
 func invalid(format string, args ...any) error {
-	return status.Errorf(codes.InvalidArgument, format, args...)
+	return fmt.Errorf(format+": %w", append(args, errdefs.ErrInvalidArgument)...)
 }

@@ -29,7 +29,7 @@ func (s *ImageService) PullImage(ctx context.Context, req *runtimeapi.PullImageR
 	}
 	img, err := s.images.Pull(ctx, ref, authFrom(req.GetAuth()), nil)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &runtimeapi.PullImageResponse{ImageRef: img.ID}, nil
 }
@@ -52,7 +52,7 @@ func authFrom(a *runtimeapi.AuthConfig) *storage.Auth {
 func (s *ImageService) ListImages(ctx context.Context, req *runtimeapi.ListImagesRequest) (*runtimeapi.ListImagesResponse, error) {
 	images, err := s.images.List(ctx, req.GetFilter().GetImage().GetImage())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	resp := &runtimeapi.ListImagesResponse{}
 	for _, img := range images {
@@ -73,7 +73,7 @@ func (s *ImageService) ImageStatus(ctx context.Context, req *runtimeapi.ImageSta
 		return &runtimeapi.ImageStatusResponse{}, nil
 	}
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	resp := &runtimeapi.ImageStatusResponse{Image: toCRIImage(img)}
 	if req.GetVerbose() {
@@ -115,7 +115,7 @@ func (s *ImageService) RemoveImage(ctx context.Context, req *runtimeapi.RemoveIm
 		return nil, invalid("image reference is empty")
 	}
 	if err := s.images.Remove(ctx, ref); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &runtimeapi.RemoveImageResponse{}, nil
 }
@@ -124,7 +124,7 @@ func (s *ImageService) RemoveImage(ctx context.Context, req *runtimeapi.RemoveIm
 func (s *ImageService) ImageFsInfo(ctx context.Context, _ *runtimeapi.ImageFsInfoRequest) (*runtimeapi.ImageFsInfoResponse, error) {
 	info, err := s.images.FsInfo(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &runtimeapi.ImageFsInfoResponse{
 		ImageFilesystems:     []*runtimeapi.FilesystemUsage{fsUsage(info.Images)},

@@ -278,7 +278,7 @@ func (s *RuntimeService) ListPodSandboxMetrics(ctx context.Context, _ *runtimeap
 			continue
 		}
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
 		resp.PodMetrics = append(resp.PodMetrics, pm)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/crib-dev/crib/internal/errdefs"
 	"github.com/crib-dev/crib/runtime"
+	"github.com/crib-dev/crib/runtime/cgroups"
 	"github.com/crib-dev/crib/sandbox"
 )
 
@@ -71,8 +72,8 @@ var critestExpected = []string{
 // cgroupMetrics is a container confined by a v1 cgroup that counted
 // block I/O on one device.
 var cgroupMetrics = runtime.Metrics{
-	Usage: runtime.Usage{CPUUsageNs: 2_700_000_000, MemoryUsage: 300, MemoryWorkingSet: 200, MemoryRSS: 100,
-		PageFaults: 7, MajorPageFaults: 1, Pids: 3, Source: "cgroup"},
+	Usage: runtime.Usage{Stats: cgroups.Stats{CPUUsageNs: 2_700_000_000, MemoryUsage: 300, MemoryWorkingSet: 200, MemoryRSS: 100,
+		PageFaults: 7, MajorPageFaults: 1, Pids: 3}, Source: "cgroup"},
 	CPUUserNs: 2_000_000_000, CPUSystemNs: 700_000_000, CFSPeriods: 50, CFSThrottledPeriods: 7, CFSThrottledNs: 3_500_000_000,
 	MemoryCache: 11, MemoryMappedFile: 12, MemorySwap: 13, MemoryFailcnt: 14, MemoryMaxUsage: 15, MemoryKernel: 16, OOMEvents: 1,
 	CPUPeriodUs: 100000, CPUQuotaUs: 20000, CPUShares: 1024, MemoryLimit: 64 << 20, MemorySwapLimit: 9223372036854771712,

@@ -3,8 +3,9 @@ package cri
 import "sync"
 
 // podLocks serialises the RPCs that change what runs in a pod against the
-// ones that end the pod. CreateContainer and StartContainer hold a pod's
-// lock shared for their whole length, so many run at once; StopPodSandbox
+// ones that end the pod. CreateContainer, StartContainer and
+// RemoveContainer hold a pod's lock shared for their whole length, so many
+// run at once; StopPodSandbox
 // and RemovePodSandbox hold it exclusive. A stop therefore waits for every
 // create that already passed its "pod is ready" check to record its
 // container (and so sees it), and a create or start that comes after the

@@ -6,10 +6,9 @@ import (
 	"sync"
 	"testing"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crib-dev/crib/internal/errdefs"
 	crt "github.com/crib-dev/crib/runtime"
 )
 
@@ -98,12 +97,50 @@ func TestPodLocks(t *testing.T) {
 			t.Fatalf("container created during the stop: %+v, %v; want it stopped by the stop", c, err)
 		}
 		_, err = e.svc.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: created.ContainerId})
-		if status.Code(err) != codes.FailedPrecondition {
+		if !errdefs.IsFailedPrecondition(err) {
 			t.Fatalf("start in a stopped pod: %v, want FailedPrecondition", err)
 		}
 		_, err = e.svc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: "pod1", Config: ctrCfg("late", nil)})
-		if status.Code(err) != codes.FailedPrecondition {
+		if !errdefs.IsFailedPrecondition(err) {
 			t.Fatalf("create in a stopped pod: %v, want FailedPrecondition", err)
+		}
+	})
+
+	t.Run("RemoveContainer waits while the pod is being stopped", func(t *testing.T) {
+		e := newFakeEnv(t, "")
+		ctx := context.Background()
+		resp, err := e.svc.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: "pod1", Config: ctrCfg("app", nil)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		unlock := e.svc.podLocks.exclusive("pod1") // as StopPodSandbox holds it
+		removed := make(chan error, 1)
+		go func() {
+			_, err := e.svc.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: resp.ContainerId})
+			removed <- err
+		}()
+		// Either the remove queues on the lock (2 refs) or, without the
+		// lock, it finishes while the pod's stop still runs.
+		for waiting := false; !waiting; {
+			select {
+			case <-removed:
+				t.Fatal("RemoveContainer ran while the pod's lock was held exclusive")
+			default:
+			}
+			e.svc.podLocks.mu.Lock()
+			waiting = e.svc.podLocks.locks["pod1"].refs == 2
+			e.svc.podLocks.mu.Unlock()
+			runtime.Gosched()
+		}
+		unlock()
+		if err := <-removed; err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.ctrs.Get(resp.ContainerId); !errdefs.IsNotFound(err) {
+			t.Fatalf("container after RemoveContainer: %v, want not found", err)
+		}
+		if n := e.svc.podLocks.size(); n != 0 {
+			t.Fatalf("%d lock entries left", n)
 		}
 	})
 

@@ -66,8 +66,9 @@ func (s *RuntimeService) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 	var out []*runtimeapi.RuntimeHandler
 	for i, name := range s.opts.Host.Handlers {
 		// Recursive read-only mounts are emulated where runc lacks "rro"
-		// (runtime.readOnlySubmounts); pod user namespaces are not offered.
-		features := &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: true, UserNamespaces: false}
+		// (runtime.readOnlySubmounts); pod user namespaces only where the
+		// daemon found they work (Status info "userNamespaces" says why).
+		features := &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: true, UserNamespaces: s.opts.Host.UserNamespaces}
 		out = append(out, &runtimeapi.RuntimeHandler{Name: name, Features: features})
 		if i == 0 {
 			// The empty name is the default handler, as the kubelet expects.

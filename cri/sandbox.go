@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -16,16 +15,12 @@ import (
 // StopPodSandbox stops every container of the pod at once, then tears down
 // its network. Stopping an unknown or stopped sandbox succeeds.
 func (s *RuntimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
-	id := req.GetPodSandboxId()
-	if id == "" {
-		return nil, invalid("pod sandbox id is empty")
-	}
-	sb, err := s.findPod(id)
+	sb, err := s.findPod(req.GetPodSandboxId())
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return &runtimeapi.StopPodSandboxResponse{}, nil
 	}
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	// Exclusive: creates and starts in flight finish first, so every
 	// container they made is listed below; later ones see the pod stopped.
@@ -33,11 +28,11 @@ func (s *RuntimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.Sto
 	defer unlock()
 	for _, c := range s.podContainers(sb.ID) {
 		if err := s.containers.Stop(ctx, c.ID, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-			return nil, toStatus(err)
+			return nil, err
 		}
 	}
 	if err := s.pods.Stop(ctx, sb.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &runtimeapi.StopPodSandboxResponse{}, nil
 }
@@ -45,16 +40,12 @@ func (s *RuntimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.Sto
 // RemovePodSandbox removes the pod's containers (stopping them first) and
 // then the pod. Removing an unknown sandbox succeeds.
 func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
-	id := req.GetPodSandboxId()
-	if id == "" {
-		return nil, invalid("pod sandbox id is empty")
-	}
-	sb, err := s.findPod(id)
+	sb, err := s.findPod(req.GetPodSandboxId())
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return &runtimeapi.RemovePodSandboxResponse{}, nil
 	}
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	// Exclusive: creates and starts in flight finish first, so every
 	// container they made is listed below; later ones see the pod stopped.
@@ -62,11 +53,11 @@ func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.R
 	defer unlock()
 	for _, c := range s.podContainers(sb.ID) {
 		if err := s.removeContainer(ctx, c.ID); err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
 	}
 	if err := s.pods.Remove(ctx, sb.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	s.podNames.release(podName(sb.Config.GetMetadata()))
 	return &runtimeapi.RemovePodSandboxResponse{}, nil
@@ -74,13 +65,9 @@ func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.R
 
 // PodSandboxStatus reports one sandbox; verbose adds crib's record.
 func (s *RuntimeService) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
-	id := req.GetPodSandboxId()
-	if id == "" {
-		return nil, invalid("pod sandbox id is empty")
-	}
-	sb, err := s.findPod(id)
+	sb, err := s.findPod(req.GetPodSandboxId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	resp := &runtimeapi.PodSandboxStatusResponse{Status: podStatus(sb)}
 	if req.GetVerbose() {
@@ -157,39 +144,24 @@ func labelsMatch(labels, selector map[string]string) bool {
 	return true
 }
 
-// findPod finds a sandbox by id or by a unique id prefix, as crictl lets
-// operators type short ids.
+// findPod resolves an id or a unique id prefix, as crictl lets operators
+// type short ids.
 func (s *RuntimeService) findPod(id string) (*sandbox.Sandbox, error) {
-	if sb, err := s.pods.Get(id); err == nil {
-		return sb, nil
+	if id == "" {
+		return nil, invalid("pod sandbox id is empty")
 	}
-	var found *sandbox.Sandbox
-	for _, sb := range s.pods.List() {
-		if strings.HasPrefix(sb.ID, id) {
-			if found != nil {
-				return nil, fmt.Errorf("pod sandbox id prefix %s is ambiguous: %w", errdefs.Quote(id), errdefs.ErrInvalidArgument)
-			}
-			found = sb
-		}
-	}
-	if found == nil {
-		return nil, fmt.Errorf("pod sandbox %s: %w", errdefs.Quote(id), errdefs.ErrNotFound)
-	}
-	return found, nil
+	return s.pods.Resolve(id)
 }
 
 // PodSandboxStats reports one pod's usage.
 func (s *RuntimeService) PodSandboxStats(ctx context.Context, req *runtimeapi.PodSandboxStatsRequest) (*runtimeapi.PodSandboxStatsResponse, error) {
-	if req.GetPodSandboxId() == "" {
-		return nil, invalid("pod sandbox id is empty")
-	}
 	sb, err := s.findPod(req.GetPodSandboxId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	st, err := s.pods.Stats(ctx, sb.ID)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	s.addContainerStats(ctx, st)
 	return &runtimeapi.PodSandboxStatsResponse{Stats: st}, nil
@@ -211,7 +183,7 @@ func (s *RuntimeService) ListPodSandboxStats(ctx context.Context, req *runtimeap
 			continue // removed while we listed
 		}
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
 		s.addContainerStats(ctx, st)
 		resp.Stats = append(resp.Stats, st)

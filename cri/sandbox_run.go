@@ -24,7 +24,7 @@ func (s *RuntimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunP
 	id := newID()
 	name := podName(cfg.GetMetadata())
 	if err := s.podNames.reserve(name, id); err != nil {
-		return nil, toStatus(fmt.Errorf("pod sandbox %w", err))
+		return nil, fmt.Errorf("pod sandbox %w", err)
 	}
 	defer func() {
 		if retErr != nil {
@@ -33,7 +33,7 @@ func (s *RuntimeService) RunPodSandbox(ctx context.Context, req *runtimeapi.RunP
 	}()
 	sb, err := s.pods.Create(ctx, id, cfg, handler)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: sb.ID}, nil
 }

@@ -30,6 +30,10 @@ type Host struct {
 	Handlers []string
 	// Info is merged into verbose Status info: each value must be JSON.
 	Info func() map[string]string
+	// UserNamespaces means pods may have their own user namespace
+	// (hostUsers: false): crib's range has room and the storage driver's
+	// root file systems can be idmapped.
+	UserNamespaces bool
 }
 
 // Options wires a Service.

@@ -62,3 +62,23 @@ func TestContainerStatusResources(t *testing.T) {
 		}
 	}
 }
+
+// Every handler, the default "" included, advertises user namespaces
+// exactly when the daemon found they work.
+func TestStatusAdvertisesUserNamespaces(t *testing.T) {
+	for _, works := range []bool{false, true} {
+		s := NewRuntimeService(Options{Host: Host{Handlers: []string{"runc", "crun"}, UserNamespaces: works}})
+		resp, err := s.Status(context.Background(), &runtimeapi.StatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.RuntimeHandlers) != 3 {
+			t.Fatalf("handlers %v", resp.RuntimeHandlers)
+		}
+		for _, h := range resp.RuntimeHandlers {
+			if h.GetFeatures().GetUserNamespaces() != works {
+				t.Errorf("works=%v: handler %q advertises user namespaces %v", works, h.Name, h.GetFeatures().GetUserNamespaces())
+			}
+		}
+	}
+}

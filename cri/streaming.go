@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -22,7 +20,7 @@ import (
 // Exec prepares a streaming exec in a running container.
 func (s *RuntimeService) Exec(ctx context.Context, req *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
 	if s.opts.Streaming == nil {
-		return nil, status.Error(codes.Unimplemented, "streaming is not configured")
+		return nil, fmt.Errorf("streaming is not configured: %w", errdefs.ErrUnimplemented)
 	}
 	if err := validateCmd(req.GetCmd()); err != nil {
 		return nil, err
@@ -42,7 +40,7 @@ func (s *RuntimeService) Exec(ctx context.Context, req *runtimeapi.ExecRequest) 
 // Attach prepares a streaming attach to a running container's stdio.
 func (s *RuntimeService) Attach(ctx context.Context, req *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
 	if s.opts.Streaming == nil {
-		return nil, status.Error(codes.Unimplemented, "streaming is not configured")
+		return nil, fmt.Errorf("streaming is not configured: %w", errdefs.ErrUnimplemented)
 	}
 	if err := validateStdio(req.GetTty(), req.GetStdin(), req.GetStdout(), req.GetStderr()); err != nil {
 		return nil, err
@@ -59,10 +57,7 @@ func (s *RuntimeService) Attach(ctx context.Context, req *runtimeapi.AttachReque
 // PortForward prepares a port-forward session into a ready pod.
 func (s *RuntimeService) PortForward(ctx context.Context, req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
 	if s.opts.Streaming == nil {
-		return nil, status.Error(codes.Unimplemented, "streaming is not configured")
-	}
-	if req.GetPodSandboxId() == "" {
-		return nil, invalid("pod sandbox id is empty")
+		return nil, fmt.Errorf("streaming is not configured: %w", errdefs.ErrUnimplemented)
 	}
 	for _, p := range req.GetPort() {
 		if p <= 0 || p > 65535 {
@@ -71,10 +66,10 @@ func (s *RuntimeService) PortForward(ctx context.Context, req *runtimeapi.PortFo
 	}
 	sb, err := s.findPod(req.GetPodSandboxId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	if sb.State != sandbox.StateReady {
-		return nil, toStatus(fmt.Errorf("pod sandbox %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition))
+		return nil, fmt.Errorf("pod sandbox %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition)
 	}
 	r := proto.Clone(req).(*runtimeapi.PortForwardRequest)
 	r.PodSandboxId = sb.ID
@@ -93,8 +88,7 @@ func validateStdio(tty, stdin, stdout, stderr bool) error {
 	return nil
 }
 
-// runningContainer resolves id and checks the container runs now; the
-// error is already a gRPC status.
+// runningContainer resolves id and checks the container runs now.
 func (s *RuntimeService) runningContainer(id string) (*runtime.Container, error) {
 	c, err := s.findContainer(id)
 	if err != nil {
@@ -104,7 +98,7 @@ func (s *RuntimeService) runningContainer(id string) (*runtime.Container, error)
 		c = fresh
 	}
 	if c.State != runtime.StateRunning {
-		return nil, toStatus(fmt.Errorf("container %s is %s, not running: %w", c.ID, c.State, errdefs.ErrFailedPrecondition))
+		return nil, fmt.Errorf("container %s is %s, not running: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
 	}
 	return c, nil
 }

@@ -88,6 +88,58 @@ func checkPodNamespaces(ns *runtimeapi.NamespaceOption) error {
 			return invalid("pod %s namespace mode TARGET is only for a container's namespaces", m.what)
 		}
 	}
+	return checkUserns(ns)
+}
+
+// minPodIDs is the smallest user-namespace mapping a pod may ask for: the
+// kubelet's idsPerPod is a multiple of 65536, and images own files up to
+// 65535 (critest asks for 100000).
+const minPodIDs = 65536
+
+// checkUserns refuses the user namespaces crib cannot give: a mode other
+// than NODE or POD, and for POD anything but the one mapping per kind the
+// kubelet sends (container id 0 onwards, at least minPodIDs ids, the same
+// count for uids and gids) next to a pod that shares none of the node's
+// namespaces. Whether the host ids fit crib's own range is the sandbox's
+// check: only it knows the range.
+func checkUserns(ns *runtimeapi.NamespaceOption) error {
+	u := ns.GetUsernsOptions()
+	switch u.GetMode() {
+	case runtimeapi.NamespaceMode_NODE:
+		return nil
+	case runtimeapi.NamespaceMode_POD:
+	default:
+		return invalid("pod user namespace mode %s: only NODE and POD are supported", u.GetMode())
+	}
+	if len(u.GetUids()) == 0 && len(u.GetGids()) == 0 {
+		return nil // POD is the enum's zero: no options at all means the node's
+	}
+	if len(u.GetUids()) != 1 || len(u.GetGids()) != 1 {
+		return invalid("pod user namespace: want exactly one uid and one gid mapping, got %d and %d", len(u.GetUids()), len(u.GetGids()))
+	}
+	uid, gid := u.GetUids()[0], u.GetGids()[0]
+	for _, m := range []struct {
+		what string
+		m    *runtimeapi.IDMapping
+	}{{"uid", uid}, {"gid", gid}} {
+		if m.m.GetContainerId() != 0 {
+			return invalid("pod user namespace: the %s mapping must start at container id 0, not %d", m.what, m.m.GetContainerId())
+		}
+		if m.m.GetLength() < minPodIDs {
+			return invalid("pod user namespace: the %s mapping has %d ids, want at least %d", m.what, m.m.GetLength(), minPodIDs)
+		}
+	}
+	if uid.GetLength() != gid.GetLength() {
+		return invalid("pod user namespace: %d uids but %d gids", uid.GetLength(), gid.GetLength())
+	}
+	for _, n := range []struct {
+		what string
+		mode runtimeapi.NamespaceMode
+	}{{"network", ns.GetNetwork()}, {"pid", ns.GetPid()}, {"ipc", ns.GetIpc()}} {
+		if n.mode == runtimeapi.NamespaceMode_NODE {
+			return invalid("pod user namespace: a pod in its own user namespace cannot use the node's %s namespace", n.what)
+		}
+	}
 	return nil
 }
 

@@ -64,7 +64,7 @@ func FuzzValidate(f *testing.F) {
 
 func checkInvalidArgument(t *testing.T, what string, err error) {
 	t.Helper()
-	if err != nil && status.Code(err) != codes.InvalidArgument {
+	if err != nil && status.Code(toStatus(err)) != codes.InvalidArgument {
 		t.Fatalf("%s refused with %v, want InvalidArgument", what, err)
 	}
 }

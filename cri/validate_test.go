@@ -24,7 +24,7 @@ func TestValidatePodConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		err := validatePodConfig(tc.cfg)
-		if tc.bad != (err != nil) || (err != nil && status.Code(err) != codes.InvalidArgument) {
+		if tc.bad != (err != nil) || (err != nil && status.Code(toStatus(err)) != codes.InvalidArgument) {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 	}
@@ -44,7 +44,7 @@ func TestValidateContainerConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		err := validateContainerConfig(tc.cfg)
-		if tc.bad != (err != nil) || (err != nil && status.Code(err) != codes.InvalidArgument) {
+		if tc.bad != (err != nil) || (err != nil && status.Code(toStatus(err)) != codes.InvalidArgument) {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 	}
@@ -108,9 +108,54 @@ func TestValidateStdio(t *testing.T) {
 			if tt.valid && err != nil {
 				t.Fatalf("refused: %v", err)
 			}
-			if !tt.valid && status.Code(err) != codes.InvalidArgument {
+			if !tt.valid && status.Code(toStatus(err)) != codes.InvalidArgument {
 				t.Fatalf("got %v, want InvalidArgument", err)
 			}
 		})
+	}
+}
+
+func TestCheckUserns(t *testing.T) {
+	ids := func(container, host, length uint32) []*runtimeapi.IDMapping {
+		return []*runtimeapi.IDMapping{{ContainerId: container, HostId: host, Length: length}}
+	}
+	pod := func(u *runtimeapi.UserNamespace) *runtimeapi.NamespaceOption {
+		return &runtimeapi.NamespaceOption{UsernsOptions: u}
+	}
+	kubelet := &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: ids(0, 65536, 65536), Gids: ids(0, 65536, 65536)}
+	tests := []struct {
+		name string
+		ns   *runtimeapi.NamespaceOption
+		bad  bool
+	}{
+		{"no options", &runtimeapi.NamespaceOption{}, false},
+		{"NODE", pod(&runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}), false},
+		{"POD without mappings (the old default)", pod(&runtimeapi.UserNamespace{}), false},
+		{"POD as the kubelet sends it", pod(kubelet), false},
+		{"POD as critest sends it", pod(&runtimeapi.UserNamespace{Uids: ids(0, 1000, 100000), Gids: ids(0, 1000, 100000)}), false},
+		{"CONTAINER", pod(&runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_CONTAINER}), true},
+		{"TARGET", pod(&runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_TARGET}), true},
+		{"two uid mappings", pod(&runtimeapi.UserNamespace{
+			Uids: append(ids(0, 1000, 100000), ids(0, 2000, 100000)...), Gids: append(ids(0, 1000, 100000), ids(0, 2000, 100000)...)}), true},
+		{"uids only", pod(&runtimeapi.UserNamespace{Uids: ids(0, 65536, 65536)}), true},
+		{"container id 0 unmapped", pod(&runtimeapi.UserNamespace{Uids: ids(1, 1000, 100000), Gids: ids(1, 1000, 100000)}), true},
+		{"gid container id 0 unmapped", pod(&runtimeapi.UserNamespace{Uids: ids(0, 1000, 100000), Gids: ids(1, 1000, 100000)}), true},
+		{"fewer than 65536 ids", pod(&runtimeapi.UserNamespace{Uids: ids(0, 65536, 1000), Gids: ids(0, 65536, 1000)}), true},
+		{"uid and gid lengths differ", pod(&runtimeapi.UserNamespace{Uids: ids(0, 65536, 65536), Gids: ids(0, 65536, 131072)}), true},
+		{"with the node's network", &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, UsernsOptions: kubelet}, true},
+		{"with the node's pid namespace", &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_NODE, UsernsOptions: kubelet}, true},
+		{"with the node's ipc namespace", &runtimeapi.NamespaceOption{Ipc: runtimeapi.NamespaceMode_NODE, UsernsOptions: kubelet}, true},
+		{"NODE with the node's network", &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE,
+			UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}}, false},
+	}
+	for _, tc := range tests {
+		cfg := &runtimeapi.PodSandboxConfig{
+			Metadata: &runtimeapi.PodSandboxMetadata{Name: "n", Namespace: "ns", Uid: "u"},
+			Linux:    &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: tc.ns}},
+		}
+		err := validatePodConfig(cfg)
+		if tc.bad != (err != nil) || (err != nil && status.Code(toStatus(err)) != codes.InvalidArgument) {
+			t.Errorf("%s: %v", tc.name, err)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/runtime/oci"
 )
 
 // Attach streams the running container's own stdio through its monitor's
@@ -136,17 +137,9 @@ func copyAttachOutput(conn *net.UnixConn, stdout, stderr io.Writer) error {
 // forwardResizes passes terminal sizes to the monitor, which resizes the
 // container's pty.
 func forwardResizes(bundle string, sizes <-chan TerminalSize, done <-chan struct{}) {
-	for {
-		select {
-		case <-done:
-			return
-		case size, ok := <-sizes:
-			if !ok {
-				return
-			}
-			_ = sendMonitorControl(bundle, fmt.Sprintf("%d %d %d\n", winResizeMessage, size.Height, size.Width))
-		}
-	}
+	oci.EachSize(sizes, done, func(size TerminalSize) {
+		_ = sendMonitorControl(bundle, fmt.Sprintf("%d %d %d\n", winResizeMessage, size.Height, size.Width))
+	})
 }
 
 // winResizeMessage is conmon's ctl message type 1 (WIN_RESIZE_EVENT).

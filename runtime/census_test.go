@@ -209,7 +209,7 @@ func TestRecoverEndsLeftoverProcesses(t *testing.T) {
 			if err := syscall.Kill(c.MonitorPid, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
-			for deadline := time.Now().Add(10 * time.Second); isMonitorOf(c.MonitorPid, c.ID); time.Sleep(20 * time.Millisecond) {
+			for deadline := time.Now().Add(10 * time.Second); e.isMonitor(c.MonitorPid, c.ID); time.Sleep(20 * time.Millisecond) {
 				if time.Now().After(deadline) {
 					t.Fatal("the killed monitor does not die")
 				}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/runtime/oci"
 )
 
 // killGrace bounds the wait for a SIGKILLed container to be reported dead;
@@ -57,7 +58,7 @@ func (m *Manager) stopInit(ctx context.Context, e *entry, timeout time.Duration)
 	// command: the image's stop signal means nothing to it.
 	if timeout > 0 && c.State == StateRunning {
 		sig, _ := parseSignal(c.StopSignal)
-		if err := rt.kill(ctx, c.ID, strconv.Itoa(int(sig)), false); err != nil {
+		if err := rt.Kill(ctx, c.ID, sig, false); err != nil {
 			return fmt.Errorf("stopping container %s: %w", c.ID, err)
 		}
 		if m.waitExited(ctx, e, timeout) {
@@ -72,18 +73,13 @@ func (m *Manager) stopInit(ctx context.Context, e *entry, timeout time.Duration)
 }
 
 // kill SIGKILLs every process of the container and waits for its exit.
-func (m *Manager) kill(ctx context.Context, e *entry, rt ociRuntime) error {
+func (m *Manager) kill(ctx context.Context, e *entry, rt oci.Runtime) error {
 	c := m.snapshot(e)
 	// --all needs the cgroup to find the processes; without one, the init
-	// is all runc knows (its PID namespace dies with it when it is own).
-	all := c.CgroupsPath != ""
-	if err := rt.kill(ctx, c.ID, "KILL", all); err != nil {
-		if !all {
-			return fmt.Errorf("killing container %s: %w", c.ID, err)
-		}
-		if err := rt.kill(ctx, c.ID, "KILL", false); err != nil {
-			return fmt.Errorf("killing container %s: %w", c.ID, err)
-		}
+	// is all the runtime knows (its PID namespace dies with it when it is
+	// own), and the census ends the rest.
+	if err := rt.Kill(ctx, c.ID, unix.SIGKILL, c.CgroupsPath != ""); err != nil {
+		return fmt.Errorf("killing container %s: %w", c.ID, err)
 	}
 	if m.waitExited(ctx, e, killGrace) {
 		return nil
@@ -122,19 +118,19 @@ func (m *Manager) waitExited(ctx context.Context, e *entry, d time.Duration) boo
 // the container is not running any more.
 func (m *Manager) checkMonitor(ctx context.Context, e *entry) {
 	c := m.snapshot(e)
-	if c.State == StateExited || isMonitorOf(c.MonitorPid, c.ID) {
+	if c.State == StateExited {
+		return
+	}
+	rt, err := m.runtimeFor(c.Handler)
+	if err != nil || rt.Monitoring(c.MonitorPid, c.ID) {
 		return
 	}
 	if _, err := os.Stat(m.files(c.ID).exitFile); err == nil {
 		m.handleExit(c.ID)
 		return
 	}
-	rt, err := m.runtimeFor(c.Handler)
-	if err != nil {
-		return
-	}
-	st, err := rt.state(ctx, c.ID)
-	if err == nil && (st.Status == "running" || st.Status == "created" || st.Status == "paused") && processAlive(st.Pid) {
+	st, err := rt.State(ctx, c.ID)
+	if err == nil && st.Live() && processAlive(st.Pid) {
 		return
 	}
 	m.markMonitorGone(e, "the container's monitor (conmon) exited without recording the container's exit code")
@@ -183,20 +179,21 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	}
 	m.mu.Lock()
 	delete(m.containers, id)
+	m.ids.Remove(id)
 	m.mu.Unlock()
-	m.rootfsUsage.Delete(id)
+	m.cpu.Forget(id)
 	m.emit(c, EventDeleted)
 	return nil
 }
 
 // cleanup removes what a container left in the runroot (bundle, exit
 // file, attach link) and the runtime.
-func (m *Manager) cleanup(ctx context.Context, id string, rt ociRuntime) error {
-	if err := rt.delete(ctx, id); err != nil {
-		return fmt.Errorf("deleting container %s from %s: %w", id, rt.h.Name, err)
+func (m *Manager) cleanup(ctx context.Context, id string, rt oci.Runtime) error {
+	if err := rt.Delete(ctx, id); err != nil {
+		return fmt.Errorf("deleting container %s from %s: %w", id, rt.Name(), err)
 	}
 	f := m.files(id)
-	if err := os.RemoveAll(f.bundle); err != nil {
+	if err := removeBundle(f.bundle, m.usernsRoot); err != nil {
 		return fmt.Errorf("removing the bundle of container %s: %w", id, err)
 	}
 	if err := f.removeOutside(); err != nil {

@@ -40,6 +40,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	testReaper = r
+	if err := hideUnifiedForCrun(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	os.Exit(m.Run())
 }
 
@@ -51,7 +55,7 @@ func needRuntime(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (or the user namespace TestRootless makes) to run containers")
 	}
-	for _, bin := range []string{"conmon", "runc", "busybox"} {
+	for _, bin := range []string{"conmon", testHandler(), "busybox"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Skipf("%s is not installed", bin)
 		}
@@ -93,7 +97,7 @@ func newEnv(t *testing.T, withCgroups bool) *testEnv {
 	e.opts = Options{
 		Root:     t.TempDir(),
 		RunRoot:  runRoot,
-		Handlers: []Handler{{Name: "runc", Path: mustLookPath(t, "runc")}},
+		Handlers: []Handler{{Name: testHandler(), Path: mustLookPath(t, testHandler())}},
 		Rootless: e.rootless,
 		Host:     &host,
 		Reaper:   testReaper,
@@ -366,6 +370,9 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("after start: %+v", c)
 	}
 	e.waitLog(c, "stdout F hello\n")
+	if r, err := e.m.Resolve("lif"); err != nil || r.ID != "life" {
+		t.Fatalf("resolving a prefix of the running container: %v, %v", r, err)
+	}
 	start := time.Now()
 	if err := e.m.Stop(ctx, "life", 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -399,15 +406,18 @@ func TestLifecycle(t *testing.T) {
 // exit file, attach link, runtime state, monitor.
 func assertNoTraces(t *testing.T, e *testEnv, id string) {
 	t.Helper()
+	if _, err := e.m.Resolve(id); !errdefs.IsNotFound(err) {
+		t.Errorf("resolving %s: %v, want not found", id, err)
+	}
 	f := e.m.files(id)
-	for _, p := range []string{f.bundle, f.exitFile, f.attachLink, e.m.store.path(id), filepath.Join(e.opts.RunRoot, "runc", id)} {
+	for _, p := range []string{f.bundle, f.exitFile, f.attachLink, e.m.store.path(id), filepath.Join(e.opts.RunRoot, testHandler(), id)} {
 		// Lstat: conmon's attach link dangles once the bundle is gone.
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("%s is left", p)
 		}
 	}
 	for _, pid := range allPids() {
-		if isMonitorOf(pid, id) && monitorsBundle(pid, f.bundle) {
+		if e.isMonitor(pid, id) && monitorsBundle(pid, f.bundle) {
 			t.Errorf("conmon %d for %s is left", pid, id)
 		}
 	}
@@ -543,7 +553,8 @@ func TestParseSignal(t *testing.T) {
 func TestCreateRollback(t *testing.T) {
 	e := newEnv(t, false)
 	o := e.createOptions("bad", config("bad", "true"))
-	o.Spec.Process.Cwd = "relative/cwd" // runc: cwd must be absolute
+	// Both runtimes fail the create: the mount's source does not exist.
+	o.Spec.Mounts = append(o.Spec.Mounts, specs.Mount{Destination: "/missing", Type: "bind", Source: "/nonexistent/crib-test", Options: []string{"rbind"}})
 	_, err := e.m.Create(context.Background(), o)
 	if err == nil {
 		t.Fatal("create with a bad spec succeeded")
@@ -622,4 +633,10 @@ func TestRootless(t *testing.T) {
 	if strings.Contains(string(out), "--- SKIP: TestLifecycle") {
 		t.Error("the rootless lifecycle test was skipped")
 	}
+}
+
+// isMonitor asks the default runtime whether pid monitors container id.
+func (e *testEnv) isMonitor(pid int, id string) bool {
+	rt, err := e.m.runtimeFor("")
+	return err == nil && rt.Monitoring(pid, id)
 }

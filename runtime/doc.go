@@ -30,13 +30,17 @@
 // cgroupfs only as far as the kernel lets a user namespace write them
 // (most of /sys stays read-only to it whatever the mount flags say).
 //
-// Execution (Manager). Each container gets a monitor, conmon, which
+// Execution (Manager). The OCI runtime and its monitor are reached only
+// through package runtime/oci (Options.NewRuntime; every runc, crun and
+// conmon command line is built there), so the life cycle is tested on
+// its fake without root. Each container gets a monitor, conmon, which
 // double-forks away from crib and starts the OCI runtime: containers
 // therefore outlive crib, and a restarted crib re-attaches through the
 // records under Root/containers and the exit files conmon writes under
 // RunRoot/exits (watched with inotify). Logs are conmon's k8s-file format,
-// the CRI log format. ExecSync calls the OCI runtime's exec directly, which
-// is cheaper than a round trip through the monitor. crib is a child
+// the CRI log format. ExecSync is Exec into capped buffers; both call the
+// OCI runtime's exec directly, which is cheaper than a round trip through
+// the monitor. crib is a child
 // subreaper (Reaper): it adopts orphaned monitors and exec'd processes and
 // reaps them, because some hosts' PID 1 never does.
 //

@@ -87,7 +87,7 @@ func leftovers() []string {
 		if err != nil {
 			continue
 		}
-		if st.State == 'Z' || st.Comm == "sleep" || st.Comm == "runc" || st.Comm == "runc:[2:INIT]" {
+		if st.State == 'Z' || st.Comm == "sleep" || st.Comm == "runc" || st.Comm == "runc:[2:INIT]" || st.Comm == "crun" {
 			out = append(out, fmt.Sprintf("%d %s %c", pid, st.Comm, st.State))
 		}
 	}

@@ -145,12 +145,7 @@ func (m *Manager) Metrics(ctx context.Context, id string) (Metrics, error) {
 
 func (out *Metrics) fromCgroup(cg *cgroups.Metrics, now time.Time, host hostFiles) {
 	s := cg.Stats
-	out.Usage = Usage{
-		Timestamp: now, CPUUsageNs: s.CPUUsageNs,
-		MemoryUsage: s.MemoryUsage, MemoryWorkingSet: s.MemoryWorkingSet, MemoryRSS: s.MemoryRSS,
-		PageFaults: s.PageFaults, MajorPageFaults: s.MajorPageFaults,
-		Pids: s.Pids, Source: "cgroup",
-	}
+	out.Usage = Usage{Timestamp: now, Stats: s, Source: "cgroup"}
 	out.CPUUserNs, out.CPUSystemNs = cg.CPUUserNs, cg.CPUSystemNs
 	out.CFSPeriods, out.CFSThrottledPeriods, out.CFSThrottledNs = cg.CFSPeriods, cg.CFSThrottledPeriods, cg.CFSThrottledNs
 	out.MemoryCache, out.MemoryMappedFile, out.MemorySwap = cg.MemoryCache, cg.MemoryMappedFile, cg.MemorySwap
@@ -166,29 +161,17 @@ func (out *Metrics) fromCgroup(cg *cgroups.Metrics, now time.Time, host hostFile
 }
 
 func (out *Metrics) fromProcesses(p processTotals, now time.Time) {
-	out.Usage = p.usage(now)
-	out.CPUUserNs, out.CPUSystemNs = p.userNs, p.systemNs
+	out.Usage = Usage{Timestamp: now, Stats: cgroups.ProcessStats(p.usage), Source: "proc"}
+	out.CPUUserNs, out.CPUSystemNs = p.usage.UserNs, p.usage.SystemNs
 	out.MemoryMappedFile, out.MemorySwap = p.rssFile, p.swap
 }
 
 // processTotals sums what /proc says about a set of processes.
 type processTotals struct {
-	count                 uint64
-	userNs, systemNs      uint64 // reaped children's time included
-	rss, rssFile, swap    uint64
-	faults, majFaults     uint64
+	usage                 procfs.Usage // the formula pods and Stats use
+	rssFile, swap         uint64
 	threads, fds, sockets uint64
 	io                    IOCounters
-}
-
-// usage is the Usage these processes add up to: with no cgroup the
-// resident set is all crib can call memory use.
-func (p processTotals) usage(now time.Time) Usage {
-	return Usage{
-		Timestamp: now, Source: "proc", Pids: p.count,
-		CPUUsageNs: p.userNs + p.systemNs, MemoryRSS: p.rss, MemoryUsage: p.rss, MemoryWorkingSet: p.rss,
-		PageFaults: p.faults, MajorPageFaults: p.majFaults,
-	}
 }
 
 // readProcesses sums stat, status, io and fd of each process; a process
@@ -206,12 +189,7 @@ func (h hostFiles) readProcesses(pids []int) processTotals {
 		if err != nil {
 			continue
 		}
-		t.count++
-		t.userNs += (st.Utime + st.Cutime) * uint64(time.Second) / clockTicks
-		t.systemNs += (st.Stime + st.Cstime) * uint64(time.Second) / clockTicks
-		t.rss += st.RSSPages * page
-		t.faults += st.Minflt + st.Majflt
-		t.majFaults += st.Majflt
+		t.usage.Add(st, page)
 		status := readProcKeyed(filepath.Join(dir, "status"), ":")
 		t.rssFile += status["RssFile"] * 1024 // kB
 		t.swap += status["VmSwap"] * 1024

@@ -11,6 +11,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crib-dev/crib/internal/procfs"
 	"github.com/crib-dev/crib/runtime/cgroups"
 )
 
@@ -66,14 +67,17 @@ func TestReadProcesses(t *testing.T) {
 		want  processTotals
 	}{
 		{"one process", map[int]fixtureProc{42: full}, []int{42}, processTotals{
-			count: 1, userNs: 1_600_000_000, systemNs: 550_000_000, rss: 250 * page, rssFile: 400 << 10, swap: 8 << 10,
-			faults: 302, majFaults: 2, threads: 3, fds: 5, sockets: 2,
+			usage: procfs.Usage{Procs: 1, CPUNs: 2_150_000_000, UserNs: 1_600_000_000, SystemNs: 550_000_000, RSSBytes: 250 * page,
+				Faults: 302, MajorFaults: 2},
+			rssFile: 400 << 10, swap: 8 << 10, threads: 3, fds: 5, sockets: 2,
 			io: IOCounters{ReadBytes: 4096, WriteBytes: 8192, Reads: 7, Writes: 9},
 		}},
 		// io is readable only with ptrace access; a process whose io is
 		// denied still counts for the rest.
 		{"io unreadable, one pid gone", map[int]fixtureProc{42: {stat: statLine, status: "Threads:\t1\n"}}, []int{42, 43}, processTotals{
-			count: 1, userNs: 1_600_000_000, systemNs: 550_000_000, rss: 250 * page, faults: 302, majFaults: 2, threads: 1,
+			usage: procfs.Usage{Procs: 1, CPUNs: 2_150_000_000, UserNs: 1_600_000_000, SystemNs: 550_000_000, RSSBytes: 250 * page,
+				Faults: 302, MajorFaults: 2},
+			threads: 1,
 		}},
 		{"no processes", nil, nil, processTotals{}},
 	}
@@ -118,7 +122,7 @@ func TestFromCgroup(t *testing.T) {
 	var got Metrics
 	got.fromCgroup(cg, now, hostFiles{sys: sys})
 	want := Metrics{
-		Usage:     Usage{Timestamp: now, CPUUsageNs: 9, MemoryUsage: 8, MemoryWorkingSet: 7, MemoryRSS: 6, PageFaults: 5, MajorPageFaults: 4, Pids: 3, Source: "cgroup"},
+		Usage:     Usage{Timestamp: now, Stats: cg.Stats, Source: "cgroup"},
 		CPUUserNs: 10, CPUSystemNs: 11, CFSPeriods: 12, CFSThrottledPeriods: 13, CFSThrottledNs: 14,
 		MemoryCache: 18, MemoryMappedFile: 19, MemorySwap: 20, MemoryFailcnt: 21, MemoryMaxUsage: 22, MemoryKernel: 23, OOMEvents: 2,
 		CPUPeriodUs: 15, CPUQuotaUs: 16, CPUShares: 17, MemoryLimit: 24, MemorySwapLimit: 25, ThreadsMax: 26,

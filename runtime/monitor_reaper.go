@@ -218,13 +218,7 @@ func processState(pid int) byte {
 
 // processAlive reports whether pid is a process that has not exited
 // (a zombie has).
-func processAlive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	s := processState(pid)
-	return s != 0 && s != 'Z' && s != 'X'
-}
+func processAlive(pid int) bool { return procfs.Alive(pid) }
 
 // WaitAdopted waits for pid, an orphan crib adopted and wants the exit
 // status of (a command `runtime exec --detach` started: when the runtime

@@ -6,6 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/crib-dev/crib/runtime/oci"
 )
 
 // RecoverReport says what Recover found.
@@ -67,9 +71,13 @@ func (m *Manager) recoverOne(ctx context.Context, e *entry, rep *RecoverReport) 
 	}
 	pid := c.MonitorPid
 	if pid == 0 {
-		pid = readPidFile(f.monitorPid)
+		pid = oci.ReadPidFile(f.monitorPid)
 	}
-	if isMonitorOf(pid, c.ID) {
+	rt, err := m.runtimeFor(c.Handler)
+	if err != nil {
+		return err
+	}
+	if rt.Monitoring(pid, c.ID) {
 		if c.State == StateCreated {
 			m.finishStart(ctx, e, c)
 		}
@@ -82,13 +90,9 @@ func (m *Manager) recoverOne(ctx context.Context, e *entry, rep *RecoverReport) 
 		rep.Exited = append(rep.Exited, c.ID)
 		return nil
 	}
-	rt, err := m.runtimeFor(c.Handler)
-	if err != nil {
-		return err
-	}
 	// Unmonitored, a container that still runs has no log and no exit
 	// code: kill it so the kubelet restarts it properly.
-	_ = rt.kill(ctx, c.ID, "KILL", c.CgroupsPath != "")
+	_ = rt.Kill(ctx, c.ID, unix.SIGKILL, c.CgroupsPath != "")
 	if err := m.endProcesses(ctx, c.ID); err != nil {
 		m.log.Warn("ending a lost container's processes", "container", c.ID, "err", err)
 	}
@@ -108,7 +112,7 @@ func (m *Manager) finishStart(ctx context.Context, e *entry, c *Container) {
 	if err != nil {
 		return
 	}
-	st, err := rt.state(ctx, c.ID)
+	st, err := rt.State(ctx, c.ID)
 	if err != nil || st.Status != "running" {
 		return
 	}
@@ -162,18 +166,17 @@ func (m *Manager) cleanOrphans(ctx context.Context, known map[string]bool, rep *
 			}
 		}
 		f := m.files(id)
-		m.killMonitor(readPidFile(f.monitorPid), id)
+		m.runtimes[m.defHandler].KillMonitor(oci.ReadPidFile(f.monitorPid), id)
 		// A half-made or half-removed container may still have processes.
 		if err := m.endProcesses(ctx, id); err != nil {
 			m.log.Warn("ending a leftover container's processes", "container", id, "err", err)
 		}
-		for _, h := range m.handlers {
-			rt := ociRuntime{h: h, reaper: m.reaper}
-			if err := rt.delete(ctx, id); err != nil {
-				m.log.Warn("deleting leftover runtime state", "container", id, "runtime", h.Name, "err", err)
+		for name, rt := range m.runtimes {
+			if err := rt.Delete(ctx, id); err != nil {
+				m.log.Warn("deleting leftover runtime state", "container", id, "runtime", name, "err", err)
 			}
 		}
-		if err := os.RemoveAll(f.bundle); err != nil {
+		if err := removeBundle(f.bundle, m.usernsRoot); err != nil {
 			m.log.Warn("removing a leftover bundle", "container", id, "err", err)
 		}
 		if err := f.removeOutside(); err != nil {
@@ -181,11 +184,4 @@ func (m *Manager) cleanOrphans(ctx context.Context, known map[string]bool, rep *
 		}
 		rep.Cleaned = append(rep.Cleaned, id)
 	}
-}
-
-// ownsRoot: only a runtime root inside crib's runroot is crib's alone; a
-// shared one (/run/runc) holds other tools' containers.
-func (m *Manager) ownsRoot(h Handler) bool {
-	rel, err := filepath.Rel(m.runRoot, h.Root)
-	return err == nil && rel != ".." && !filepath.IsAbs(rel) && (len(rel) < 3 || rel[:3] != "../")
 }

@@ -15,35 +15,7 @@ import (
 func TestRecover(t *testing.T) {
 	e := newEnv(t, false)
 	ctx := context.Background()
-	running := e.run("rec-running", "sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait")
-	lost := e.run("rec-lost", "sleep", "1000")
-	// A crash between the runtime's start and the record's update.
-	e.create("rec-started", config("rec-started", "sleep", "1000"))
-	rt, err := e.m.runtimeFor("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.start(ctx, "rec-started"); err != nil {
-		t.Fatal(err)
-	}
-	e.run("rec-exits", "sleep", "0.5")
-	e.create("rec-created", config("rec-created", "sleep", "1000"))
-	// A crash in the middle of a create: a bundle and no record.
-	orphan := filepath.Join(e.opts.RunRoot, "containers", "rec-orphan")
-	if err := os.MkdirAll(orphan, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	// What a monitor of a container removed while crib was away left:
-	// an attach link to a bundle that is gone.
-	orphanLink := filepath.Join(e.opts.RunRoot, "attach", "rec-gone")
-	if err := os.Symlink(filepath.Join(e.opts.RunRoot, "containers", "rec-gone"), orphanLink); err != nil {
-		t.Fatal(err)
-	}
-	// A removal killed after the record went and before its directory.
-	emptyRecord := filepath.Join(e.opts.Root, "containers", "rec-removed")
-	if err := os.MkdirAll(emptyRecord, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	lost, left := crashScene(t, e)
 
 	e.m.Close() // crib goes away; the monitors stay
 	if err := syscall.Kill(lost.MonitorPid, syscall.SIGKILL); err != nil {
@@ -69,7 +41,61 @@ func TestRecover(t *testing.T) {
 		!slices.Equal(rep.Lost, []string{"rec-lost"}) || !slices.Equal(sorted(rep.Cleaned), []string{"rec-gone", "rec-orphan", "rec-removed"}) {
 		t.Errorf("report %+v", rep)
 	}
+	checkRecovered(t, e, lost)
+	for _, p := range left {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("the leftover %s is left", p)
+		}
+	}
+	if err := e.m.Start(ctx, "rec-created"); err != nil {
+		t.Errorf("start of a container created before the restart: %v", err)
+	}
+	for _, id := range []string{"rec-running", "rec-lost", "rec-exits", "rec-created", "rec-started"} {
+		if err := e.m.Remove(ctx, id); err != nil {
+			t.Errorf("remove %s: %v", id, err)
+		}
+		assertNoTraces(t, e, id)
+	}
+}
 
+// crashScene makes what a crib crash leaves: containers running, created,
+// exiting, one started by the runtime but recorded created, and the
+// leftovers of half-made or half-removed containers (returned as paths).
+func crashScene(t *testing.T, e *testEnv) (lost *Container, leftovers []string) {
+	e.run("rec-running", "sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait")
+	lost = e.run("rec-lost", "sleep", "1000")
+	// A crash between the runtime's start and the record's update.
+	e.create("rec-started", config("rec-started", "sleep", "1000"))
+	rt, err := e.m.runtimeFor("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(context.Background(), "rec-started"); err != nil {
+		t.Fatal(err)
+	}
+	e.run("rec-exits", "sleep", "0.5")
+	e.create("rec-created", config("rec-created", "sleep", "1000"))
+	// A crash in the middle of a create: a bundle and no record.
+	orphan := filepath.Join(e.opts.RunRoot, "containers", "rec-orphan")
+	// A removal killed after the record went and before its directory.
+	emptyRecord := filepath.Join(e.opts.Root, "containers", "rec-removed")
+	for _, d := range []string{orphan, emptyRecord} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What a monitor of a container removed while crib was away left:
+	// an attach link to a bundle that is gone.
+	orphanLink := filepath.Join(e.opts.RunRoot, "attach", "rec-gone")
+	if err := os.Symlink(filepath.Join(e.opts.RunRoot, "containers", "rec-gone"), orphanLink); err != nil {
+		t.Fatal(err)
+	}
+	return lost, []string{orphan, emptyRecord, orphanLink, filepath.Join(e.opts.RunRoot, testHandler(), "rec-lost")}
+}
+
+// checkRecovered checks each container's state after Recover.
+func checkRecovered(t *testing.T, e *testEnv, lost *Container) {
+	t.Helper()
 	c, _ := e.m.Get("rec-running")
 	if c.State != StateRunning {
 		t.Errorf("re-attached container is %s", c.State)
@@ -80,18 +106,16 @@ func TestRecover(t *testing.T) {
 	if c, _ = e.m.Get("rec-created"); c.State != StateCreated {
 		t.Errorf("created container is %s after recovery", c.State)
 	}
-	if err := e.m.Stop(ctx, "rec-running", 10*time.Second); err != nil {
+	if err := e.m.Stop(context.Background(), "rec-running", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if c, _ = e.m.Get("rec-running"); c.State != StateExited || c.ExitCode != 0 {
 		t.Errorf("re-attached container after stop: %s code %d", c.State, c.ExitCode)
 	}
-
 	c, _ = e.m.Get("rec-exits")
 	if c.State != StateExited || c.ExitCode != 0 || c.Reason != ReasonCompleted {
 		t.Errorf("container that exited while crib was away: %s %d %s", c.State, c.ExitCode, c.Reason)
 	}
-
 	c, _ = e.m.Get("rec-lost")
 	if c.State != StateExited || c.ExitCode != exitCodeUnknown || c.Reason != ReasonHostRestarted || c.Message == "" {
 		t.Errorf("container whose monitor died: %s %d %s %q", c.State, c.ExitCode, c.Reason, c.Message)
@@ -99,29 +123,6 @@ func TestRecover(t *testing.T) {
 	if processAlive(lost.Pid) {
 		t.Errorf("the unmonitored container's process %d still runs", lost.Pid)
 	}
-	if _, err := os.Stat(filepath.Join(e.opts.RunRoot, "runc", "rec-lost")); err == nil {
-		t.Error("runc state of the lost container is left")
-	}
-	if _, err := os.Stat(orphan); err == nil {
-		t.Error("the orphan bundle is left")
-	}
-	if _, err := os.Stat(emptyRecord); err == nil {
-		t.Error("the empty record dir is left")
-	}
-	if _, err := os.Lstat(orphanLink); err == nil {
-		t.Error("the orphan attach link is left")
-	}
-
-	if err := e.m.Start(ctx, "rec-created"); err != nil {
-		t.Errorf("start of a container created before the restart: %v", err)
-	}
-	for _, id := range []string{"rec-running", "rec-lost", "rec-exits", "rec-created", "rec-started"} {
-		if err := e.m.Remove(ctx, id); err != nil {
-			t.Errorf("remove %s: %v", id, err)
-		}
-		assertNoTraces(t, e, id)
-	}
-	_ = running
 }
 
 // TestRecoverAfterReboot: the runroot is a tmpfs, so after a reboot the

@@ -61,6 +61,11 @@ type PodNamespaces struct {
 	// TargetPID is the PID namespace of the container named by the
 	// NamespaceOption target_id, joined when the PID mode is TARGET.
 	TargetPID string
+	// User is the pod's own user namespace (hostUsers: false), "" when
+	// the pod runs in crib's; UIDMap and GIDMap are its mapping in crib's
+	// ids, which runc needs even when it joins the namespace by path.
+	User           string
+	UIDMap, GIDMap []specs.LinuxIDMapping
 }
 
 // NamespacePath is one pod namespace: a pinned file to join, or the node's.

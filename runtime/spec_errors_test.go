@@ -98,6 +98,16 @@ func TestGenerateSpecErrors(t *testing.T) {
 		{"ID-mapped mount", func(in *SpecInput, td string) {
 			hostMount(in, &runtimeapi.Mount{ContainerPath: "/mnt", HostPath: td + "/host/vol", UidMappings: []*runtimeapi.IDMapping{{Length: 1}}})
 		}, errdefs.ErrUnimplemented, "ID-mapped"},
+		{"ID-mapped mount in a pod user namespace, not the pod's mapping", func(in *SpecInput, td string) {
+			ids := []*runtimeapi.IDMapping{{HostId: 65536, Length: 65536}}
+			in.Sandbox.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{
+				Mode: runtimeapi.NamespaceMode_POD, Uids: ids, Gids: ids}}
+			in.Namespaces.User = "/run/crib/ns/pod1/user"
+			in.Namespaces.UIDMap = []specs.LinuxIDMapping{{HostID: 65536, Size: 65536}}
+			in.Namespaces.GIDMap = in.Namespaces.UIDMap
+			hostMount(in, &runtimeapi.Mount{ContainerPath: "/mnt", HostPath: td + "/host/vol",
+				UidMappings: []*runtimeapi.IDMapping{{HostId: 131072, Length: 65536}}, GidMappings: ids})
+		}, errdefs.ErrUnimplemented, "ID-mapped"},
 		{"unknown run_as_username", func(in *SpecInput, td string) {
 			in.Config.Linux.SecurityContext.RunAsUsername = "ghost"
 		}, errdefs.ErrInvalidArgument, `user "ghost" not found`},
@@ -202,10 +212,17 @@ func TestGenerateSpecErrors(t *testing.T) {
 		{"CDI devices", func(in *SpecInput, td string) {
 			in.Config.CDIDevices = []*runtimeapi.CDIDevice{{Name: "vendor.com/gpu=0"}}
 		}, errdefs.ErrUnimplemented, "CDI"},
-		{"pod user namespace with mappings", func(in *SpecInput, td string) {
+		{"pod user namespace asked for but not made", func(in *SpecInput, td string) {
 			in.Sandbox.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{
 				Mode: runtimeapi.NamespaceMode_POD, Uids: []*runtimeapi.IDMapping{{HostId: 1000, Length: 65536}}}}
-		}, errdefs.ErrUnimplemented, "user namespaces"},
+		}, errdefs.ErrFailedPrecondition, "has none"},
+		{"pod user namespace without its mapping", func(in *SpecInput, td string) {
+			in.Namespaces.User = "/run/crib/sandboxes/p/ns/user"
+		}, errdefs.ErrFailedPrecondition, "no id mapping"},
+		{"user namespace mode CONTAINER", func(in *SpecInput, td string) {
+			in.Sandbox.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{
+				Mode: runtimeapi.NamespaceMode_CONTAINER}}
+		}, errdefs.ErrInvalidArgument, "not allowed"},
 		{"PID mode POD without a pod PID namespace", func(in *SpecInput, td string) {
 			in.Namespaces.PID = ""
 		}, errdefs.ErrFailedPrecondition, "no shared PID namespace"},

@@ -175,8 +175,8 @@ func (b *specBuilder) requestMount(m *runtimeapi.Mount) (specs.Mount, error) {
 	if err != nil {
 		return specs.Mount{}, err
 	}
-	if len(m.GetUidMappings())+len(m.GetGidMappings()) > 0 {
-		return specs.Mount{}, fmt.Errorf("%w: ID-mapped mounts", errdefs.ErrUnimplemented)
+	if err := b.checkMountIDMap(m); err != nil {
+		return specs.Mount{}, err
 	}
 	readonly := m.GetReadonly()
 	var src string
@@ -405,4 +405,31 @@ func pathWithin(p, dir string) bool {
 // hasDotDot reports whether a path has a ".." element.
 func hasDotDot(p string) bool {
 	return slices.Contains(strings.Split(filepath.ToSlash(p), "/"), "..")
+}
+
+// checkMountIDMap admits the ID mappings the kubelet puts on every mount
+// of a pod with its own user namespace: the pod's mapping, which crib
+// applies to all of that pod's mounts where the file system allows
+// (idmapMounts). Any other mapping is not implemented.
+func (b *specBuilder) checkMountIDMap(m *runtimeapi.Mount) error {
+	if len(m.GetUidMappings())+len(m.GetGidMappings()) == 0 {
+		return nil
+	}
+	pod := b.in.Sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions()
+	if b.in.Namespaces.User != "" && sameIDMap(m.GetUidMappings(), pod.GetUids()) && sameIDMap(m.GetGidMappings(), pod.GetGids()) {
+		return nil
+	}
+	return fmt.Errorf("%w: ID-mapped mounts other than with the pod's own user-namespace mapping", errdefs.ErrUnimplemented)
+}
+
+func sameIDMap(a, b []*runtimeapi.IDMapping) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].GetContainerId() != b[i].GetContainerId() || a[i].GetHostId() != b[i].GetHostId() || a[i].GetLength() != b[i].GetLength() {
+			return false
+		}
+	}
+	return true
 }

@@ -15,14 +15,14 @@ import (
 // pod shares with the node, and gives the container its own mount
 // namespace. The hostname is set only in the pod's own UTS namespace.
 func (b *specBuilder) setNamespaces() error {
-	if err := b.checkUserNamespace(); err != nil {
+	nss, err := b.userNamespace()
+	if err != nil {
 		return err
 	}
 	pid, err := b.pidNamespace()
 	if err != nil {
 		return err
 	}
-	var nss []specs.LinuxNamespace
 	if pid != nil {
 		nss = append(nss, *pid)
 	}
@@ -92,22 +92,30 @@ func (b *specBuilder) pidNamespace() (*specs.LinuxNamespace, error) {
 	}
 }
 
-// checkUserNamespace refuses per-pod user namespaces: crib's containers
-// already run in crib's user namespace, and mapping a second one per pod is
-// not implemented.
-func (b *specBuilder) checkUserNamespace() error {
+// userNamespace joins the pod's own user namespace, first, so that runc
+// enters it before the namespaces it owns; crib's own user namespace
+// needs no entry. A pod that asked for one but has none (a record from
+// before crib made them) is refused rather than run in crib's.
+func (b *specBuilder) userNamespace() ([]specs.LinuxNamespace, error) {
+	ns := b.in.Namespaces
 	userns := b.in.Sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions()
 	switch userns.GetMode() {
 	case runtimeapi.NamespaceMode_NODE:
-		return nil
 	case runtimeapi.NamespaceMode_POD:
-		if len(userns.GetUids()) == 0 && len(userns.GetGids()) == 0 {
-			return nil // nil options mean POD mode with no mapping: the old default
+		if ns.User == "" && (len(userns.GetUids()) > 0 || len(userns.GetGids()) > 0) {
+			return nil, fmt.Errorf("%w: the pod asked for its own user namespace but has none", errdefs.ErrFailedPrecondition)
 		}
-		return fmt.Errorf("%w: pod user namespaces with ID mappings", errdefs.ErrUnimplemented)
 	default:
-		return fmt.Errorf("%w: user namespace mode %s is not allowed", errdefs.ErrInvalidArgument, userns.GetMode())
+		return nil, fmt.Errorf("%w: user namespace mode %s is not allowed", errdefs.ErrInvalidArgument, userns.GetMode())
 	}
+	if ns.User == "" {
+		return nil, nil
+	}
+	if len(ns.UIDMap) == 0 || len(ns.GIDMap) == 0 {
+		return nil, fmt.Errorf("%w: the pod's user namespace has no id mapping", errdefs.ErrFailedPrecondition)
+	}
+	b.spec.Linux.UIDMappings, b.spec.Linux.GIDMappings = ns.UIDMap, ns.GIDMap
+	return []specs.LinuxNamespace{{Type: specs.UserNamespace, Path: ns.User}}, nil
 }
 
 // setSysctls applies the pod's sysctls. Only namespaced keys are allowed,

@@ -3,7 +3,6 @@ package runtime
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -16,9 +15,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/spec")
+	"github.com/crib-dev/crib/internal/golden"
+)
 
 // specCase is the input file testdata/spec/<name>.json: CRI messages in
 // protojson, the image config in OCI JSON, and the SpecInput facts a caller
@@ -248,20 +247,7 @@ func TestGenerateSpecGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			got = append(bytes.ReplaceAll(got, []byte(td), []byte("$TESTDATA")), '\n')
-			golden := strings.TrimSuffix(file, ".json") + ".golden.json"
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -run TestGenerateSpecGolden -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("spec differs from %s (rerun with -update to accept):\n%s", golden, lineDiff(string(want), string(got)))
-			}
+			golden.Check(t, strings.TrimSuffix(file, ".json")+".golden.json", got)
 		})
 	}
 }
@@ -289,25 +275,4 @@ func allows(s *specs.LinuxSeccomp, name string) bool {
 		}
 	}
 	return false
-}
-
-// lineDiff shows the first differing lines, enough to see what changed.
-func lineDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	shown := 0
-	for i := 0; i < max(len(w), len(g)) && shown < 20; i++ {
-		var wl, gl string
-		if i < len(w) {
-			wl = w[i]
-		}
-		if i < len(g) {
-			gl = g[i]
-		}
-		if wl != gl {
-			fmt.Fprintf(&b, "line %d:\n  want %s\n  got  %s\n", i+1, wl, gl)
-			shown++
-		}
-	}
-	return b.String()
 }

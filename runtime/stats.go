@@ -2,43 +2,21 @@ package runtime
 
 import (
 	"context"
-	"os"
-	"path/filepath"
-	"strconv"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/procfs"
+	"github.com/crib-dev/crib/runtime/cgroups"
 )
 
 // Usage is one sample of a container's resource use.
 type Usage struct {
-	Timestamp        time.Time
-	CPUUsageNs       uint64
-	MemoryUsage      uint64
-	MemoryWorkingSet uint64
-	MemoryRSS        uint64
-	PageFaults       uint64
-	MajorPageFaults  uint64
-	Pids             uint64
+	Timestamp time.Time
+	cgroups.Stats
 	// Source is "cgroup", "proc" (no cgroup: summed over the container's
 	// processes) or "none" (the container has no live process).
 	Source string
-}
-
-// cpuSample is the previous CPU reading, for the usage rate.
-type cpuSample struct {
-	at    time.Time
-	usage uint64
-}
-
-// SetRootfsUsage gives Stats the writable-layer measure of a container;
-// Create takes it from CreateOptions, a restarted crib sets it again.
-func (m *Manager) SetRootfsUsage(id string, fn func() (bytes, inodes uint64, err error)) {
-	if fn != nil {
-		m.rootfsUsage.Store(id, fn)
-	}
 }
 
 // Usage samples the container's resource use from its cgroup, or, with no
@@ -51,12 +29,7 @@ func (m *Manager) Usage(ctx context.Context, id string) (Usage, error) {
 	now := time.Now()
 	if m.cgroups != nil && c.CgroupsPath != "" {
 		if st, err := m.cgroups.Stats(c.CgroupsPath); err == nil && st != nil {
-			return Usage{
-				Timestamp: now, CPUUsageNs: st.CPUUsageNs,
-				MemoryUsage: st.MemoryUsage, MemoryWorkingSet: st.MemoryWorkingSet, MemoryRSS: st.MemoryRSS,
-				PageFaults: st.PageFaults, MajorPageFaults: st.MajorPageFaults,
-				Pids: st.Pids, Source: "cgroup",
-			}, nil
+			return Usage{Timestamp: now, Stats: *st, Source: "cgroup"}, nil
 		} else if err != nil && c.State == StateRunning {
 			m.log.Debug("container cgroup unreadable; using /proc", "container", id, "err", err)
 		}
@@ -64,7 +37,7 @@ func (m *Manager) Usage(ctx context.Context, id string) (Usage, error) {
 	if c.State != StateRunning || !processAlive(c.Pid) {
 		return Usage{Timestamp: now, Source: "none"}, nil
 	}
-	return procUsage(c, now), nil
+	return Usage{Timestamp: now, Stats: cgroups.ProcessStats(procfs.SumUsage(containerPids(c))), Source: "proc"}, nil
 }
 
 // Stats returns the container's CRI stats: CPU, memory and writable layer
@@ -85,55 +58,23 @@ func (m *Manager) Stats(ctx context.Context, id string) (*runtimeapi.ContainerSt
 			Id: c.ID, Metadata: c.Config.GetMetadata(),
 			Labels: c.Labels, Annotations: c.Annotations,
 		},
-		Cpu: &runtimeapi.CpuUsage{
-			Timestamp:            ts,
-			UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: u.CPUUsageNs},
-			UsageNanoCores:       &runtimeapi.UInt64Value{Value: m.cpuRate(e, u)},
-		},
-		Memory: &runtimeapi.MemoryUsage{
-			Timestamp:       ts,
-			WorkingSetBytes: &runtimeapi.UInt64Value{Value: u.MemoryWorkingSet},
-			UsageBytes:      &runtimeapi.UInt64Value{Value: u.MemoryUsage},
-			RssBytes:        &runtimeapi.UInt64Value{Value: u.MemoryRSS},
-			PageFaults:      &runtimeapi.UInt64Value{Value: u.PageFaults},
-			MajorPageFaults: &runtimeapi.UInt64Value{Value: u.MajorPageFaults},
-		},
-		WritableLayer: m.writableLayer(id, ts),
+		WritableLayer: m.writableLayer(ctx, id, ts),
 	}
+	st.Cpu, st.Memory = u.CRI(ts, m.cpu.Rate(id, u.Timestamp, u.CPUUsageNs))
 	return st, nil
 }
 
-// cpuRate is the CPU use since the previous sample, in nanocores; the
-// first sample (and a counter that went backwards, as a /proc sum does
-// when a process exits) gives 0.
-func (m *Manager) cpuRate(e *entry, u Usage) uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	prev := e.cpu
-	e.cpu = cpuSample{at: u.Timestamp, usage: u.CPUUsageNs}
-	dt := u.Timestamp.Sub(prev.at)
-	if prev.at.IsZero() || dt <= 0 || u.CPUUsageNs < prev.usage {
-		return 0
-	}
-	return uint64(float64(u.CPUUsageNs-prev.usage) / dt.Seconds())
-}
-
-func (m *Manager) writableLayer(id string, ts int64) *runtimeapi.FilesystemUsage {
+func (m *Manager) writableLayer(ctx context.Context, id string, ts int64) *runtimeapi.FilesystemUsage {
 	fs := &runtimeapi.FilesystemUsage{
 		Timestamp:  ts,
 		FsId:       &runtimeapi.FilesystemIdentifier{},
 		UsedBytes:  &runtimeapi.UInt64Value{},
 		InodesUsed: &runtimeapi.UInt64Value{},
 	}
-	v, ok := m.rootfsUsage.Load(id)
-	if !ok {
+	if m.rootfsUsage == nil {
 		return fs
 	}
-	fn, _ := v.(func() (uint64, uint64, error))
-	if fn == nil {
-		return fs
-	}
-	if b, inodes, err := fn(); err == nil {
+	if b, inodes, err := m.rootfsUsage(ctx, id); err == nil {
 		fs.UsedBytes.Value, fs.InodesUsed.Value = b, inodes
 	} else {
 		m.log.Debug("measuring a writable layer", "container", id, "err", err)
@@ -141,35 +82,10 @@ func (m *Manager) writableLayer(id string, ts int64) *runtimeapi.FilesystemUsage
 	return fs
 }
 
-// clockTicks is USER_HZ, the unit of /proc/PID/stat times; 100 on every
-// Linux architecture crib runs on.
-const clockTicks = 100
-
-// procUsage sums the container's processes: those in its own PID
-// namespace, or (sharing one) those descended from its init.
-func procUsage(c *Container, now time.Time) Usage {
-	pids := containerPids(c)
-	u := Usage{Timestamp: now, Source: "proc", Pids: uint64(len(pids))}
-	page := uint64(os.Getpagesize())
-	for _, pid := range pids {
-		st, err := procfs.ReadStat(pid)
-		if err != nil {
-			continue
-		}
-		ticks := st.Utime + st.Stime + st.Cutime + st.Cstime
-		u.CPUUsageNs += ticks * uint64(time.Second) / clockTicks
-		u.MemoryRSS += st.RSSPages * page
-		u.PageFaults += st.Minflt + st.Majflt
-		u.MajorPageFaults += st.Majflt
-	}
-	u.MemoryUsage, u.MemoryWorkingSet = u.MemoryRSS, u.MemoryRSS
-	return u
-}
-
 // containerPids lists the live processes of the container.
 func containerPids(c *Container) []int {
 	if c.OwnPIDNamespace {
-		if ns := pidNamespace(c.Pid); ns != "" {
+		if ns := pidNamespace(c.Pid); !ns.IsZero() {
 			var out []int
 			for _, pid := range allPids() {
 				if pidNamespace(pid) == ns && processAlive(pid) {
@@ -179,42 +95,18 @@ func containerPids(c *Container) []int {
 			return out
 		}
 	}
-	return append([]int{c.Pid}, descendants(c.Pid)...)
+	return append([]int{c.Pid}, procfs.Descendants(c.Pid)...)
 }
 
-func pidNamespace(pid int) string {
-	ns, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "ns", "pid"))
+// pidNamespace is the identity of pid's PID namespace; zero when pid is
+// gone.
+func pidNamespace(pid int) procfs.FileID {
+	ns, _ := procfs.Namespace(pid, "pid")
 	return ns
 }
 
+// allPids lists the processes in crib's view of /proc.
 func allPids() []int {
-	entries, _ := os.ReadDir("/proc")
-	var out []int
-	for _, e := range entries {
-		if pid, err := strconv.Atoi(e.Name()); err == nil {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-// descendants lists every process below root, from one pass over /proc.
-func descendants(root int) []int {
-	children := map[int][]int{}
-	for _, pid := range allPids() {
-		if st, err := procfs.ReadStat(pid); err == nil {
-			children[st.Ppid] = append(children[st.Ppid], pid)
-		}
-	}
-	var out []int
-	queue := []int{root}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, c := range children[p] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
+	pids, _ := procfs.Pids()
+	return pids
 }

@@ -25,9 +25,10 @@ func TestStats(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, tc.cgroups)
+			e.opts.RootfsUsage = fakeLayer
+			e.m = e.newManager()
 			ctx := context.Background()
 			o := e.createOptions("stats", config("stats", "sh", "-c", "yes >/dev/null & x=$(head -c 4000000 /dev/zero | tr '\\0' a); sleep 1000"))
-			o.RootfsUsage = func() (uint64, uint64, error) { return 12345, 67, nil }
 			if _, err := e.m.Create(ctx, o); err != nil {
 				t.Fatal(err)
 			}
@@ -132,4 +133,42 @@ func readCgroupFile(t *testing.T, controller, path, file string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(data))
+}
+
+// TestStatsAfterRestart: a restarted crib (a new Manager on the same
+// roots) still measures the writable layer of the containers it
+// re-attaches.
+func TestStatsAfterRestart(t *testing.T) {
+	e := newEnv(t, false)
+	e.opts.RootfsUsage = fakeLayer
+	e.m = e.newManager()
+	ctx := context.Background()
+	o := e.createOptions("layer", config("layer", "sleep", "1000"))
+	if _, err := e.m.Create(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Start(ctx, "layer"); err != nil {
+		t.Fatal(err)
+	}
+	e.m.Close()
+	e.m = e.newManager()
+	if _, err := e.m.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.m.Stats(ctx, "layer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.GetWritableLayer(); got.GetUsedBytes().GetValue() != 12345 || got.GetInodesUsed().GetValue() != 67 {
+		t.Errorf("writable layer after a restart: %v, want 12345 bytes, 67 inodes", got)
+	}
+}
+
+// fakeLayer is a writable-layer measure that knows only container "layer"
+// and "stats".
+func fakeLayer(_ context.Context, id string) (uint64, uint64, error) {
+	if id != "layer" && id != "stats" {
+		return 0, 0, errdefs.ErrNotFound
+	}
+	return 12345, 67, nil
 }

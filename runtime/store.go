@@ -1,17 +1,14 @@
 package runtime
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/crib-dev/crib/internal/atomicfile"
+	"github.com/crib-dev/crib/internal/record"
 )
 
 // State is where a container is in its life.
@@ -100,43 +97,31 @@ type User struct {
 	SupplementalGroups []int64 `json:"supplemental_groups,omitempty"`
 }
 
-// storedContainer is the on-disk form: the record plus its config as
-// protojson, which encoding/json cannot produce for protobuf messages.
-type storedContainer struct {
-	Container
-	ConfigJSON json.RawMessage `json:"config,omitempty"`
-}
-
 func (c *Container) clone() *Container {
 	cp := *c
 	return &cp
 }
 
+// marshal encodes the record with the codec every crib record shares.
 func (c *Container) marshal() ([]byte, error) {
-	s := storedContainer{Container: *c}
-	if c.Config != nil {
-		b, err := protojson.Marshal(c.Config)
-		if err != nil {
-			return nil, fmt.Errorf("encoding the config of container %s: %w", c.ID, err)
-		}
-		s.ConfigJSON = b
+	b, err := record.Marshal(c, c.Config)
+	if err != nil {
+		return nil, fmt.Errorf("encoding container %s: %w", c.ID, err)
 	}
-	return json.MarshalIndent(s, "", "  ")
+	return b, nil
 }
 
 func unmarshalContainer(data []byte) (*Container, error) {
-	var s storedContainer
-	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, err
+	c := &Container{}
+	cfg := &runtimeapi.ContainerConfig{}
+	has, err := record.Unmarshal(data, c, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("decoding container %s: %w", c.ID, err)
 	}
-	c := s.Container
-	if len(s.ConfigJSON) > 0 {
-		c.Config = &runtimeapi.ContainerConfig{}
-		if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(s.ConfigJSON, c.Config); err != nil {
-			return nil, fmt.Errorf("decoding the config of container %s: %w", c.ID, err)
-		}
+	if has {
+		c.Config = cfg
 	}
-	return &c, nil
+	return c, nil
 }
 
 // store keeps container records in one directory per container.
@@ -153,10 +138,7 @@ func (s store) save(c *Container) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Join(s.dir, c.ID), 0o700); err != nil {
-		return fmt.Errorf("saving container %s: %w", c.ID, err)
-	}
-	if err := atomicfile.WriteFile(s.path(c.ID), data, 0o600); err != nil {
+	if err := record.Save(s.path(c.ID), data); err != nil {
 		return fmt.Errorf("saving container %s: %w", c.ID, err)
 	}
 	return nil
@@ -171,30 +153,16 @@ func (s store) remove(id string) error {
 
 // loadAll reads every record; an unreadable one is reported, not fatal.
 func (s store) loadAll() ([]*Container, []error) {
-	entries, err := os.ReadDir(s.dir)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, []error{err}
-	}
 	var out []*Container
-	var errs []error
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		data, err := os.ReadFile(s.path(e.Name()))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("container record %s: %w", e.Name(), err))
-			continue
-		}
+	errs, err := record.LoadDir(s.dir, recordFile, func(_ string, data []byte) error {
 		c, err := unmarshalContainer(data)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("container record %s: %w", e.Name(), err))
-			continue
+		if err == nil {
+			out = append(out, c)
 		}
-		out = append(out, c)
+		return err
+	})
+	if err != nil {
+		errs = append(errs, err)
 	}
 	return out, errs
 }

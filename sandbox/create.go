@@ -141,7 +141,22 @@ func (m *Manager) stepNamespaces(_ context.Context, c *creation) error {
 	if c.plan.ownUTS {
 		s.kinds = append(s.kinds, nsUTS)
 	}
-	pins, err := pinNamespaces(filepath.Join(m.runDir(c.sb.ID), "ns"), s)
+	dir := filepath.Join(m.runDir(c.sb.ID), "ns")
+	if u := c.plan.userns; u != nil {
+		pins, h, err := m.pinUserNamespaces(dir, s, u, c.plan.sharedPID, reaperMark(c.sb.ID, m.opts.Root))
+		if err != nil {
+			return err
+		}
+		c.sb.UserNSPath = pins["user"]
+		c.sb.UIDMap, c.sb.GIDMap = u.uid, u.gid
+		c.sb.NetNSPath, c.sb.IPCNSPath, c.sb.UTSNSPath = pins["net"], pins["ipc"], pins["uts"]
+		if c.plan.sharedPID {
+			// The holder is the pod's PID 1: the reaper step keeps it.
+			c.sb.ReaperPID, c.sb.ReaperStartTime, c.sb.PIDNSPath = h.pid, h.start, procNS(h.pid, "pid")
+		}
+		return m.save(c.sb)
+	}
+	pins, err := pinNamespaces(dir, s)
 	if err != nil {
 		return err
 	}
@@ -150,8 +165,16 @@ func (m *Manager) stepNamespaces(_ context.Context, c *creation) error {
 }
 
 func (m *Manager) undoNamespaces(_ context.Context, c *creation) error {
-	err := unmountUnder(filepath.Join(m.runDir(c.sb.ID), "ns"))
-	c.sb.NetNSPath, c.sb.IPCNSPath, c.sb.UTSNSPath = "", "", ""
+	var err error
+	if c.plan.userns != nil && c.plan.sharedPID {
+		// The holder outlived a failed step after this one, or this
+		// one's own save.
+		err = killProcess(c.sb.ReaperPID, c.sb.ReaperStartTime)
+		c.sb.ReaperPID, c.sb.ReaperStartTime, c.sb.PIDNSPath = 0, 0, ""
+	}
+	err = errors.Join(err, unmountUnder(filepath.Join(m.runDir(c.sb.ID), "ns")))
+	c.sb.NetNSPath, c.sb.IPCNSPath, c.sb.UTSNSPath, c.sb.UserNSPath = "", "", "", ""
+	c.sb.UIDMap, c.sb.GIDMap = nil, nil
 	return err
 }
 
@@ -175,8 +198,8 @@ func (m *Manager) undoShm(_ context.Context, c *creation) error {
 }
 
 func (m *Manager) stepReaper(_ context.Context, c *creation) error {
-	if !c.plan.sharedPID {
-		return nil
+	if !c.plan.sharedPID || c.plan.userns != nil {
+		return nil // a pod user namespace's holder is its reaper already
 	}
 	pid, start, err := startReaper(m.opts.CatatonitPath, reaperMark(c.sb.ID, m.opts.Root))
 	if err != nil {
@@ -188,6 +211,9 @@ func (m *Manager) stepReaper(_ context.Context, c *creation) error {
 }
 
 func (m *Manager) undoReaper(_ context.Context, c *creation) error {
+	if c.plan.userns != nil {
+		return nil // undoNamespaces ends the holder
+	}
 	err := killProcess(c.sb.ReaperPID, c.sb.ReaperStartTime)
 	c.sb.ReaperPID, c.sb.ReaperStartTime, c.sb.PIDNSPath = 0, 0, ""
 	return err
@@ -280,6 +306,7 @@ func (m *Manager) stepReady(_ context.Context, c *creation) error {
 	}
 	m.mu.Lock()
 	m.sandboxes[c.sb.ID] = c.sb
+	m.ids.Add(c.sb.ID)
 	m.mu.Unlock()
 	return nil
 }

@@ -3,7 +3,10 @@
 // pause image), the PID-namespace reaper of pods that share one, CNI
 // networking and host ports, the hostname, hosts, resolv.conf and /dev/shm
 // files containers mount, the pod cgroup, the pod's SELinux label, pod
-// statistics, and the durable record of each pod.
+// statistics, and the durable record of each pod. A pod that asks for
+// its own user namespace (hostUsers: false) gets it nested in crib's,
+// with its mapping in crib's ids, owning the pod's other namespaces
+// (userns.go).
 //
 // It takes k8s.io/cri-api runtime v1 messages (PodSandboxConfig) as plain
 // data and returns CRI stats messages, the currency shared below the cri

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +10,10 @@ import (
 	"sync"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/idindex"
+	"github.com/crib-dev/crib/internal/idmap"
+	"github.com/crib-dev/crib/internal/procfs"
+	"github.com/crib-dev/crib/internal/record"
 	"github.com/crib-dev/crib/runtime/cgroups"
 )
 
@@ -74,12 +77,16 @@ type Manager struct {
 
 	mu        sync.Mutex
 	sandboxes map[string]*Sandbox // Ready and NotReady pods
+	ids       idindex.Index       // the keys of sandboxes, for Resolve
 	busy      map[string]*sync.Mutex
-	cpu       map[string]cpuSample
+	cpu       procfs.CPUSampler // usage_nano_cores of each pod
 
 	// beforeStep, when set (tests only), runs before each Create step and
 	// may fail it, so every rollback path can be exercised.
 	beforeStep func(step string) error
+	// idMaps, when set (tests only), stands for crib's own
+	// /proc/self/uid_map and gid_map.
+	idMaps func() (uid, gid idmap.Map, err error)
 }
 
 // New prepares the directories, writes the default CNI conflist when the
@@ -112,7 +119,7 @@ func New(opts Options) (*Manager, error) {
 	}
 	m := &Manager{
 		opts: opts, log: opts.Logger, net: net, labels: opts.Labels,
-		sandboxes: map[string]*Sandbox{}, busy: map[string]*sync.Mutex{}, cpu: map[string]cpuSample{},
+		sandboxes: map[string]*Sandbox{}, busy: map[string]*sync.Mutex{},
 	}
 	if err := m.loadRecords(); err != nil {
 		return nil, err
@@ -124,23 +131,19 @@ func New(opts Options) (*Manager, error) {
 // stay in the map as Creating until Recover finishes them off.
 func (m *Manager) loadRecords() error {
 	dir := filepath.Join(m.opts.Root, "sandboxes")
-	entries, err := os.ReadDir(dir)
+	errs, err := record.LoadDir(dir, recordFile, func(_ string, data []byte) error {
+		sb, err := decodeRecord(data)
+		if err == nil {
+			m.sandboxes[sb.ID] = sb
+			m.ids.Add(sb.ID)
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", dir, err)
 	}
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		sb, err := loadRecord(filepath.Join(dir, e.Name(), recordFile))
-		if errors.Is(err, os.ErrNotExist) {
-			continue // a create that crashed before its first save: Recover removes it
-		}
-		if err != nil {
-			m.log.Warn("skipping an unreadable pod record", "dir", e.Name(), "err", err)
-			continue
-		}
-		m.sandboxes[sb.ID] = sb
+	for _, err := range errs {
+		m.log.Warn("skipping an unreadable pod record", "err", err)
 	}
 	return nil
 }
@@ -169,7 +172,8 @@ func (m *Manager) forget(id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.sandboxes, id)
-	delete(m.cpu, id)
+	m.ids.Remove(id)
+	m.cpu.Forget(id)
 }
 
 // Get returns a copy of the record of pod id.

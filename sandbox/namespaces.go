@@ -243,7 +243,7 @@ func startReaper(catatonit, mark string) (pid int, start uint64, err error) {
 	}
 	go cmd.Wait()
 	pid = cmd.Process.Pid
-	start, err = processStartTime(pid)
+	start, err = procfs.StartTime(pid)
 	if err != nil {
 		killProcess(pid, 0)
 		return 0, 0, fmt.Errorf("reading the reaper's start time: %w", err)
@@ -251,37 +251,17 @@ func startReaper(catatonit, mark string) (pid int, start uint64, err error) {
 	return pid, start, nil
 }
 
-// processStartTime is field 22 of /proc/<pid>/stat, in clock ticks since
-// boot: with the pid it names one process for the life of the machine.
-func processStartTime(pid int) (uint64, error) {
-	st, err := procfs.ReadStat(pid)
-	return st.Starttime, err
-}
-
-// processAlive reports whether pid still is the process that started at
-// start (0: any) and has not exited.
-func processAlive(pid int, start uint64) bool {
-	if pid <= 0 {
-		return false
-	}
-	st, err := procfs.ReadStat(pid)
-	if err != nil || st.State == 'Z' || st.State == 'X' {
-		return false
-	}
-	return start == 0 || st.Starttime == start
-}
-
 // killProcess kills pid if it is still the process that started at start
 // and waits briefly for it to die.
 func killProcess(pid int, start uint64) error {
-	if !processAlive(pid, start) {
+	if !procfs.AliveSince(pid, start) {
 		return nil
 	}
 	if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("killing pid %d: %w", pid, err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if !processAlive(pid, start) {
+		if !procfs.AliveSince(pid, start) {
 			return nil
 		}
 	}

@@ -1,16 +1,14 @@
 package sandbox
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/crib-dev/crib/internal/atomicfile"
+	"github.com/crib-dev/crib/internal/idmap"
+	"github.com/crib-dev/crib/internal/record"
 )
 
 // State is a pod sandbox's CRI state.
@@ -28,65 +26,41 @@ const (
 // the pod uses crib's own namespace of that kind (host network, host IPC,
 // host PID in CRI terms).
 type Sandbox struct {
-	ID             string
+	ID             string                       `json:"id"`
 	Config         *runtimeapi.PodSandboxConfig `json:"-"`
-	RuntimeHandler string
-	CreatedAt      time.Time
-	State          State
+	RuntimeHandler string                       `json:"runtime_handler,omitempty"`
+	CreatedAt      time.Time                    `json:"created_at"`
+	State          State                        `json:"state"`
 
-	NetNSPath, IPCNSPath, UTSNSPath string
+	NetNSPath string `json:"net_ns_path,omitempty"`
+	IPCNSPath string `json:"ipc_ns_path,omitempty"`
+	UTSNSPath string `json:"uts_ns_path,omitempty"`
+	// UserNSPath pins the pod's own user namespace (hostUsers: false);
+	// "" when the pod runs in crib's. UIDMap and GIDMap are its mapping
+	// in crib's ids.
+	UserNSPath string          `json:"user_ns_path,omitempty"`
+	UIDMap     []idmap.Mapping `json:"uid_map,omitempty"`
+	GIDMap     []idmap.Mapping `json:"gid_map,omitempty"`
 	// PIDNSPath is the reaper's PID namespace when the pod shares one.
-	PIDNSPath       string
-	ReaperPID       int
-	ReaperStartTime uint64 // guards ReaperPID against pid reuse
+	PIDNSPath       string `json:"pid_ns_path,omitempty"`
+	ReaperPID       int    `json:"reaper_pid,omitempty"`
+	ReaperStartTime uint64 `json:"reaper_start_time,omitempty"` // guards ReaperPID against pid reuse
 
-	IP            string
-	AdditionalIPs []string
+	IP            string   `json:"ip,omitempty"`
+	AdditionalIPs []string `json:"additional_ips,omitempty"`
 	// NetworkName is the CNI network the pod was attached to.
-	NetworkName string
+	NetworkName string `json:"network_name,omitempty"`
 
-	HostsPath, ResolvPath, HostnamePath, ShmPath string
+	HostsPath    string `json:"hosts_path,omitempty"`
+	ResolvPath   string `json:"resolv_path,omitempty"`
+	HostnamePath string `json:"hostname_path,omitempty"`
+	ShmPath      string `json:"shm_path,omitempty"`
 	// CgroupParent is the pod cgroup: containers' cgroupsPath go under it
 	// (see cgroups.Manager.ContainerPath); "" when pods run unconfined.
-	CgroupParent string
+	CgroupParent string `json:"cgroup_parent,omitempty"`
 
-	ProcessLabel, MountLabel string
-}
-
-// sandboxFields is Sandbox without its methods, so the JSON codec can
-// encode the plain fields while the config goes through protojson.
-type sandboxFields Sandbox
-
-type sandboxJSON struct {
-	*sandboxFields
-	Config json.RawMessage `json:"Config,omitempty"`
-}
-
-// MarshalJSON keeps the CRI config in its canonical protojson form.
-func (s *Sandbox) MarshalJSON() ([]byte, error) {
-	out := sandboxJSON{sandboxFields: (*sandboxFields)(s)}
-	if s.Config != nil {
-		b, err := protojson.Marshal(s.Config)
-		if err != nil {
-			return nil, fmt.Errorf("encoding the pod config: %w", err)
-		}
-		out.Config = b
-	}
-	return json.Marshal(out)
-}
-
-func (s *Sandbox) UnmarshalJSON(b []byte) error {
-	in := sandboxJSON{sandboxFields: (*sandboxFields)(s)}
-	if err := json.Unmarshal(b, &in); err != nil {
-		return err
-	}
-	if len(in.Config) > 0 {
-		s.Config = &runtimeapi.PodSandboxConfig{}
-		if err := protojson.Unmarshal(in.Config, s.Config); err != nil {
-			return fmt.Errorf("decoding the pod config: %w", err)
-		}
-	}
-	return nil
+	ProcessLabel string `json:"process_label,omitempty"`
+	MountLabel   string `json:"mount_label,omitempty"`
 }
 
 // clone is a copy callers may keep; the config is shared and read-only.
@@ -104,24 +78,26 @@ func (m *Manager) runDir(id string) string    { return filepath.Join(m.opts.RunR
 // save writes the record atomically: a reader (or a crash) sees the old
 // record or the new one, never a mix.
 func (m *Manager) save(sb *Sandbox) error {
-	b, err := json.MarshalIndent(sb, "", "  ")
-	if err != nil {
-		return err
+	b, err := record.Marshal(sb, sb.Config)
+	if err == nil {
+		err = record.Save(filepath.Join(m.recordDir(sb.ID), recordFile), b)
 	}
-	if err := atomicfile.WriteFile(filepath.Join(m.recordDir(sb.ID), recordFile), b, 0o600); err != nil {
+	if err != nil {
 		return fmt.Errorf("saving the record of pod %s: %w", sb.ID, err)
 	}
 	return nil
 }
 
-func loadRecord(path string) (*Sandbox, error) {
-	b, err := os.ReadFile(path)
+// decodeRecord reads a pod record, today's or one an earlier crib wrote.
+func decodeRecord(data []byte) (*Sandbox, error) {
+	sb := &Sandbox{}
+	cfg := &runtimeapi.PodSandboxConfig{}
+	has, err := record.Unmarshal(data, sb, cfg)
 	if err != nil {
 		return nil, err
 	}
-	sb := &Sandbox{}
-	if err := json.Unmarshal(b, sb); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if has {
+		sb.Config = cfg
 	}
 	return sb, nil
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/crib-dev/crib/internal/procfs"
 )
 
 // RecoverReport says what Recover found, for the start-up log.
@@ -52,7 +54,7 @@ func (m *Manager) killStrayReapers(r *RecoverReport) {
 			if sb != nil && sb.State == StateReady && sb.ReaperPID == pid {
 				continue
 			}
-			start, err := processStartTime(pid)
+			start, err := procfs.StartTime(pid)
 			if err != nil {
 				continue // gone meanwhile
 			}
@@ -120,12 +122,12 @@ func (m *Manager) findInterruptedCgroup(sb *Sandbox) {
 // alive reports whether every namespace the pod owns is still pinned and
 // its reaper still runs.
 func (m *Manager) alive(sb *Sandbox) bool {
-	for _, p := range []string{sb.NetNSPath, sb.IPCNSPath, sb.UTSNSPath} {
+	for _, p := range []string{sb.NetNSPath, sb.IPCNSPath, sb.UTSNSPath, sb.UserNSPath} {
 		if p != "" && !isNamespacePin(p) {
 			return false
 		}
 	}
-	return sb.ReaperPID == 0 || processAlive(sb.ReaperPID, sb.ReaperStartTime)
+	return sb.ReaperPID == 0 || procfs.AliveSince(sb.ReaperPID, sb.ReaperStartTime)
 }
 
 // removeOrphans clears state no record owns: run dirs and record dirs of

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crib-dev/crib/internal/procfs"
 	"github.com/crib-dev/crib/runtime/cgroups"
 )
 
@@ -161,10 +162,10 @@ func TestRecoverKillsStrayReaper(t *testing.T) {
 	if len(r.Errors) > 0 {
 		t.Fatal(r.Errors)
 	}
-	if processAlive(mine, mineStart) {
+	if procfs.AliveSince(mine, mineStart) {
 		t.Error("the stray reaper of this crib survived recovery")
 	}
-	if !processAlive(theirs, theirStart) {
+	if !procfs.AliveSince(theirs, theirStart) {
 		t.Error("another crib's reaper was killed")
 	}
 }

@@ -114,6 +114,9 @@ func TestCreateRollsBackAtEveryStep(t *testing.T) {
 			if _, err := m.Get("doomed"); err == nil {
 				t.Error("the failed pod is listed")
 			}
+			if _, err := m.Resolve("doom"); err == nil {
+				t.Error("the failed pod resolves by prefix")
+			}
 		})
 	}
 	// And the same pod still creates cleanly afterwards.

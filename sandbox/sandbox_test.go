@@ -17,6 +17,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/procfs"
 )
 
 func TestTwoPodsGetAddressesAndTalk(t *testing.T) {
@@ -311,7 +312,7 @@ func TestStopAndRemoveAreIdempotent(t *testing.T) {
 	if err != nil || got.State != StateNotReady || got.IP != "" {
 		t.Fatalf("after stop: %+v, %v", got, err)
 	}
-	if processAlive(sb.ReaperPID, sb.ReaperStartTime) {
+	if procfs.AliveSince(sb.ReaperPID, sb.ReaperStartTime) {
 		t.Error("reaper survived Stop")
 	}
 	if n := len(leaseFiles(t, m)); n != 0 {

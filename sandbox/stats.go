@@ -6,7 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,19 +15,8 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/procfs"
+	"github.com/crib-dev/crib/runtime/cgroups"
 )
-
-// cpuSample is the previous CPU reading of a pod, for the usage rate.
-type cpuSample struct {
-	at    time.Time
-	usage uint64
-}
-
-// usage is a pod's resource use, from its cgroup or, without one, summed
-// over the processes in its namespaces.
-type usage struct {
-	cpuNs, memUsage, workingSet, rss, faults, majFaults, procs uint64
-}
 
 // Stats returns the pod's CPU, memory, network and process usage: from its
 // cgroup where crib has one, else from /proc, and the network always from
@@ -46,22 +35,10 @@ func (m *Manager) Stats(ctx context.Context, id string) (*runtimeapi.PodSandboxS
 	}
 	md := sb.Config.GetMetadata()
 	linux := &runtimeapi.LinuxPodSandboxStats{
-		Cpu: &runtimeapi.CpuUsage{
-			Timestamp:            ts,
-			UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: u.cpuNs},
-			UsageNanoCores:       &runtimeapi.UInt64Value{Value: m.cpuRate(id, now, u.cpuNs)},
-		},
-		Memory: &runtimeapi.MemoryUsage{
-			Timestamp:       ts,
-			WorkingSetBytes: &runtimeapi.UInt64Value{Value: u.workingSet},
-			UsageBytes:      &runtimeapi.UInt64Value{Value: u.memUsage},
-			RssBytes:        &runtimeapi.UInt64Value{Value: u.rss},
-			PageFaults:      &runtimeapi.UInt64Value{Value: u.faults},
-			MajorPageFaults: &runtimeapi.UInt64Value{Value: u.majFaults},
-		},
-		Process: &runtimeapi.ProcessUsage{Timestamp: ts, ProcessCount: &runtimeapi.UInt64Value{Value: u.procs}},
+		Process: &runtimeapi.ProcessUsage{Timestamp: ts, ProcessCount: &runtimeapi.UInt64Value{Value: u.Pids}},
 		Network: &runtimeapi.NetworkUsage{Timestamp: ts},
 	}
+	linux.Cpu, linux.Memory = u.CRI(ts, m.cpu.Rate(id, now, u.CPUUsageNs))
 	ifaces, err := podInterfaces(sb)
 	if err != nil {
 		return nil, err
@@ -81,98 +58,41 @@ func (m *Manager) Stats(ctx context.Context, id string) (*runtimeapi.PodSandboxS
 	}, nil
 }
 
-// cpuRate is the CPU use since the previous Stats of the pod, in
-// nanocores (0 on the first call).
-func (m *Manager) cpuRate(id string, now time.Time, usage uint64) uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	prev, ok := m.cpu[id]
-	m.cpu[id] = cpuSample{at: now, usage: usage}
-	if !ok || usage < prev.usage || !now.After(prev.at) {
-		return 0
-	}
-	return uint64(float64(usage-prev.usage) / now.Sub(prev.at).Seconds())
-}
-
-func (m *Manager) usageOf(sb *Sandbox) (usage, error) {
+// usageOf reads the pod's cgroup, or, without one, sums the processes in
+// its namespaces (the formula containers use too: procfs.Usage).
+func (m *Manager) usageOf(sb *Sandbox) (cgroups.Stats, error) {
 	if sb.CgroupParent != "" {
 		s, err := m.opts.Cgroups.Stats(sb.CgroupParent)
 		if err == nil {
-			return usage{cpuNs: s.CPUUsageNs, memUsage: s.MemoryUsage, workingSet: s.MemoryWorkingSet,
-				rss: s.MemoryRSS, faults: s.PageFaults, majFaults: s.MajorPageFaults, procs: s.Pids}, nil
+			return *s, nil
 		}
 		m.log.Debug("pod cgroup unreadable, counting processes instead", "pod", sb.ID, "err", err)
 	}
-	return processUsage(podMember(sb))
+	pids, err := procfs.Pids()
+	if err != nil {
+		return cgroups.Stats{}, err
+	}
+	member := podMember(sb)
+	return cgroups.ProcessStats(procfs.SumUsage(slices.DeleteFunc(pids, func(pid int) bool { return !member(pid) }))), nil
 }
 
-// podMember returns a test for "this /proc entry is one of the pod's
-// processes": it shares the pod's own network, IPC or PID namespace. A pod
-// with none of its own has no process crib can tell apart.
-func podMember(sb *Sandbox) func(pid string) bool {
-	type nsID struct{ dev, ino uint64 }
-	idOf := func(path string) (nsID, bool) {
-		var st unix.Stat_t
-		if unix.Stat(path, &st) != nil {
-			return nsID{}, false
-		}
-		return nsID{st.Dev, st.Ino}, true
-	}
-	var kind string
-	var want nsID
+// podMember returns a test for "this process is one of the pod's": it
+// shares the pod's own network, IPC or PID namespace. A pod with none of
+// its own has no process crib can tell apart.
+func podMember(sb *Sandbox) func(pid int) bool {
 	for _, c := range []struct{ kind, path string }{{"net", sb.NetNSPath}, {"ipc", sb.IPCNSPath}, {"pid", sb.PIDNSPath}} {
 		if c.path == "" {
 			continue
 		}
-		if id, ok := idOf(c.path); ok {
-			kind, want = c.kind, id
-			break
+		if want, err := procfs.NamespaceFile(c.path); err == nil {
+			return func(pid int) bool {
+				id, err := procfs.Namespace(pid, c.kind)
+				return err == nil && id == want
+			}
 		}
 	}
-	if kind == "" {
-		return func(string) bool { return false }
-	}
-	return func(pid string) bool {
-		id, ok := idOf(filepath.Join("/proc", pid, "ns", kind))
-		return ok && id == want
-	}
+	return func(int) bool { return false }
 }
-
-// processUsage sums CPU time, resident memory and faults of the processes
-// member accepts.
-func processUsage(member func(pid string) bool) (usage, error) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return usage{}, err
-	}
-	page := uint64(os.Getpagesize())
-	var u usage
-	for _, e := range entries {
-		pid := e.Name()
-		if pid[0] < '0' || pid[0] > '9' || !member(pid) {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
-		if err != nil {
-			continue // exited meanwhile
-		}
-		st, err := procfs.ParseStat(b)
-		if err != nil {
-			continue
-		}
-		u.faults += st.Minflt + st.Majflt
-		u.majFaults += st.Majflt
-		u.cpuNs += (st.Utime + st.Stime) * uint64(time.Second) / clockTicks
-		u.rss += st.RSSPages * page
-		u.procs++
-	}
-	u.memUsage, u.workingSet = u.rss, u.rss
-	return u, nil
-}
-
-// clockTicks is USER_HZ, which Linux fixes at 100 on every architecture Go
-// supports for this build.
-const clockTicks = 100
 
 // InterfaceCounters are the kernel's counters of one network interface
 // in a pod's network namespace, as /proc/net/dev shows them.

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/golden"
+	"github.com/crib-dev/crib/internal/record"
 )
 
 func TestCheckSysctls(t *testing.T) {
@@ -109,15 +110,17 @@ func TestRecordRoundTrip(t *testing.T) {
 	cfg.Labels = map[string]string{"app": "x"}
 	sb := &Sandbox{ID: "rt", Config: cfg, RuntimeHandler: "runc", CreatedAt: time.Unix(1700000000, 5).UTC(), State: StateReady,
 		NetNSPath: "/run/x/ns/net", IP: "10.88.0.2", AdditionalIPs: []string{"fd00::2"}, CgroupParent: "crib-pod-rt", ReaperPID: 42}
-	b, err := json.Marshal(sb)
+	b, err := record.Marshal(sb, sb.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(b), `"Config":{"metadata":{"name":"rt"`) {
+	if !strings.Contains(string(b), `"config": {
+    "metadata": {
+      "name": "rt"`) {
 		t.Errorf("config is not stored as protojson: %s", b)
 	}
-	var back Sandbox
-	if err := json.Unmarshal(b, &back); err != nil {
+	back, err := decodeRecord(b)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !proto.Equal(back.Config, cfg) || back.IP != sb.IP || back.AdditionalIPs[0] != "fd00::2" || !back.CreatedAt.Equal(sb.CreatedAt) || back.ReaperPID != 42 || back.CgroupParent != sb.CgroupParent {
@@ -136,17 +139,7 @@ func TestDefaultConfList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "default.conflist.golden")
-	if os.Getenv("UPDATE_GOLDEN") != "" {
-		os.WriteFile(golden, got, 0o644)
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("default conflist:\n%s\nwant:\n%s", got, want)
-	}
+	golden.Check(t, filepath.Join("testdata", "default.conflist.golden"), got)
 	other := t.TempDir()
 	os.WriteFile(filepath.Join(other, "50-mine.conflist"), []byte(`{"cniVersion":"1.0.0","name":"mine","plugins":[{"type":"bridge"}]}`), 0o644)
 	if err := writeDefaultConfList(other, "/x", true); err != nil {

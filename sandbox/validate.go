@@ -20,6 +20,7 @@ type podPlan struct {
 	hostname               string
 	sysctls                map[string]string // /proc/sys-relative path → value
 	ports                  []PortMapping     // PodIP filled once known
+	userns                 *usernsPlan       // nil: crib's own user namespace
 }
 
 func (m *Manager) plan(cfg *runtimeapi.PodSandboxConfig) (*podPlan, error) {
@@ -39,13 +40,11 @@ func (m *Manager) plan(cfg *runtimeapi.PodSandboxConfig) (*podPlan, error) {
 	case runtimeapi.NamespaceMode_NODE:
 		p.hostPID = true
 	}
-	// An unset UsernsOptions reads as mode POD (the enum's zero): only an
-	// explicit request for a pod user namespace is refused.
-	if ns.GetUsernsOptions() != nil && ns.GetUsernsOptions().GetMode() == runtimeapi.NamespaceMode_POD {
-		return nil, fmt.Errorf("%w: pod user namespaces are not supported", errdefs.ErrUnimplemented)
+	var err error
+	if p.userns, err = m.planUserns(ns); err != nil {
+		return nil, err
 	}
 	p.hostname = podHostname(cfg, p.ownUTS)
-	var err error
 	if p.sysctls, err = checkSysctls(cfg.GetLinux().GetSysctls(), p.ownNet, p.ownIPC); err != nil {
 		return nil, err
 	}

@@ -39,15 +39,40 @@ elif [ -n "$missing" ]; then
 fi
 
 # useradd writes /etc/subuid and /etc/subgid ranges (SUB_UID_COUNT=65536).
+created=no
 if ! id "$user" >/dev/null 2>&1; then
 	useradd -m -s /bin/sh "$user"
 	echo "created user $user"
+	created=yes
 fi
+# crib's user namespace maps the user's uid and these ranges; pods with
+# their own user namespace (hostUsers: false) take 65536 ids each from it,
+# above the first 65536. need = room for the kubelet's default 110 such
+# pods (crib doctor reports the room). A user with fewer ids and no crib
+# state yet (just created, or never ran crib) gets one range instead of
+# the old: a pod's mapping that crosses from one range to the next shows
+# as two lines in its uid_map (critest's user-namespace spec wants one).
+# A user whose crib state exists keeps the ids its stored images use and
+# gets a second range appended. New ranges start after every range in
+# the file, so no two users share ids.
+need=$((111 * 65536))
+uid=$(id -u "$user")
+home=$(getent passwd "$user" | cut -d: -f6)
+state=$(ls -d "$home"/.local/share/crib* 2>/dev/null | head -1)
 for f in /etc/subuid /etc/subgid; do
-	if ! grep -q "^$user:" "$f" 2>/dev/null; then
-		start=$(awk -F: 'BEGIN{m=100000} {e=$2+$3; if (e>m) m=e} END{print m}' "$f" 2>/dev/null || echo 100000)
-		echo "$user:$start:65536" >>"$f"
-		echo "added $user:$start:65536 to $f"
+	touch "$f"
+	have=$(awk -F: -v u="$user" -v n="$uid" '$1 == u || $1 == n {t += $3} END {print t + 0}' "$f")
+	if [ "$have" -lt "$need" ] && { [ "$created" = yes ] || [ -z "$state" ]; }; then
+		sed -i "/^$user:/d; /^$uid:/d" "$f"
+		echo "replacing $user's $have ids in $f by one range (no crib state under $home/.local/share)"
+	fi
+	have=$(awk -F: -v u="$user" -v n="$uid" '$1 == u || $1 == n {t += $3} END {print t + 0}' "$f")
+	if [ "$have" -lt "$need" ]; then
+		count=$((need - have))
+		start=$(awk -F: 'BEGIN {m = 100000} NF == 3 {e = $2 + $3; if (e > m) m = e} END {print m}' "$f")
+		start=$(( (start + 65535) / 65536 * 65536 ))
+		echo "$user:$start:$count" >>"$f"
+		echo "added $user:$start:$count to $f ($have ids before, $need wanted)"
 	fi
 done
 
@@ -60,7 +85,6 @@ for dev in /dev/net/tun /dev/fuse; do
 done
 
 # No systemd-logind here: make the XDG runtime directory pam_systemd would.
-uid=$(id -u "$user")
 rundir=/run/user/$uid
 if [ ! -d "$rundir" ]; then
 	install -d -m 0700 -o "$user" -g "$(id -g "$user")" "$rundir"

@@ -18,6 +18,7 @@ import (
 	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/runtime/cgroups"
 	"github.com/crib-dev/crib/server/doctor"
+	"github.com/crib-dev/crib/server/rootless"
 )
 
 // On a pure cgroup v2 host the cgroup crib is started in (its unit's, a
@@ -55,7 +56,7 @@ type cgroupPlacement struct {
 
 // placeCgroups splits crib's delegated v2 cgroup when it may, and returns
 // the cgroup settings the daemon is to use (cfg's own, or pods' subtree).
-func placeCgroups(cfg config.Config, holder holderState, log *slog.Logger) config.Cgroup {
+func placeCgroups(cfg config.Config, holder rootless.Holder, log *slog.Logger) config.Cgroup {
 	pl := choosePlacement(cfg, holder, log)
 	if pl.Mode == "" {
 		log.Info("cgroup placement", "action", "none", "reason", pl.Reason)
@@ -74,7 +75,7 @@ func placeCgroups(cfg config.Config, holder holderState, log *slog.Logger) confi
 	return out
 }
 
-func choosePlacement(cfg config.Config, holder holderState, log *slog.Logger) cgroupPlacement {
+func choosePlacement(cfg config.Config, holder rootless.Holder, log *slog.Logger) cgroupPlacement {
 	switch {
 	case cfg.Cgroup.Manager == "none":
 		return cgroupPlacement{Reason: "cgroup manager none configured"}
@@ -110,7 +111,7 @@ func choosePlacement(cfg config.Config, holder holderState, log *slog.Logger) cg
 // placeInScope puts the holder and the outbound helper into crib's
 // transient scope (made now, or found from an earlier start), splits it,
 // and moves the daemon's processes to the service's own leaf.
-func placeInScope(runRoot, serviceDir string, holder holderState) (cgroupPlacement, error) {
+func placeInScope(runRoot, serviceDir string, holder rootless.Holder) (cgroupPlacement, error) {
 	name := scopeName(runRoot)
 	scopeDir, err := holderScope(holder.PID, name)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/runtime/cgroups"
 	"github.com/crib-dev/crib/server/doctor"
+	"github.com/crib-dev/crib/server/rootless"
 )
 
 func TestPlacementNames(t *testing.T) {
@@ -50,7 +51,7 @@ func TestPlaceCgroupsKeepsConfiguredChoice(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, cg := range []config.Cgroup{{Manager: "none"}, {Manager: "auto", Parent: "/crib-u"}} {
 		cfg := config.Config{RunRoot: t.TempDir(), Cgroup: cg}
-		if got := placeCgroups(cfg, holderState{}, log); got != cg {
+		if got := placeCgroups(cfg, rootless.Holder{}, log); got != cg {
 			t.Errorf("placeCgroups changed %+v into %+v", cg, got)
 		}
 	}

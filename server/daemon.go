@@ -19,7 +19,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/crib-dev/crib/cri"
+	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/server/doctor"
+	"github.com/crib-dev/crib/server/rootless"
+	"github.com/crib-dev/crib/server/streaming"
 	"github.com/crib-dev/crib/storage"
 )
 
@@ -32,6 +35,8 @@ type daemonEnv struct {
 	rootless   bool
 	relaySock  string // host dialer socket; empty when already in the host netns
 	ready      func()
+	// hostPortStart is the host's net.ipv4.ip_unprivileged_port_start.
+	hostPortStart int
 	// stopping, when set, tells systemd crib is stopping (rootful; the
 	// rootless parent tells it itself). activated is the CRI socket systemd
 	// passed, nil without socket activation (systemd.go).
@@ -42,9 +47,10 @@ type daemonEnv struct {
 // drainTimeout bounds how long in-flight RPCs may run after a stop signal.
 const drainTimeout = 10 * time.Second
 
+// runDaemon serves CRI until a signal or ctx ends it, each step undone
+// in reverse order on the way out.
 func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
-	cfg := o.Config
-	log := o.Logger
+	cfg, log := o.Config, o.Logger
 	report, err := loadHostReport(cfg.RunRoot)
 	if err != nil {
 		return err
@@ -54,18 +60,63 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 		return err
 	}
 	defer closeCRI()
-
 	hostSide, err := startHostSide(ctx, cfg.RunRoot, env, log)
 	if err != nil {
 		return err
 	}
-	defer hostSide.close()
+	defer hostSide.Close()
+	store, err := openStore(cfg, hostSide.PullProxy, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	stopReload := reloadOnHangup(ctx, store, cfg.RunRoot, log)
+	defer stopReload()
 
+	parts, err := startParts(ctx, o, report, env, hostSide, store)
+	if err != nil {
+		return err
+	}
+	defer parts.close()
+	// crictl info's checks say what the daemon uses, as crib doctor does.
+	report = doctor.WithCgroupUse(report, parts.cgroupUse)
+
+	// Streaming: exec, attach and port-forward sessions (package
+	// streaming, on the runtime through streams.go).
+	stream, err := streaming.Start(ctx, cfg.Streaming, streamingHostPorts(hostSide), streamRuntime{containers: parts.containers, pods: parts.pods}, log)
+	if err != nil {
+		return err
+	}
+	defer stream.Close()
+
+	// Metrics: per-RPC latency and errors, pulls, states, storage (metrics.go).
+	met := newMetrics(o.Version, parts.pods, parts.containers, store)
+	srv := newGRPCServer(o, report, env, parts, store, stream, met)
+	stopMetrics, err := serveMetrics(ctx, cfg.Metrics.Address, met, hostSide, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	return serveUntilStopped(ctx, srv, l, o, env, parts)
+}
+
+// startHostSide is the daemon's end of the rootless parent's host bridge;
+// rootful, the zero HostSide.
+func startHostSide(ctx context.Context, runRoot string, env daemonEnv, log *slog.Logger) (*rootless.HostSide, error) {
+	if !env.rootless {
+		return &rootless.HostSide{}, nil
+	}
+	return rootless.StartHostSide(ctx, runRoot, env.relaySock, log)
+}
+
+// openStore opens crib's image store, pulling through pullProxy when it
+// is set.
+func openStore(cfg config.Config, pullProxy string, log *slog.Logger) (*storage.Store, error) {
 	var proxy func(*url.URL) (*url.URL, error)
-	if hostSide.pullProxy != "" {
-		u, err := url.Parse(hostSide.pullProxy)
+	if pullProxy != "" {
+		u, err := url.Parse(pullProxy)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		proxy = func(*url.URL) (*url.URL, error) { return u, nil }
 	}
@@ -80,31 +131,19 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 		Logger:         log,
 	})
 	if err != nil {
-		return fmt.Errorf("opening image storage: %w", err)
+		return nil, fmt.Errorf("opening image storage: %w", err)
 	}
-	defer store.Close()
 	log.Info("image storage", "driver", store.Driver().Name, "reason", store.Driver().Reason)
-	stopReload := reloadOnHangup(ctx, store, cfg.RunRoot, log)
-	defer stopReload()
+	return store, nil
+}
 
-	parts, err := startParts(ctx, o, report, env, hostSide, store)
-	if err != nil {
-		return err
-	}
-	defer parts.close()
-	// crictl info's checks say what the daemon uses, as crib doctor does.
-	report = doctor.WithCgroupUse(report, parts.cgroupUse)
-
-	// Streaming: exec, attach and port-forward sessions (streaming.go).
-	stream, err := startStreaming(ctx, cfg.Streaming, hostSide, streamRuntime{containers: parts.containers, pods: parts.pods}, log)
-	if err != nil {
-		return err
-	}
-	defer stream.close()
-
-	// Metrics: per-RPC latency and errors, pulls, states, storage (metrics.go).
-	met := newMetrics(o.Version, parts.pods, parts.containers, store)
-	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logUnary(log), met.unaryInterceptor()))
+// newGRPCServer is the CRI server on crib's parts.
+func newGRPCServer(o Options, report doctor.Report, env daemonEnv, parts *parts, store *storage.Store, stream *streaming.Service, met *metrics) *grpc.Server {
+	log := o.Logger
+	// cri's error interceptors go last, innermost, so the log and the
+	// metrics see the codes clients see.
+	grpcOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(logUnary(log), met.unaryInterceptor())}
+	srv := grpc.NewServer(append(grpcOpts, cri.ServerOptions()...)...)
 	cri.Register(srv,
 		cri.NewRuntimeService(cri.Options{
 			Version:    o.Version,
@@ -113,19 +152,20 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 			Containers: parts.containers,
 			Rootfs:     store,
 			Spec:       parts.spec,
-			Streaming:  stream.server,
+			Streaming:  stream.URLs(),
 		}),
 		cri.NewImageService(met.meterPulls(store)))
-	stopMetrics, err := serveMetrics(ctx, cfg.Metrics.Address, met, hostSide, log)
-	if err != nil {
-		return err
-	}
-	defer stopMetrics()
+	return srv
+}
 
+// serveUntilStopped serves on l until SIGTERM, SIGINT or ctx, then drains
+// and, with no pod or container left, marks crib idle for the parent.
+func serveUntilStopped(ctx context.Context, srv *grpc.Server, l net.Listener, o Options, env daemonEnv, parts *parts) error {
+	log := o.Logger
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	env.ready()
-	log.Info("crib is serving", "socket", cfg.Listen, "rootless", env.rootless, "pid", os.Getpid())
+	log.Info("crib is serving", "socket", o.Config.Listen, "rootless", env.rootless, "pid", os.Getpid())
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -168,7 +208,9 @@ func listenCRI(path string) (net.Listener, error) {
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil && !answeredByExiting(path, c) {
 		return nil, fmt.Errorf("%w: socket %s answers: another process serves it", ErrAlreadyRunning, path)
 	}
-	removeStale(path)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		slog.Warn("removing stale socket", "path", path, "err", err)
+	}
 	// The umask closes the window between bind and chmod in which another
 	// user could connect.
 	old := syscall.Umask(0o177)
@@ -205,7 +247,13 @@ func hostForCRI(o Options, r doctor.Report, env daemonEnv, p *parts) cri.Host {
 	// also when pods run unconfined, as the kubelet needs a driver.
 	driver := "cgroupfs"
 	handlers := usableHandlers(f)
+	userns, usernsWhy, usernsPods := usernsRoom()
+	if err := tellKubeletRange(usernsPods); err != nil {
+		o.Logger.Warn("giving a kubelet in crib's namespaces its user-namespace range (/etc/subuid of crib's copy of /etc)", "err", err)
+	}
+	configInfo := usernsStateInfo(o.Config, usernsRootDir(o.Config.RunRoot), userns, o.Logger)
 	return cri.Host{
+		UserNamespaces:   userns,
 		RuntimeCondition: func() cri.Condition { return runtimeCondition(r) },
 		NetworkCondition: func() cri.Condition {
 			if ok, why := p.pods.NetworkReady(); !ok {
@@ -223,14 +271,15 @@ func hostForCRI(o Options, r doctor.Report, env daemonEnv, p *parts) cri.Host {
 		Handlers:     handlers,
 		Info: func() map[string]string {
 			return map[string]string{
-				"config":     mustJSON(o.Config),
-				"cgroups":    mustJSON(p.cgroupUse),
-				"storage":    mustJSON(p.storageDriver),
-				"host":       mustJSON(f),
-				"checks":     mustJSON(map[string]any{"checks": r.Checks}),
-				"rootless":   strconv.FormatBool(env.rootless),
-				"namespaces": mustJSON(namespaceNote(env.rootless)),
-				"runtime":    mustJSON(runtimeNote(f, handlers)),
+				"config":         configInfo,
+				"cgroups":        mustJSON(p.cgroupUse),
+				"storage":        mustJSON(p.storageDriver),
+				"host":           mustJSON(f),
+				"checks":         mustJSON(map[string]any{"checks": r.Checks}),
+				"rootless":       strconv.FormatBool(env.rootless),
+				"namespaces":     mustJSON(namespaceNote(env.rootless)),
+				"userNamespaces": mustJSON(map[string]any{"supported": userns, "why": usernsWhy}),
+				"runtime":        mustJSON(runtimeNote(f, handlers)),
 			}
 		},
 	}
@@ -286,50 +335,4 @@ func usableHandlers(f doctor.Features) []string {
 		}
 	}
 	return out
-}
-
-// hostSide is the child's end of what the parent does in the host
-// namespaces: the target dialer the portal forwards into, the portal's
-// control client, and the pull proxy in front of the host dialer. All
-// empty when crib already lives in the host namespaces (rootful).
-type hostSide struct {
-	ports     *portalClient
-	pullProxy string
-	closers   []func()
-}
-
-func (h *hostSide) close() {
-	for _, c := range h.closers {
-		c()
-	}
-}
-
-func startHostSide(ctx context.Context, runRoot string, env daemonEnv, log *slog.Logger) (*hostSide, error) {
-	h := &hostSide{}
-	if !env.rootless {
-		return h, nil
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	h.closers = append(h.closers, cancel)
-	target, err := listenRelay(filepath.Join(runRoot, targetDialSocketName))
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	go serveDialRelay(ctx, target, log)
-	h.ports = &portalClient{controlSock: filepath.Join(runRoot, controlSocketName)}
-	front, err := startSocksFront(ctx, env.relaySock, previousPullProxy(runRoot), log)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	h.pullProxy = front.URL()
-	// `crib image pull`, run inside crib's namespaces, pulls through the
-	// same proxy; see imagecmd.go.
-	if unpublish, err := publishPullProxy(runRoot, h.pullProxy); err != nil {
-		log.Warn("`crib image pull` will not reach registries on the host's loopback", "err", err)
-	} else {
-		h.closers = append(h.closers, unpublish)
-	}
-	return h, nil
 }

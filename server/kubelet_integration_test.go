@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,6 +41,32 @@ spec:
   - name: ticker
     image: busybox
     command: ["sh", "-c", "while true; do echo tick; sleep 1; done"]
+`
+
+// usernsManifest is a pod in its own user namespace (hostUsers: false)
+// whose two containers share an emptyDir: one writes, the other reads.
+const usernsManifestYAML = `apiVersion: v1
+kind: Pod
+metadata:
+  name: userns
+  namespace: default
+spec:
+  hostUsers: false
+  terminationGracePeriodSeconds: 2
+  volumes:
+  - name: shared
+    emptyDir: {}
+  containers:
+  - name: writer
+    image: busybox
+    command: ["sh", "-c", "id -u > /shared/msg; echo from-writer >> /shared/msg; exec sleep 3600"]
+    volumeMounts:
+    - {name: shared, mountPath: /shared}
+  - name: reader
+    image: busybox
+    command: ["sh", "-c", "while true; do cat /shared/msg 2>/dev/null | tr '\\n' ' '; echo; sleep 1; done"]
+    volumeMounts:
+    - {name: shared, mountPath: /shared}
 `
 
 type kubeletRun struct {
@@ -89,7 +116,30 @@ func TestIntegrationKubeletStaticPod(t *testing.T) {
 		}
 		k.waitLog(restarted, "web started")
 	})
+	usernsManifest := filepath.Join(filepath.Dir(k.manifest), "userns.yaml")
+	t.Run("a hostUsers: false pod shares an emptyDir between its containers", func(t *testing.T) {
+		os.WriteFile(usernsManifest, []byte(usernsManifestYAML), 0o644)
+		pod := k.waitPodNamed("userns-crib-e2e", runtimeapi.PodSandboxState_SANDBOX_READY, 90*time.Second)
+		writer := k.waitContainer(pod, "writer", 0, 60*time.Second)
+		reader := k.waitContainer(pod, "reader", 0, 60*time.Second)
+		k.waitLog(reader, "0 from-writer")
+		r, err := k.rs.ExecSync(context.Background(), &runtimeapi.ExecSyncRequest{ContainerId: writer, Cmd: []string{"cat", "/proc/self/uid_map"}, Timeout: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cribs, _ := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", d.childPID(t)))
+		got := strings.Join(strings.Fields(string(r.Stdout)), " ")
+		t.Logf("the kubelet's user-namespaced pod: uid_map %q (crib's %q)", got, strings.Join(strings.Fields(string(cribs)), " "))
+		// The kubelet picks one of the 65536-id slots of the range crib
+		// gave it: crib's ids from 65536 up.
+		f := strings.Fields(got)
+		host, _ := strconv.Atoi(f[1])
+		if len(f) != 3 || f[0] != "0" || f[2] != "65536" || host < 65536 || host%65536 != 0 {
+			t.Errorf("uid_map %q, want one slot of 65536 of crib's ids above 65536", got)
+		}
+	})
 	t.Run("the pod goes when its manifest goes", func(t *testing.T) {
+		os.Remove(usernsManifest)
 		os.Remove(k.manifest)
 		// The kubelet stops the pod at once and removes the sandbox at its
 		// next garbage collection (every minute).
@@ -151,10 +201,15 @@ func startKubelet(t *testing.T, d *daemon, kubelet string) *kubeletRun {
 
 func (k *kubeletRun) waitPod(state runtimeapi.PodSandboxState, d time.Duration) string {
 	k.t.Helper()
+	return k.waitPodNamed("e2e-crib-e2e", state, d)
+}
+
+func (k *kubeletRun) waitPodNamed(name string, state runtimeapi.PodSandboxState, d time.Duration) string {
+	k.t.Helper()
 	var last string
 	k.poll(d, func(ctx context.Context) bool {
 		pods, err := k.rs.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{
-			LabelSelector: map[string]string{"io.kubernetes.pod.name": "e2e-crib-e2e"}}})
+			LabelSelector: map[string]string{"io.kubernetes.pod.name": name}}})
 		if err != nil {
 			return false
 		}
@@ -165,7 +220,7 @@ func (k *kubeletRun) waitPod(state runtimeapi.PodSandboxState, d time.Duration) 
 			}
 		}
 		return false
-	}, "the static pod to be "+state.String())
+	}, "the static pod "+name+" to be "+state.String())
 	return last
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/crib-dev/crib/cri"
 	"github.com/crib-dev/crib/runtime"
 	"github.com/crib-dev/crib/sandbox"
+	"github.com/crib-dev/crib/server/rootless"
 	"github.com/crib-dev/crib/storage"
 )
 
@@ -246,7 +247,7 @@ func (c *storageCollector) measure() (storage.FsInfo, error) {
 // same address on the host and forward to it, so a scraper on the host
 // and one inside crib's namespaces use the same URL. The returned function
 // stops both.
-func serveMetrics(ctx context.Context, addr string, m *metrics, hs *hostSide, log *slog.Logger) (func(), error) {
+func serveMetrics(ctx context.Context, addr string, m *metrics, hs *rootless.HostSide, log *slog.Logger) (func(), error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -255,18 +256,16 @@ func serveMetrics(ctx context.Context, addr string, m *metrics, hs *hostSide, lo
 		return nil, fmt.Errorf("metrics address %q: %w", addr, err)
 	}
 	inside := host
-	if hs.ports != nil {
+	if hs.Ports != nil {
 		inside = namespaceBindHost(host)
 	}
 	l, err := net.Listen("tcp", net.JoinHostPort(inside, port))
 	if err != nil {
 		return nil, fmt.Errorf("metrics: listening on %s: %w", net.JoinHostPort(inside, port), err)
 	}
-	if hs.ports != nil {
+	if hs.Ports != nil {
 		n, _ := strconv.Atoi(port)
-		err := hs.ports.Expose(ctx, metricsOwner, []PortForward{{
-			Protocol: "tcp", HostIP: host, HostPort: n, Target: net.JoinHostPort(loopbackFor(inside), port),
-		}})
+		err := hs.Ports.ForwardTCP(ctx, metricsOwner, host, n, net.JoinHostPort(loopbackFor(inside), port))
 		if err != nil {
 			l.Close()
 			return nil, fmt.Errorf("metrics: binding %s on the host: %w", addr, err)
@@ -283,10 +282,10 @@ func serveMetrics(ctx context.Context, addr string, m *metrics, hs *hostSide, lo
 	log.Info("serving metrics", "address", addr)
 	return func() {
 		srv.Close()
-		if hs.ports != nil {
+		if hs.Ports != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			hs.ports.Unexpose(ctx, metricsOwner)
+			hs.Ports.Unexpose(ctx, metricsOwner)
 		}
 	}, nil
 }

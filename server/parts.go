@@ -3,16 +3,19 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/crib-dev/crib/cri"
+	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/runtime"
 	"github.com/crib-dev/crib/runtime/cgroups"
 	"github.com/crib-dev/crib/sandbox"
 	"github.com/crib-dev/crib/server/doctor"
+	"github.com/crib-dev/crib/server/rootless"
 	"github.com/crib-dev/crib/storage"
 )
 
@@ -34,11 +37,9 @@ func (p *parts) close() {
 	}
 }
 
-// hostPortStartEnv carries the host's net.ipv4.ip_unprivileged_port_start
-// from the parent: the child's own /proc/sys shows its namespace's value.
-const hostPortStartEnv = "_CRIB_HOST_PORT_START"
-
-func startParts(ctx context.Context, o Options, report doctor.Report, env daemonEnv, hs *hostSide, store *storage.Store) (*parts, error) {
+// startParts makes the pod and container machinery and re-attaches what
+// a previous crib left running.
+func startParts(ctx context.Context, o Options, report doctor.Report, env daemonEnv, hs *rootless.HostSide, store *storage.Store) (*parts, error) {
 	cfg := o.Config
 	log := o.Logger
 	p := &parts{storageDriver: store.Driver()}
@@ -46,15 +47,9 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 	if err != nil {
 		return nil, fmt.Errorf("starting the reaper: %w", err)
 	}
-	cg, why, err := cgroups.Detect(cgroups.DetectOptions{Manager: cfg.Cgroup.Manager, Parent: cfg.Cgroup.Parent})
-	if err != nil {
-		return nil, fmt.Errorf("cgroups: %w", err)
+	if err := p.detectCgroups(cfg, log); err != nil {
+		return nil, err
 	}
-	p.cgroups, p.cgroupReason = cg, why
-	log.Info("cgroups", "manager", cg.Name(), "version", cg.Version(), "reason", why)
-	p.cgroupUse = recordCgroupUse(cfg.RunRoot, cg, why, log)
-	p.closers = append(p.closers, func() { os.Remove(filepath.Join(cfg.RunRoot, doctor.CgroupsFileName)) })
-
 	host, err := runtime.ProbeHost()
 	if err != nil {
 		return nil, fmt.Errorf("probing the host for container specs: %w", err)
@@ -65,27 +60,10 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 		Host:               host,
 		Rootless:           env.rootless,
 		SeccompProfileRoot: filepath.Join(cfg.Root, "seccomp"),
-		ContainerCgroup:    cg.ContainerPath,
+		ContainerCgroup:    p.cgroups.ContainerPath,
 	}
-
-	var hostPorts sandbox.HostPorts
-	if hs.ports != nil {
-		hostPorts = portalHostPorts{hs.ports}
-	}
-	p.pods, err = sandbox.New(sandbox.Options{
-		Root:                  cfg.Root,
-		RunRoot:               cfg.RunRoot,
-		Rootless:              env.rootless,
-		CNIConfDir:            cfg.Network.CNIConfDir,
-		CNIPluginDirs:         cfg.Network.CNIPluginDirs,
-		CatatonitPath:         report.Features.Programs["catatonit"],
-		Cgroups:               cg,
-		HostPorts:             hostPorts,
-		UnprivilegedPortStart: hostUnprivilegedPortStart(env),
-		Logger:                log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("pods: %w", err)
+	if p.pods, err = newPods(cfg, report, env, hs, p.cgroups, log); err != nil {
+		return nil, err
 	}
 	p.containers, err = runtime.New(runtime.Options{
 		Root:           cfg.Root,
@@ -94,9 +72,11 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 		DefaultHandler: report.Features.DefaultRuntime,
 		ConmonPath:     report.Features.Conmon,
 		Rootless:       env.rootless,
-		Cgroups:        cg,
+		UsernsRoot:     usernsRootDir(cfg.RunRoot),
+		Cgroups:        p.cgroups,
 		Host:           &host,
 		Reaper:         reaper,
+		RootfsUsage:    store.ContainerUsage,
 		Logger:         log,
 	})
 	if err != nil {
@@ -105,7 +85,52 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 	p.closers = append(p.closers, p.containers.Close)
 	log.Info("OCI runtime handlers", "handlers", usableHandlers(report.Features), "default", report.Features.DefaultRuntime,
 		"reason", report.Features.DefaultRuntimeReason)
+	p.recover(ctx, cfg.RunRoot, store, log)
+	return p, nil
+}
 
+// detectCgroups picks the cgroup manager and records what pods get.
+func (p *parts) detectCgroups(cfg config.Config, log *slog.Logger) error {
+	cg, why, err := cgroups.Detect(cgroups.DetectOptions{Manager: cfg.Cgroup.Manager, Parent: cfg.Cgroup.Parent})
+	if err != nil {
+		return fmt.Errorf("cgroups: %w", err)
+	}
+	p.cgroups, p.cgroupReason = cg, why
+	log.Info("cgroups", "manager", cg.Name(), "version", cg.Version(), "reason", why)
+	p.cgroupUse = recordCgroupUse(cfg.RunRoot, cg, why, log)
+	p.closers = append(p.closers, func() { os.Remove(filepath.Join(cfg.RunRoot, doctor.CgroupsFileName)) })
+	return nil
+}
+
+// newPods is the pod machinery, with host ports through the parent's
+// portal when crib is rootless.
+func newPods(cfg config.Config, report doctor.Report, env daemonEnv, hs *rootless.HostSide, cg cgroups.Manager, log *slog.Logger) (*sandbox.Manager, error) {
+	var hostPorts sandbox.HostPorts
+	if hs.Ports != nil {
+		hostPorts = portalHostPorts{hs.Ports}
+	}
+	pods, err := sandbox.New(sandbox.Options{
+		Root:                  cfg.Root,
+		RunRoot:               cfg.RunRoot,
+		Rootless:              env.rootless,
+		CNIConfDir:            cfg.Network.CNIConfDir,
+		CNIPluginDirs:         cfg.Network.CNIPluginDirs,
+		CatatonitPath:         report.Features.Programs["catatonit"],
+		Cgroups:               cg,
+		HostPorts:             hostPorts,
+		UnprivilegedPortStart: env.hostPortStart,
+		Logger:                log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pods: %w", err)
+	}
+	return pods, nil
+}
+
+// recover re-attaches the containers and pods a previous crib left,
+// removes container filesystems nothing owns, and records the outcome
+// for `crib doctor`.
+func (p *parts) recover(ctx context.Context, runRoot string, store *storage.Store, log *slog.Logger) {
 	crep, cerr := p.containers.Recover(ctx)
 	if cerr != nil {
 		log.Warn("recovering containers", "err", cerr)
@@ -123,39 +148,30 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 		"containers_cleaned", len(crep.Cleaned),
 		"pods_ready", len(prep.Ready), "pods_not_ready", len(prep.NotReady), "pods_cleaned", len(prep.Removed),
 		"rootfs_cleaned", len(rootfs))
-	writeRecovery(cfg.RunRoot, recoveryRecord(crep, prep, rootfs, append([]error{cerr, perr}, rerrs...)), log)
-	return p, nil
+	writeRecovery(runRoot, recoveryRecord(crep, prep, rootfs, append([]error{cerr, perr}, rerrs...)), log)
 }
 
 func handlers(r doctor.Report, runRoot string) []runtime.Handler {
 	var out []runtime.Handler
 	for _, name := range usableHandlers(r.Features) {
-		out = append(out, runtime.Handler{Name: name, Path: r.Features.OCIRuntimes[name], Root: filepath.Join(runRoot, name),
-			SpecVersion: runtime.SpecVersionFor(name, r.Features.OCIRuntimeVersions[name])})
+		out = append(out, runtime.Handler{Name: name, Path: r.Features.OCIRuntimes[name], Root: filepath.Join(runRoot, name)})
 	}
 	return out
-}
-
-func hostUnprivilegedPortStart(env daemonEnv) int {
-	if v, err := strconv.Atoi(os.Getenv(hostPortStartEnv)); err == nil {
-		return v
-	}
-	return readUnprivilegedPortStart()
 }
 
 // portalHostPorts adapts the parent's portal to the sandbox package: a
 // pod's host port forwards to its IP and container port inside crib's
 // namespace, or to crib's own loopback for a pod on crib's network.
-type portalHostPorts struct{ c *portalClient }
+type portalHostPorts struct{ c *rootless.PortalClient }
 
 func (h portalHostPorts) Expose(ctx context.Context, podID string, ports []sandbox.PortMapping) error {
-	var fwd []PortForward
+	var fwd []rootless.PortForward
 	for _, pm := range ports {
 		target := pm.PodIP
 		if target == "" {
 			target = "127.0.0.1"
 		}
-		fwd = append(fwd, PortForward{
+		fwd = append(fwd, rootless.PortForward{
 			Protocol: strings.ToLower(pm.Protocol),
 			HostIP:   pm.HostIP,
 			HostPort: pm.HostPort,

@@ -146,6 +146,7 @@ func TestIntegrationPodLifecycle(t *testing.T) {
 		}
 	})
 
+	var layer uint64 // the writable layer's size before the restart
 	t.Run("exec, logs and stats", func(t *testing.T) {
 		r, err := c.rs.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: ctr.ContainerId, Cmd: []string{"hostname"}, Timeout: 10})
 		if err != nil || strings.TrimSpace(string(r.Stdout)) != "web" {
@@ -158,6 +159,10 @@ func TestIntegrationPodLifecycle(t *testing.T) {
 		cs, err := c.rs.ContainerStats(ctx, &runtimeapi.ContainerStatsRequest{ContainerId: ctr.ContainerId})
 		if err != nil || cs.Stats.GetMemory().GetWorkingSetBytes().GetValue() == 0 {
 			t.Fatalf("container stats: %v %v", cs, err)
+		}
+		// The container wrote /www/index.html into its writable layer.
+		if layer = cs.Stats.GetWritableLayer().GetUsedBytes().GetValue(); layer == 0 {
+			t.Fatalf("container stats: writable layer 0: %v", cs.Stats.GetWritableLayer())
 		}
 		ps, err := c.rs.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: podID})
 		if err != nil || ps.Stats.GetLinux() == nil {
@@ -178,6 +183,10 @@ func TestIntegrationPodLifecycle(t *testing.T) {
 		r, err := c.rs.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: ctr.ContainerId, Cmd: []string{"true"}, Timeout: 10})
 		if err != nil || r.ExitCode != 0 {
 			t.Fatalf("exec after restart: %v %v", r, err)
+		}
+		cs, err := c.rs.ContainerStats(ctx, &runtimeapi.ContainerStatsRequest{ContainerId: ctr.ContainerId})
+		if err != nil || cs.Stats.GetWritableLayer().GetUsedBytes().GetValue() != layer {
+			t.Fatalf("writable layer after restart: %v %v, want %d bytes as before", cs.GetStats().GetWritableLayer(), err, layer)
 		}
 		body := httpGetRetry(t, fmt.Sprintf("http://127.0.0.1:%d/", hostPort))
 		if !strings.Contains(body, "hello-from-pod") {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/server/doctor"
+	"github.com/crib-dev/crib/server/rootless"
 )
 
 // Options configures Serve.
@@ -23,6 +24,10 @@ type Options struct {
 	// re-execute crib as its namespaced child with the same settings.
 	Args []string
 }
+
+// ExitCodeError is a crib process that has reported its error and only
+// has a code left to exit with.
+type ExitCodeError = rootless.ExitCodeError
 
 // PrereqError is returned when a hard requirement is missing; it carries
 // the doctor's report so the caller can print the same words `crib doctor`
@@ -44,18 +49,8 @@ func (e *PrereqError) Error() string {
 // itself; the re-executed stages come back through Serve too, told apart
 // by an internal environment variable.
 func Serve(ctx context.Context, o Options) error {
-	ensureSbinInPath()
-	switch os.Getenv(stageEnv) {
-	case stageChild:
-		// Uid 0 inside would make the child compute root's defaults: it
-		// takes the parent's effective configuration instead.
-		if err := json.Unmarshal([]byte(os.Getenv(configEnv)), &o.Config); err != nil {
-			return fmt.Errorf("reading the configuration the parent passed: %w", err)
-		}
-		for _, k := range []string{stageEnv, configEnv} {
-			os.Unsetenv(k)
-		}
-		defer os.Unsetenv(parentPIDEnv)
+	EnsureSbinInPath()
+	if rootless.IsChild() {
 		return runChild(ctx, o)
 	}
 	sd, err := takeSystemdHandoff(o.Logger)
@@ -78,6 +73,47 @@ func Serve(ctx context.Context, o Options) error {
 	return runParent(ctx, o, sd)
 }
 
+// runParent is the rootless parent (package rootless) under the instance
+// lock.
+func runParent(ctx context.Context, o Options, sd systemdHandoff) error {
+	lock, err := acquireInstanceLock(o.Config.Root, o.Config.RunRoot)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+	return rootless.RunParent(ctx, rootless.ParentOptions{
+		Config:    o.Config,
+		Logger:    o.Logger,
+		Args:      o.Args,
+		Activated: sd.socket,
+		Ready:     func() { sd.notify.ready("serving CRI on " + o.Config.Listen) },
+		Stopping:  sd.notify.stopping,
+		PlaceCgroups: func(cfg config.Config, h rootless.Holder) config.Cgroup {
+			return placeCgroups(cfg, h, o.Logger)
+		},
+	})
+}
+
+// runChild is the daemon inside crib's namespaces, as root there.
+func runChild(ctx context.Context, o Options) error {
+	c, err := rootless.StartChild(o.Logger)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	// Uid 0 inside would make the child compute root's defaults: it
+	// takes the parent's effective configuration instead.
+	o.Config = c.Config
+	return runDaemon(ctx, o, daemonEnv{
+		activated:     c.Activated,
+		idleMarker:    c.IdleMarker,
+		rootless:      true,
+		relaySock:     c.RelaySock,
+		hostPortStart: c.HostPortStart,
+		ready:         c.Ready,
+	})
+}
+
 func runRootful(ctx context.Context, o Options, sd systemdHandoff) error {
 	lock, err := acquireInstanceLock(o.Config.Root, o.Config.RunRoot)
 	if err != nil {
@@ -85,9 +121,10 @@ func runRootful(ctx context.Context, o Options, sd systemdHandoff) error {
 	}
 	defer lock.release()
 	return runDaemon(ctx, o, daemonEnv{
-		ready:     func() { sd.notify.ready("serving CRI on " + o.Config.Listen) },
-		stopping:  sd.notify.stopping,
-		activated: sd.socket,
+		ready:         func() { sd.notify.ready("serving CRI on " + o.Config.Listen) },
+		stopping:      sd.notify.stopping,
+		activated:     sd.socket,
+		hostPortStart: rootless.UnprivilegedPortStart(),
 	})
 }
 
@@ -120,10 +157,10 @@ func loadHostReport(runRoot string) (doctor.Report, error) {
 	return r, nil
 }
 
-// ensureSbinInPath adds the sbin directories to PATH: runc, iptables and
+// EnsureSbinInPath adds the sbin directories to PATH: runc, iptables and
 // the tools CNI plugins call live there on Debian, off a normal user's
 // PATH.
-func ensureSbinInPath() {
+func EnsureSbinInPath() {
 	path := os.Getenv("PATH")
 	have := map[string]bool{}
 	for _, d := range filepath.SplitList(path) {

@@ -55,7 +55,7 @@ func processExiting(pid int) bool {
 	if errors.Is(err, os.ErrNotExist) {
 		return true
 	}
-	return err == nil && (st.State == 'Z' || st.State == 'X')
+	return err == nil && st.Exited()
 }
 
 // answeredByExiting reports whether the socket at path answers only

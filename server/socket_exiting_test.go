@@ -20,7 +20,7 @@ import (
 // then ends its main thread alone: its leader is a zombie while another
 // thread, 1.5s later, ends the process. That is a killed daemon whose
 // last thread is still being torn down.
-const exitingListenerEnv = "_CRIB_TEST_EXITING_LISTENER"
+const exitingListenerEnv = "CRIB_TEST_EXITING_LISTENER"
 
 func init() {
 	path := os.Getenv(exitingListenerEnv)

@@ -1,12 +1,10 @@
 package server
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 
 	"github.com/coreos/go-systemd/v22/activation"
 )
@@ -19,15 +17,8 @@ import (
 // Rootless, the process systemd starts and watches (MainPID) is the
 // parent; the daemon runs in the child, in crib's namespaces. So the parent
 // sends the notifications, once the child reports on the ready pipe, and
-// passes the activated socket down to the child as an inherited file.
-
-// listenFDEnv names, in the child, the inherited descriptor of the CRI
-// socket systemd activated.
-const listenFDEnv = "_CRIB_LISTEN_FD"
-
-// fdActivated is where the child finds the activated socket: after the
-// ready pipe (fdReady).
-const fdActivated = fdReady + 1
+// passes the activated socket down to the child as an inherited file
+// (package rootless).
 
 // systemdHandoff is what crib took from systemd at start.
 type systemdHandoff struct {
@@ -110,19 +101,4 @@ func openCRIListener(path string, activated *os.File) (net.Listener, func(), err
 	}
 	ul.SetUnlinkOnClose(false)
 	return ul, func() { ul.Close() }, nil
-}
-
-// inheritedSocket is, in the child, the activated socket the parent
-// passed down; nil when there is none.
-func inheritedSocket() (*os.File, error) {
-	v := os.Getenv(listenFDEnv)
-	if v == "" {
-		return nil, nil
-	}
-	os.Unsetenv(listenFDEnv)
-	fd, err := strconv.Atoi(v)
-	if err != nil || fd != fdActivated {
-		return nil, errors.New("bad " + listenFDEnv + " from crib's parent: " + strconv.Quote(v))
-	}
-	return os.NewFile(uintptr(fd), "crib-activated-socket"), nil
 }

@@ -7,7 +7,10 @@ import (
 	"time"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/idmap"
 	cstorage "go.podman.io/storage"
+	"go.podman.io/storage/pkg/idtools"
+	"go.podman.io/storage/types"
 )
 
 // mountLabelKey is the container data item holding the SELinux label the
@@ -36,18 +39,49 @@ func (s *Store) CreateContainer(ctx context.Context, id, name, imageRef, mountLa
 		return ContainerFS{}, fmt.Errorf("%w: container name is empty", errdefs.ErrInvalidArgument)
 	}
 	s.act.begin()
-	fs, err := s.createContainer(id, name, imageRef, mountLabel, metadata)
+	fs, err := s.createContainer(id, name, imageRef, mountLabel, metadata, nil, nil)
 	s.act.end(err != nil)
 	return fs, err
 }
 
-func (s *Store) createContainer(id, name, imageRef, mountLabel, metadata string) (ContainerFS, error) {
+// CreateMappedContainer is CreateContainer for a container of a pod with
+// its own user namespace: its root file system shows the image's files
+// owned by the pod's ids (uidMap, gidMap: container ids to crib's). The
+// storage library makes, once per image and mapping, a copy of the
+// image's layers chowned to those ids (overlay mounts cannot be
+// idmapped, and crib's user namespace cannot idmap the host's disk), so
+// the pod's root owns its image files on disk and no other pod's.
+func (s *Store) CreateMappedContainer(ctx context.Context, id, name, imageRef, mountLabel, metadata string, uidMap, gidMap []idmap.Mapping) (ContainerFS, error) {
+	if name == "" {
+		return ContainerFS{}, fmt.Errorf("%w: container name is empty", errdefs.ErrInvalidArgument)
+	}
+	if len(uidMap) == 0 || len(gidMap) == 0 {
+		return ContainerFS{}, fmt.Errorf("%w: a mapped container needs uid and gid mappings", errdefs.ErrInvalidArgument)
+	}
+	s.act.begin()
+	fs, err := s.createContainer(id, name, imageRef, mountLabel, metadata, uidMap, gidMap)
+	s.act.end(err != nil)
+	return fs, err
+}
+
+func toIDTools(m []idmap.Mapping) []idtools.IDMap {
+	out := make([]idtools.IDMap, len(m))
+	for i, l := range m {
+		out[i] = idtools.IDMap{ContainerID: l.ContainerID, HostID: l.HostID, Size: l.Count}
+	}
+	return out
+}
+
+func (s *Store) createContainer(id, name, imageRef, mountLabel, metadata string, uidMap, gidMap []idmap.Mapping) (ContainerFS, error) {
 	r, err := s.lookup(imageRef)
 	if err != nil {
 		return ContainerFS{}, err
 	}
 	opts := &cstorage.ContainerOptions{
 		BigData: []cstorage.ContainerBigDataOption{{Key: mountLabelKey, Data: []byte(mountLabel)}},
+	}
+	if uidMap != nil {
+		opts.IDMappingOptions = types.IDMappingOptions{UIDMap: toIDTools(uidMap), GIDMap: toIDTools(gidMap)}
 	}
 	c, err := s.store.CreateContainer(id, []string{name}, r.image.ID, "", metadata, opts)
 	switch {

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/idmap"
 )
 
 // TestContainerFilesystemOnEveryDriver runs a container filesystem's life
@@ -110,5 +112,54 @@ func TestMountLabelIsKept(t *testing.T) {
 	got, err := s.Container(c.ID)
 	if err != nil || got.MountLabel != label || got.ID != "fixed-id-1" {
 		t.Errorf("Container = %+v, %v", got, err)
+	}
+}
+
+// A container of a pod with its own user namespace sees the image's files
+// owned by the pod's ids: the image's root-owned files belong, on disk, to
+// the pod's root (host id 200000 here), on every driver; the image's
+// own layers stay as they were.
+func TestMappedContainerOwnsItsFiles(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chowning to other ids needs root")
+	}
+	m := []idmap.Mapping{{ContainerID: 0, HostID: 200000, Count: 65536}}
+	for _, driver := range []string{DriverOverlay, DriverVFS} {
+		t.Run(driver, func(t *testing.T) {
+			ctx := context.Background()
+			s := newStore(t, func(o *Options) { o.Driver = driver })
+			img, err := s.Pull(ctx, ref("base"), nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.CreateMappedContainer(ctx, "", "mapped", img.ID, "", "", nil, m); !errors.Is(err, errdefs.ErrInvalidArgument) {
+				t.Errorf("no uid mapping: %v, want InvalidArgument", err)
+			}
+			mapped, err := s.CreateMappedContainer(ctx, "", "mapped", img.ID, "", "", m, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain, err := s.CreateContainer(ctx, "", "plain", img.ID, "", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tc := range []struct {
+				id   string
+				want uint32
+			}{{mapped.ID, 200000}, {plain.ID, 0}} {
+				rootfs, err := s.Mount(tc.id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var st syscall.Stat_t
+				if err := syscall.Stat(filepath.Join(rootfs, "etc/os-release"), &st); err != nil {
+					t.Fatal(err)
+				}
+				if st.Uid != tc.want || st.Gid != tc.want {
+					t.Errorf("container %s: etc/os-release is %d:%d, want %d", tc.id, st.Uid, st.Gid, tc.want)
+				}
+				s.Unmount(tc.id)
+			}
+		})
 	}
 }

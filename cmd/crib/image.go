@@ -11,7 +11,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/crib-dev/crib/internal/config"
-	"github.com/crib-dev/crib/server"
 )
 
 // imageCommands are the `crib image` subcommands, named "image SUB".
@@ -39,7 +38,7 @@ func imageSubcommand(args []string) (string, []string, error) {
 	return "image " + sub, args[1:], nil
 }
 
-func imageCommand(cfg config.Config) server.ImageCommand {
+func imageCommand(cfg config.Config) ImageCommand {
 	width, _, err := term.GetSize(int(os.Stdout.Fd()))
 	if err != nil {
 		width = 0
@@ -51,7 +50,7 @@ func imageCommand(cfg config.Config) server.ImageCommand {
 	if cfg.LogLevel == "debug" {
 		level = slog.LevelDebug
 	}
-	return server.ImageCommand{
+	return ImageCommand{
 		Config:   cfg,
 		Args:     os.Args[1:],
 		Stdout:   os.Stdout,
@@ -72,7 +71,7 @@ func runImageList(ctx context.Context, cfg config.Config, fs *flag.FlagSet) erro
 	if fs.NArg() != 0 {
 		return fmt.Errorf("crib image ls takes no arguments")
 	}
-	return server.ImageList(ctx, imageCommand(cfg))
+	return ImageList(ctx, imageCommand(cfg))
 }
 
 func runImagePull(ctx context.Context, cfg config.Config, fs *flag.FlagSet) error {
@@ -80,7 +79,7 @@ func runImagePull(ctx context.Context, cfg config.Config, fs *flag.FlagSet) erro
 	if err != nil {
 		return err
 	}
-	return server.ImagePull(ctx, imageCommand(cfg), ref)
+	return ImagePull(ctx, imageCommand(cfg), ref)
 }
 
 func runImageImport(ctx context.Context, cfg config.Config, fs *flag.FlagSet) error {
@@ -88,5 +87,5 @@ func runImageImport(ctx context.Context, cfg config.Config, fs *flag.FlagSet) er
 	if err != nil {
 		return err
 	}
-	return server.ImageImport(ctx, imageCommand(cfg), path)
+	return ImageImport(ctx, imageCommand(cfg), path)
 }

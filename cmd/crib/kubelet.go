@@ -9,13 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crib-dev/crib/cri"
 	"github.com/crib-dev/crib/internal/config"
 )
 
@@ -30,6 +27,9 @@ type kubeletHost struct {
 	PodLogs      string // podLogsDir
 	KubeletRoot  string // the kubelet's --root-dir, for volumePluginDir
 	ClientCA     string // CA of clients (the API server) the kubelet's API accepts
+	// UserNamespaces: crib's Status advertises pod user namespaces
+	// (hostUsers: false).
+	UserNamespaces bool
 }
 
 // kubeletPaths are the directories the kubelet of this crib uses: all on
@@ -81,6 +81,14 @@ func kubeletYAML(h kubeletHost) string {
 		line("# The user namespace cannot change these.")
 		line("failSwapOn: false")
 		line("protectKernelDefaults: false")
+	}
+	if h.UserNamespaces {
+		line("# Pods with hostUsers: false: crib nests their user namespace in its")
+		line("# own and maps it from its range, 65536 ids a pod (crib doctor shows the")
+		line("# room). The kubelet's range is user kubelet's subordinate ids, which")
+		line("# crib writes into its own copy of /etc: crib's ids from 65536 up.")
+		line("userNamespaces:")
+		line("  idsPerPod: 65536")
 	}
 	line("# The kubelet's API listens in crib's network namespace only.")
 	line("address: 127.0.0.1")
@@ -135,7 +143,7 @@ func standaloneAuth(yaml string) string {
 // probeKubeletHost asks the running crib for its cgroup driver and the
 // host for its cgroup version.
 func probeKubeletHost(ctx context.Context, cfg config.Config, env config.Env) (kubeletHost, error) {
-	driver, err := runtimeCgroupDriver(ctx, cfg.Listen)
+	driver, err := cri.RuntimeCgroupDriver(ctx, cfg.Listen)
 	if err != nil {
 		return kubeletHost{}, err
 	}
@@ -143,26 +151,7 @@ func probeKubeletHost(ctx context.Context, cfg config.Config, env config.Env) (k
 	v1 := unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type != unix.CGROUP2_SUPER_MAGIC
 	manifests, podLogs, root := kubeletPaths(cfg, env)
 	return kubeletHost{Socket: cfg.Listen, CgroupDriver: driver, CgroupV1: v1, Rootless: !env.Rootful(),
-		StaticPods: manifests, PodLogs: podLogs, KubeletRoot: root}, nil
-}
-
-// runtimeCgroupDriver is the cgroup driver the crib on socket reports.
-func runtimeCgroupDriver(ctx context.Context, socket string) (string, error) {
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	resp, err := runtimeapi.NewRuntimeServiceClient(conn).RuntimeConfig(ctx, &runtimeapi.RuntimeConfigRequest{})
-	if err != nil {
-		return "", fmt.Errorf("asking crib on %s for its cgroup driver (is it running? start it with 'crib serve'): %w", socket, err)
-	}
-	if resp.GetLinux().GetCgroupDriver() == runtimeapi.CgroupDriver_SYSTEMD {
-		return "systemd", nil
-	}
-	return "cgroupfs", nil
+		StaticPods: manifests, PodLogs: podLogs, KubeletRoot: root, UserNamespaces: cri.RuntimeUserNamespaces(ctx, cfg.Listen)}, nil
 }
 
 // writeKubeletConfig prints yaml, or with write puts it in file (default

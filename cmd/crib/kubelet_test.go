@@ -8,10 +8,11 @@ import (
 	"testing"
 
 	"github.com/crib-dev/crib/internal/config"
+	"github.com/crib-dev/crib/internal/golden"
 )
 
 func TestKubeletYAML(t *testing.T) {
-	rootless := kubeletHost{Socket: "/run/user/1000/crib/crib.sock", CgroupDriver: "cgroupfs", CgroupV1: true, Rootless: true,
+	rootless := kubeletHost{Socket: "/run/user/1000/crib/crib.sock", CgroupDriver: "cgroupfs", CgroupV1: true, Rootless: true, UserNamespaces: true,
 		StaticPods: "/home/ann/.config/crib/manifests", PodLogs: "/home/ann/.local/share/crib/pod-logs", KubeletRoot: "/home/ann/.local/share/crib/kubelet"}
 	rootful := kubeletHost{Socket: "/run/crib/crib.sock", CgroupDriver: "systemd",
 		StaticPods: "/etc/kubernetes/manifests", PodLogs: "/var/log/pods", KubeletRoot: "/var/lib/kubelet"}
@@ -25,7 +26,7 @@ func TestKubeletYAML(t *testing.T) {
 		{"kubelet-rootless-v1-client-ca.yaml", kubeletYAML(withCA(rootless, "/home/ann/pki/ca.crt"))},
 	}
 	for _, tt := range tests {
-		t.Run(tt.golden, func(t *testing.T) { golden(t, tt.golden, []byte(tt.yaml)) })
+		t.Run(tt.golden, func(t *testing.T) { golden.Check(t, filepath.Join("testdata", tt.golden), []byte(tt.yaml)) })
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/server"
 	"github.com/crib-dev/crib/server/doctor"
+	"github.com/crib-dev/crib/server/rootless"
 	"github.com/crib-dev/crib/storage"
 )
 
@@ -31,8 +32,8 @@ type command struct {
 }
 
 func main() {
-	// crib executed again to enter the node's PID namespace (server/node.go).
-	if code, ok := server.NodeStage(); ok {
+	// crib executed again to enter the node's PID namespace (server/rootless/node.go).
+	if code, ok := rootless.NodeStage(); ok {
 		os.Exit(code)
 	}
 	// The storage library re-executes crib to unpack layers in a chroot.
@@ -224,5 +225,5 @@ func runConfig(_ context.Context, cfg config.Config, _ *flag.FlagSet) error {
 }
 
 func runUnshare(_ context.Context, cfg config.Config, fs *flag.FlagSet) error {
-	return server.Unshare(cfg, fs.Args())
+	return rootless.Unshare(cfg, fs.Args())
 }

@@ -2,39 +2,18 @@ package main
 
 import (
 	"bytes"
-	"flag"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/crib-dev/crib/internal/config"
+	"github.com/crib-dev/crib/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // testEnv fixes the user so that defaults in the output do not depend on
 // who runs the tests.
 var testEnv = config.Env{UID: 1000, Home: "/home/ann", XDGRuntimeDir: "/run/user/1000"}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		os.MkdirAll("testdata", 0o755)
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (go test -update rewrites it):\n%s", path, got)
-	}
-}
 
 func TestHelpGolden(t *testing.T) {
 	for name := range pages {
@@ -45,7 +24,7 @@ func TestHelpGolden(t *testing.T) {
 			if name == "" {
 				file = "help.txt"
 			}
-			golden(t, file, b.Bytes())
+			golden.Check(t, filepath.Join("testdata", file), b.Bytes())
 		})
 	}
 }
@@ -90,7 +69,7 @@ func TestCompletionGolden(t *testing.T) {
 			if err := writeCompletion(&b, shell, testEnv); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "completion."+shell, b.Bytes())
+			golden.Check(t, filepath.Join("testdata", "completion."+shell), b.Bytes())
 			for _, want := range []string{"serve", "install-service", "metrics-address", "log-level"} {
 				if !strings.Contains(b.String(), want) {
 					t.Errorf("%s completion lacks %q", shell, want)

@@ -2,12 +2,10 @@ package main
 
 import (
 	"bytes"
-	"flag"
-	"os"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite ../IMAGES.md from images.toml")
+	"github.com/crib-dev/crib/internal/golden"
+)
 
 // TestImagesMarkdownIsCurrent: IMAGES.md is generated from the spec; this
 // fails when one changed without the other (go test -update regenerates).
@@ -16,17 +14,5 @@ func TestImagesMarkdownIsCurrent(t *testing.T) {
 	if err := writeMarkdown(&buf, mustSpec(t), "127.0.0.1:5000"); err != nil {
 		t.Fatal(err)
 	}
-	const golden = "../IMAGES.md"
-	if *update {
-		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(want, buf.Bytes()) {
-		t.Errorf("%s is stale: run go test ./conformance/imagegen -run Markdown -update", golden)
-	}
+	golden.Check(t, "../IMAGES.md", buf.Bytes())
 }

@@ -2,15 +2,14 @@ package systemd
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files")
+	"github.com/crib-dev/crib/internal/golden"
+)
 
 func render(t *testing.T, in Install) map[string][]byte {
 	t.Helper()
@@ -37,20 +36,7 @@ var cases = []struct {
 func TestRenderGolden(t *testing.T) {
 	for _, tc := range cases {
 		for name, got := range render(t, tc.in) {
-			golden := filepath.Join("testdata", tc.name+"."+name)
-			if *update {
-				os.MkdirAll("testdata", 0o755)
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs from %s:\n%s", name, golden, got)
-			}
+			golden.Check(t, filepath.Join("testdata", tc.name+"."+name), got)
 		}
 	}
 }

@@ -255,3 +255,83 @@ func withoutID(ranges []Range, id int) []Range {
 	}
 	return out
 }
+
+// PodIDs is the number of ids a user-namespaced pod gets: the kubelet's
+// default idsPerPod, enough for images whose files belong to ids up to
+// 65535.
+const PodIDs = 65536
+
+// PodCapacity is how many user-namespaced pods of PodIDs ids fit in a
+// namespace of nsSize ids (container ids 0 to nsSize-1). The first PodIDs
+// ids are left to the pods that share the namespace's own ids, as the
+// kubelet leaves them when it picks ranges (its first pod starts at
+// idsPerPod).
+func PodCapacity(nsSize int) int {
+	if nsSize <= PodIDs {
+		return 0
+	}
+	return (nsSize - PodIDs) / PodIDs
+}
+
+// ParseProcMap reads a /proc/PID/uid_map or gid_map: one "CONTAINERID
+// HOSTID COUNT" line per mapping, fields separated by any run of spaces.
+func ParseProcMap(r io.Reader) (Map, error) {
+	var m Map
+	var bad error
+	err := eachLine(r, func(n int, line string) {
+		f := strings.Fields(line)
+		var v [3]int
+		ok := len(f) == 3
+		for i := 0; ok && i < 3; i++ {
+			var err error
+			v[i], err = strconv.Atoi(f[i])
+			ok = err == nil && v[i] >= 0
+		}
+		if !ok || v[2] == 0 {
+			bad = errors.Join(bad, fmt.Errorf("line %d: %q is not CONTAINERID HOSTID COUNT: %w", n, line, errdefs.ErrInvalidArgument))
+			return
+		}
+		m = append(m, Mapping{ContainerID: v[0], HostID: v[1], Count: v[2]})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, bad
+}
+
+// Covers reports whether every id from start to start+count-1 is a
+// container id of m: ids a child namespace of m's namespace may map.
+func (m Map) Covers(start, count int) bool {
+	_, ok := m.Carve(0, start, count)
+	return ok
+}
+
+// Carve lays out a child namespace's mapping of count ids from
+// containerID onwards onto m's container ids start to start+count-1, one
+// line per line of m they cross: the kernel takes a child's line only
+// when it lies inside one line of the parent's map. ok is false when m
+// does not cover every id of the range.
+func (m Map) Carve(containerID, start, count int) (out Map, ok bool) {
+	if count <= 0 || start < 0 {
+		return nil, false
+	}
+	sorted := slices.Clone(m)
+	slices.SortFunc(sorted, func(a, b Mapping) int { return a.ContainerID - b.ContainerID })
+	next, end := start, start+count
+	for _, l := range sorted {
+		if next >= end {
+			break
+		}
+		lEnd := l.ContainerID + l.Count
+		if next < l.ContainerID || next >= lEnd {
+			continue
+		}
+		n := min(end, lEnd) - next
+		out = append(out, Mapping{ContainerID: containerID + next - start, HostID: next, Count: n})
+		next += n
+	}
+	if next < end {
+		return nil, false
+	}
+	return out, true
+}

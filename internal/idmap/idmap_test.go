@@ -216,3 +216,73 @@ func TestRangeString(t *testing.T) {
 		t.Errorf("Total = %d, want 7", got)
 	}
 }
+
+func TestPodCapacity(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		nsSize, want int
+	}{
+		{"the user alone", 1, 0},
+		{"useradd's 65536 subordinate ids", 1 + 65536, 0},
+		{"one pod's worth more", 1 + 2*65536, 1},
+		{"just short of two", 3*65536 - 1, 1},
+		{"host-setup.sh's range", 1 + 111*65536, 110},
+	} {
+		if got := PodCapacity(tc.nsSize); got != tc.want {
+			t.Errorf("%s: PodCapacity(%d) = %d, want %d", tc.name, tc.nsSize, got, tc.want)
+		}
+	}
+}
+
+func TestParseProcMapCovers(t *testing.T) {
+	// crib's uid_map with host-setup.sh's two ranges.
+	m, err := ParseProcMap(strings.NewReader("         0       1001          1\n         1     362144      65536\n     65537     458752    7208960\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Size() != 1+65536+7208960 {
+		t.Fatalf("size %d", m.Size())
+	}
+	for _, tc := range []struct {
+		name         string
+		start, count int
+		want         bool
+	}{
+		{"the kubelet's first pod", 65536, 65536, true},
+		{"critest's mapping, across two lines", 1000, 100000, true},
+		{"the last whole pod", 1 + 65536 + 7208960 - 65536, 65536, true},
+		{"one id past the end", 1 + 65536 + 7208960 - 65536, 65537, false},
+		{"wholly past the end", 1 << 30, 65536, false},
+		{"empty", 1000, 0, false},
+	} {
+		if got := m.Covers(tc.start, tc.count); got != tc.want {
+			t.Errorf("%s: Covers(%d, %d) = %v, want %v", tc.name, tc.start, tc.count, got, tc.want)
+		}
+	}
+	if _, err := ParseProcMap(strings.NewReader("0 1000\n")); err == nil {
+		t.Error("a line of two fields parsed")
+	}
+	if rootful, _ := ParseProcMap(strings.NewReader("0 0 4294967295\n")); !rootful.Covers(65536, 65536) {
+		t.Error("the initial namespace's map does not cover a pod")
+	}
+}
+
+func TestCarve(t *testing.T) {
+	// crib's map after host-setup.sh appended a range to useradd's 65536.
+	crib := Map{{0, 1001, 1}, {1, 362144, 65536}, {65537, 458752, 7208960}}
+	got, ok := crib.Carve(0, 65536, 65536)
+	want := Map{{0, 65536, 1}, {1, 65537, 65535}}
+	if !ok || !reflect.DeepEqual(got, want) {
+		t.Errorf("the kubelet's first pod across crib's seam: %v %v, want %v", got, ok, want)
+	}
+	if got, ok := crib.Carve(0, 131072, 65536); !ok || !reflect.DeepEqual(got, Map{{0, 131072, 65536}}) {
+		t.Errorf("inside one line: %v %v", got, ok)
+	}
+	if _, ok := crib.Carve(0, 7274400, 65536); ok {
+		t.Error("a range past crib's last id carved")
+	}
+	holey := Map{{0, 1001, 1}, {2, 100000, 10}}
+	if _, ok := holey.Carve(0, 1, 5); ok {
+		t.Error("a range over a hole in the map carved")
+	}
+}

@@ -1,7 +1,8 @@
 // Package layering holds no product code: its test is the guard rail that
-// keeps crib's calls flowing one way (cmd → server → cri → sandbox,
-// runtime, storage → internal). It reads import lists from the source, so
-// it needs neither the go command nor a build.
+// keeps crib's calls flowing one way (cmd → server → server/rootless,
+// server/streaming, server/doctor → cri → sandbox, runtime, storage →
+// internal). It reads import lists from the source, so it needs neither
+// the go command nor a build.
 package layering
 
 import (
@@ -30,11 +31,29 @@ var layers = []struct {
 	{"runtime", 2},
 	{"sandbox", 2},
 	{"cri", 3},
-	{"contrib/", 4},
-	{"server", 4},
-	{"cmd/", 5},
-	{"bench", 6},
-	{"conformance/", 6},
+	// Below the daemon's wiring, beside each other: the rootless
+	// bootstrap and host bridge, the streaming server, the host checks.
+	{"server/rootless", 4},
+	{"server/streaming", 4},
+	{"server/doctor", 4},
+	{"contrib/", 5},
+	{"server", 5},
+	{"cmd/", 6},
+	{"bench", 7},
+	{"conformance/", 7},
+}
+
+// ownFolders are packages under another's folder that are a room of
+// their own: no sideways imports between them and their neighbours.
+var ownFolders = []string{"runtime/cgroups", "server/rootless", "server/streaming", "server/doctor"}
+
+// forbidden are imports the ranks would allow but a package's doc rules
+// out: the streaming server reaches containers and pods through the
+// interface the wiring passes in, and the rootless bootstrap knows
+// nothing of CRI, pods, containers or images.
+var forbidden = map[string][]string{
+	"server/streaming": {"cri", "runtime", "sandbox", "storage"},
+	"server/rootless":  {"cri", "runtime", "sandbox", "storage"},
 }
 
 func rankOf(pkg string) (int, bool) {
@@ -50,17 +69,32 @@ func rankOf(pkg string) (int, bool) {
 }
 
 func topFolder(pkg string) string {
-	if i := strings.IndexByte(pkg, '/'); i >= 0 && !strings.HasPrefix(pkg, "runtime/cgroups") {
+	for _, own := range ownFolders {
+		if pkg == own || strings.HasPrefix(pkg, own+"/") {
+			return own
+		}
+	}
+	if i := strings.IndexByte(pkg, '/'); i >= 0 {
 		return pkg[:i]
 	}
 	return pkg
+}
+
+// isForbidden reports whether from's doc rules out importing to.
+func isForbidden(from, to string) bool {
+	for _, f := range forbidden[topFolder(from)] {
+		if to == f || strings.HasPrefix(to, f+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // allowed reports whether package from may import package to.
 func allowed(from, to string) bool {
 	rf, okf := rankOf(from)
 	rt, okt := rankOf(to)
-	if !okf || !okt {
+	if !okf || !okt || isForbidden(from, to) {
 		return false
 	}
 	if rt < rf {
@@ -77,6 +111,20 @@ func TestAllowed(t *testing.T) {
 		{"cri", "runtime", true},
 		{"server", "cri", true},
 		{"server", "server/doctor", true},
+		{"server", "server/rootless", true},
+		{"server", "server/streaming", true},
+		{"cmd/crib", "server/rootless", true},
+		{"server/streaming", "internal/config", true},
+		{"server/rootless", "internal/idmap", true},
+		{"server/rootless", "server", false},
+		{"server/streaming", "server", false},
+		{"server/doctor", "server", false},
+		{"server/streaming", "runtime", false},
+		{"server/streaming", "sandbox", false},
+		{"server/streaming", "server/rootless", false},
+		{"server/rootless", "server/streaming", false},
+		{"server/rootless", "sandbox", false},
+		{"server/rootless", "cri", false},
 		{"server/doctor", "internal/config", true},
 		{"runtime", "runtime/cgroups", true},
 		{"sandbox", "runtime/cgroups", true},

@@ -44,7 +44,9 @@ type Stat struct {
 	State     byte
 	Ppid      int
 	Minflt    uint64
+	Cminflt   uint64 // reaped children's faults
 	Majflt    uint64
+	Cmajflt   uint64
 	Utime     uint64 // clock ticks
 	Stime     uint64
 	Cutime    uint64 // reaped children's times
@@ -83,7 +85,9 @@ func ParseStat(data []byte) (Stat, error) {
 		State:     f[0][0],
 		Ppid:      int(num(4)),
 		Minflt:    num(10),
+		Cminflt:   num(11),
 		Majflt:    num(12),
+		Cmajflt:   num(13),
 		Utime:     num(14),
 		Stime:     num(15),
 		Cutime:    num(16),
@@ -110,6 +114,10 @@ func (id FileID) IsZero() bool { return id == FileID{} }
 func Namespace(pid int, kind string) (FileID, error) {
 	return statID(Root + "/" + strconv.Itoa(pid) + "/ns/" + kind)
 }
+
+// NamespaceFile is the identity of the namespace a file names: a
+// /proc/PID/ns entry or a bind mount of one (a pod's pinned namespace).
+func NamespaceFile(path string) (FileID, error) { return statID(path) }
 
 // RootDir is the identity of pid's root directory as pid sees it (the
 // container's root after pivot_root).
@@ -151,4 +159,42 @@ func MountNamespaceID(pid int) (uint64, error) {
 		return 0, errno
 	}
 	return info.id, nil
+}
+
+// Exited reports whether a stat line is that of a process that has
+// exited: a zombie (not yet reaped) or dead.
+func (s Stat) Exited() bool { return s.State == 'Z' || s.State == 'X' }
+
+// ErrExited: the process has exited; only its /proc entry is left.
+var ErrExited = errors.New("process has exited")
+
+// Alive reports whether pid is a process that has not exited.
+func Alive(pid int) bool {
+	_, err := StartTime(pid)
+	return err == nil
+}
+
+// StartTime is pid's start time in clock ticks after boot, which with the
+// pid names one process for the life of the machine (a later process may
+// reuse the pid, never the pair). A process that is gone is an
+// os.ErrNotExist error, one that has exited ErrExited.
+func StartTime(pid int) (uint64, error) {
+	if pid <= 0 {
+		return 0, os.ErrNotExist
+	}
+	st, err := ReadStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	if st.Exited() {
+		return 0, ErrExited
+	}
+	return st.Starttime, nil
+}
+
+// AliveSince reports whether pid is alive and still the process that
+// started at start (0: any process).
+func AliveSince(pid int, start uint64) bool {
+	t, err := StartTime(pid)
+	return err == nil && (start == 0 || t == start)
 }

@@ -17,8 +17,8 @@ func TestParseStat(t *testing.T) {
 	}{
 		{
 			name: "plain",
-			line: "42 (sleep) S 7 42 42 0 -1 4194560 120 0 3 0 5 6 7 8 20 0 1 0 9999 2000000 55 18446744073709551615",
-			want: Stat{State: 'S', Ppid: 7, Minflt: 120, Majflt: 3, Utime: 5, Stime: 6, Cutime: 7, Cstime: 8, Starttime: 9999, RSSPages: 55, Comm: "sleep"},
+			line: "42 (sleep) S 7 42 42 0 -1 4194560 120 11 3 13 5 6 7 8 20 0 1 0 9999 2000000 55 18446744073709551615",
+			want: Stat{State: 'S', Ppid: 7, Minflt: 120, Cminflt: 11, Majflt: 3, Cmajflt: 13, Utime: 5, Stime: 6, Cutime: 7, Cstime: 8, Starttime: 9999, RSSPages: 55, Comm: "sleep"},
 		},
 		{
 			name: "comm with spaces and parentheses",

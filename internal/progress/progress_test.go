@@ -2,14 +2,12 @@ package progress
 
 import (
 	"bytes"
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files")
+	"github.com/crib-dev/crib/internal/golden"
+)
 
 const (
 	layerA = "sha256:aaaaaaaaaaaabbbbbbbbbbbbcccccccccccc"
@@ -43,19 +41,7 @@ func TestRendererGolden(t *testing.T) {
 			}
 			// Escape sequences made visible so that the golden file reads.
 			got := strings.NewReplacer("\x1b", "<ESC>", "\r", "<CR>").Replace(out.String())
-			golden := filepath.Join("testdata", tc.name+".golden")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != string(want) {
-				t.Errorf("output differs from %s:\n%s", golden, got)
-			}
+			golden.Check(t, filepath.Join("testdata", tc.name+".golden"), []byte(got))
 		})
 	}
 }

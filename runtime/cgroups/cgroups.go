@@ -123,6 +123,29 @@ func sharesToWeight(shares uint64) uint64 {
 	return 1 + ((shares-2)*9999)/262142
 }
 
+// cpusetFiles are the cpuset settings of l: the same files on v1 and v2.
+func (l podLimits) cpusetFiles() [][2]string {
+	var sets [][2]string
+	if l.cpusetCpus != "" {
+		sets = append(sets, [2]string{"cpuset.cpus", l.cpusetCpus})
+	}
+	if l.cpusetMems != "" {
+		sets = append(sets, [2]string{"cpuset.mems", l.cpusetMems})
+	}
+	return sets
+}
+
+// writeFiles writes each {file, value} into dir, stopping at the first
+// failure.
+func writeFiles(dir string, sets [][2]string) error {
+	for _, s := range sets {
+		if err := writeFile(dir, s[0], s[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func writeFile(dir, name, value string) error {
 	if err := os.WriteFile(filepath.Join(dir, name), []byte(value), 0o644); err != nil {
 		return fmt.Errorf("setting %s in %s: %w", name, dir, err)

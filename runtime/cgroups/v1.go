@@ -112,19 +112,9 @@ func applyV1(c, dir string, l podLimits) error {
 				[2]string{"cpu.cfs_quota_us", strconv.FormatInt(l.cpuQuota, 10)})
 		}
 	case "cpuset":
-		if l.cpusetCpus != "" {
-			sets = append(sets, [2]string{"cpuset.cpus", l.cpusetCpus})
-		}
-		if l.cpusetMems != "" {
-			sets = append(sets, [2]string{"cpuset.mems", l.cpusetMems})
-		}
+		sets = l.cpusetFiles()
 	}
-	for _, s := range sets {
-		if err := writeFile(dir, s[0], s[1]); err != nil {
-			return err
-		}
-	}
-	return nil
+	return writeFiles(dir, sets)
 }
 
 func inheritCpuset(dir string) error {

@@ -86,18 +86,7 @@ func applyV2(dir string, l podLimits) error {
 	if w := sharesToWeight(l.cpuShares); w > 0 {
 		sets = append(sets, [2]string{"cpu.weight", strconv.FormatUint(w, 10)})
 	}
-	if l.cpusetCpus != "" {
-		sets = append(sets, [2]string{"cpuset.cpus", l.cpusetCpus})
-	}
-	if l.cpusetMems != "" {
-		sets = append(sets, [2]string{"cpuset.mems", l.cpusetMems})
-	}
-	for _, s := range sets {
-		if err := writeFile(dir, s[0], s[1]); err != nil {
-			return err
-		}
-	}
-	return nil
+	return writeFiles(dir, append(sets, l.cpusetFiles()...))
 }
 
 func (m *v2) RemovePod(path string) error {

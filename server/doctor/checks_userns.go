@@ -49,12 +49,26 @@ func (r *run) checkSubids(id, file string) Check {
 		c.Status = Fail
 		c.Detail = fmt.Sprintf("%s has %d subordinate %ss in %s, need at least %d (pods use ids up to 65535)", r.h.User, total, kind, file, minSubids)
 	default:
-		c.Detail = fmt.Sprintf("%s: %s (%d ids)", r.h.User, rangesText(ranges), total)
+		c.Detail = fmt.Sprintf("%s: %s (%d ids); %s", r.h.User, rangesText(ranges), total, podRoom(total))
 		return c
 	}
 	c.Fix = r.fix.sudo(fmt.Sprintf("usermod --add-sub%ss %s %s", kind, r.freeRange(file), r.h.User))
 	return c
 }
+
+// podRoom says how many user-namespaced pods (hostUsers: false) crib's
+// namespace holds: the user's own id plus total subordinate ids.
+func podRoom(total int) string {
+	n := idmap.PodCapacity(1 + total)
+	if n == 0 {
+		return fmt.Sprintf("no room for user-namespaced pods (hostUsers: false needs at least %d ids; scripts/host-setup.sh gives %d)", 2*idmap.PodIDs-1, hostSetupSubids)
+	}
+	return fmt.Sprintf("room for %d user-namespaced pods of %d ids", n, idmap.PodIDs)
+}
+
+// hostSetupSubids is what scripts/host-setup.sh gives crib's user: room
+// for the kubelet's default 110 pods, each in its own user namespace.
+const hostSetupSubids = 111 * idmap.PodIDs
 
 func (r *run) lookupSubids(file string) ([]idmap.Range, error) {
 	f, err := os.Open(r.h.path(file))

@@ -2,14 +2,12 @@ package doctor
 
 import (
 	"bytes"
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+	"github.com/crib-dev/crib/internal/golden"
+)
 
 // thisMachineAsUser is the project's test machine seen by a fresh user:
 // hybrid cgroup v1 with hugetlb on cgroup2, no systemd, /dev/net/tun and
@@ -57,29 +55,8 @@ func TestGolden(t *testing.T) {
 				if strings.Contains(string(out.got), f.root) {
 					t.Errorf("%s leaks the fixture root %s", out.file, f.root)
 				}
-				golden(t, out.file, out.got)
+				golden.Check(t, filepath.Join("testdata", out.file), out.got)
 			}
 		})
-	}
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	file := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(file, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file:\n--- got\n%s\n--- want\n%s", file, got, want)
 	}
 }
