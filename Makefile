@@ -110,6 +110,11 @@ fuzz:
 conformance: build crictl
 	conformance/run.sh
 	CGROUPS=none MODES=host FOCUS=NamespaceOption conformance/run.sh
+	RUNTIME_HANDLER=runc MODES=inside FOCUS='$(RUNC_FOCUS)' conformance/run.sh
+
+# The runc handler's own run (crun is the default where it works): the
+# specs whose outcome is the OCI runtime's, inside crib's namespaces only.
+RUNC_FOCUS ?= Container runtime|Container OOM|Streaming|Security Context bucket|Multiple Containers
 
 bench:
 	bench/run.sh

@@ -14,15 +14,19 @@ import (
 // noise falls on both.
 type bench struct {
 	crib, ctrd *subject
-	floor      *floorClient
-	smallImage string // what containers run; also the small pull
-	bigImage   string // the generated 100 MB, 5-layer image
-	iterations int
-	smallPulls int
-	bigPulls   int
-	pods       int
-	churnFor   time.Duration
-	log        *slog.Logger
+	// cribRunc is crib with pods asking for the runc handler, nil when
+	// runc is crib's default already.
+	cribRunc    *subject
+	cribDefault string // crib's default handler, whose floor its rows compare with
+	floors      floorSet
+	smallImage  string // what containers run; also the small pull
+	bigImage    string // the generated 100 MB, 5-layer image
+	iterations  int
+	smallPulls  int
+	bigPulls    int
+	pods        int
+	churnFor    time.Duration
+	log         *slog.Logger
 
 	figs map[string]*figure
 	// order keeps figures in the order they are first recorded.
@@ -52,6 +56,36 @@ func (b *bench) record(s *subject, name, unit string, v float64) {
 func (b *bench) recordFloor(name, unit string, v float64) {
 	f := b.fig(name, unit)
 	f.Floor = append(f.Floor, v)
+}
+
+// runcRowSuffix marks the rows of crib's pods on the runc handler (when
+// runc is not the default), compared with runc's floor.
+const runcRowSuffix = " (runc handler)"
+
+// floorSet holds a floor helper per OCI runtime name.
+type floorSet map[string]*floorClient
+
+func (fs floorSet) close() {
+	for _, f := range fs {
+		f.close()
+	}
+}
+
+// floorRows are the figures a floor cycle feeds, by its operations.
+var floorRows = [][2]string{{"run", "create+start"}, {"exec", "ExecSync"}, {"stop", "container stop+remove"}}
+
+// recordFloorCycle files a cycle of runtime rt's floor under crib's rows
+// when rt is crib's default handler, and under the runc-handler rows for
+// runc otherwise.
+func (b *bench) recordFloorCycle(rt string, d map[string]time.Duration) {
+	for _, r := range floorRows {
+		switch {
+		case rt == b.cribDefault:
+			b.recordFloor(r[1], "ms", ms(d[r[0]]))
+		case rt == "runc" && b.cribRunc != nil:
+			b.recordFloor(r[1]+runcRowSuffix, "ms", ms(d[r[0]]))
+		}
+	}
 }
 
 // subjects returns both runtimes, the first one alternating with i.
@@ -137,64 +171,106 @@ func (b *bench) lifecycle(ctx context.Context, s *subject, name string) (map[str
 	return d, nil
 }
 
-func (b *bench) floorCycle(id string) (map[string]time.Duration, error) {
+func (b *bench) floorCycle(rt, id string) (map[string]time.Duration, error) {
 	d := map[string]time.Duration{}
 	for _, op := range []string{"run", "exec", "stop"} {
-		t, err := b.floor.op(op, id)
+		t, err := b.floors[rt].op(op, id)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s floor: %w", rt, err)
 		}
 		d[op] = t
 	}
 	return d, nil
 }
 
-// latencies measures the pod lifecycle of both runtimes and the floor,
-// after warm-up rounds that are not counted (containerd pulls its pause
-// image, crib sets its network up, page cache fills).
+// slot is one turn of a latency round: a runtime's pod lifecycle, or a
+// floor's cycle.
+type slot struct {
+	s     *subject
+	floor string
+}
+
+// latencies measures the pod lifecycle of both runtimes (crib on its
+// default handler and, when that is not runc, on runc too) and the
+// floors, after warm-up rounds that are not counted (containerd pulls its
+// pause image, crib sets its network up, page cache fills).
 func (b *bench) latencies(ctx context.Context) error {
 	const warmup = 2
 	b.log.Info("pod lifecycle", "iterations", b.iterations)
+	// The table lists the default handler's rows before the runc ones.
+	for _, r := range floorRows {
+		b.fig(r[1], "ms")
+	}
 	for i := 0; i < warmup+b.iterations; i++ {
 		counted := i >= warmup
-		for k, who := range b.rotation(i) {
-			name := fmt.Sprintf("lc-%d-%d", i, k)
-			if who == nil {
-				d, err := b.floorCycle(fmt.Sprintf("floor-%d", i))
+		for k, sl := range b.rotation(i) {
+			if sl.s == nil {
+				d, err := b.floorCycle(sl.floor, fmt.Sprintf("floor-%s-%d", sl.floor, i))
 				if err != nil {
 					return err
 				}
 				if counted {
-					b.recordFloor("create+start", "ms", ms(d["run"]))
-					b.recordFloor("ExecSync", "ms", ms(d["exec"]))
-					b.recordFloor("container stop+remove", "ms", ms(d["stop"]))
+					b.recordFloorCycle(sl.floor, d)
 				}
 				continue
 			}
-			d, err := b.lifecycle(ctx, who, name)
+			d, err := b.lifecycle(ctx, sl.s, fmt.Sprintf("lc-%d-%d", i, k))
 			if err != nil {
 				return err
 			}
-			if !counted {
-				continue
+			if counted {
+				b.recordLifecycle(sl.s, d)
 			}
-			for _, op := range lifecycleOps {
-				b.record(who, op, "ms", ms(d[op]))
-			}
-			b.record(who, "create+start", "ms", ms(d["CreateContainer"]+d["StartContainer"]))
-			b.record(who, "container stop+remove", "ms", ms(d["StopContainer"]+d["RemoveContainer"]))
-			b.record(who, "pod stop+remove", "ms", ms(d["StopPodSandbox"]+d["RemovePodSandbox"]))
-			b.record(who, "whole pod teardown", "ms", ms(d["StopContainer"]+d["RemoveContainer"]+d["StopPodSandbox"]+d["RemovePodSandbox"]))
 		}
 	}
+	b.compareRuncRows()
 	return nil
 }
 
-// rotation orders crib, containerd and the floor (nil) differently each
-// iteration.
-func (b *bench) rotation(i int) []*subject {
-	all := []*subject{b.crib, b.ctrd, nil}
-	r := i % 3
+func (b *bench) recordLifecycle(who *subject, d map[string]time.Duration) {
+	if who == b.cribRunc {
+		f := func(name string, v time.Duration) {
+			b.fig(name+runcRowSuffix, "ms").Crib = append(b.fig(name+runcRowSuffix, "ms").Crib, ms(v))
+		}
+		f("create+start", d["CreateContainer"]+d["StartContainer"])
+		f("ExecSync", d["ExecSync"])
+		f("container stop+remove", d["StopContainer"]+d["RemoveContainer"])
+		return
+	}
+	for _, op := range lifecycleOps {
+		b.record(who, op, "ms", ms(d[op]))
+	}
+	b.record(who, "create+start", "ms", ms(d["CreateContainer"]+d["StartContainer"]))
+	b.record(who, "container stop+remove", "ms", ms(d["StopContainer"]+d["RemoveContainer"]))
+	b.record(who, "pod stop+remove", "ms", ms(d["StopPodSandbox"]+d["RemovePodSandbox"]))
+	b.record(who, "whole pod teardown", "ms", ms(d["StopContainer"]+d["RemoveContainer"]+d["StopPodSandbox"]+d["RemovePodSandbox"]))
+}
+
+// compareRuncRows gives the runc-handler rows containerd's figures of the
+// same rounds (containerd runs runc too).
+func (b *bench) compareRuncRows() {
+	if b.cribRunc == nil {
+		return
+	}
+	for _, r := range floorRows {
+		if f, ok := b.figs[r[1]+runcRowSuffix]; ok {
+			f.Containerd = append(f.Containerd, b.figs[r[1]].Containerd...)
+		}
+	}
+}
+
+// rotation orders the runtimes and the floors differently each iteration.
+func (b *bench) rotation(i int) []slot {
+	all := []slot{{s: b.crib}, {s: b.ctrd}}
+	if b.cribRunc != nil {
+		all = append(all, slot{s: b.cribRunc})
+	}
+	for _, name := range []string{"crun", "runc"} {
+		if _, ok := b.floors[name]; ok {
+			all = append(all, slot{floor: name})
+		}
+	}
+	r := i % len(all)
 	return append(all[r:], all[:r]...)
 }
 

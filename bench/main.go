@@ -7,7 +7,7 @@
 // never starts a runtime daemon and never changes crib.
 //
 //	cribbench run -crib-endpoint ... -containerd-endpoint ... -out DIR
-//	cribbench floor -dir BUNDLE ...   (the runc helper, run inside crib's namespaces)
+//	cribbench floor -dir BUNDLE ...   (a runtime's helper, run inside crib's namespaces)
 //	cribbench clean ENDPOINT...       (remove pods an interrupted run left)
 package main
 
@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,7 +68,7 @@ type runFlags struct {
 	cribParent                                   int
 	ctrdEndpoint, ctrdCgroupParent               string
 	ctrdWrapper                                  int
-	registry, work, out, runc, cgroupProcs       string
+	registry, work, out, runc, crun, cgroupProcs string
 	iterations, smallPulls, bigPulls, pods       int
 	churnClients                                 int
 	churnFor                                     time.Duration
@@ -88,6 +89,7 @@ func parseRunFlags(args []string) (runFlags, error) {
 	fs.StringVar(&f.work, "work", "/var/tmp/crib-bench", "scratch directory (logs, floor bundle)")
 	fs.StringVar(&f.out, "out", "", "results directory")
 	fs.StringVar(&f.runc, "runc", "/usr/sbin/runc", "runc for the floor")
+	fs.StringVar(&f.crun, "crun", "/usr/bin/crun", "crun for the floor (none when it does not exist)")
 	fs.StringVar(&f.cgroupProcs, "cgroup-procs", "", "comma-separated cgroup.procs files of the delegated subtree (floor)")
 	fs.IntVar(&f.iterations, "iterations", 20, "iterations of each latency operation")
 	fs.IntVar(&f.smallPulls, "small-pulls", 10, "pulls of the small image")
@@ -142,13 +144,19 @@ func runMain(args []string) error {
 	if err != nil {
 		return err
 	}
-	floor, err := prepareFloor(f, reg, u, uid, gid)
+	floors, err := prepareFloors(f, reg, u, uid, gid)
 	if err != nil {
 		return err
 	}
-	defer floor.close()
+	defer floors.close()
+	handlers, def := crib.runtimeHandlers(ctx)
+	log.Info("crib's runtime handlers", "handlers", handlers, "default", def)
+	var cribRunc *subject
+	if def != "runc" && slices.Contains(handlers, "runc") {
+		cribRunc = crib.withHandler("runc")
+	}
 
-	b := &bench{crib: crib, ctrd: ctrd, floor: floor, smallImage: smallImage, bigImage: bigRepo + ":" + bigTag,
+	b := &bench{crib: crib, cribRunc: cribRunc, cribDefault: def, ctrd: ctrd, floors: floors, smallImage: smallImage, bigImage: bigRepo + ":" + bigTag,
 		iterations: f.iterations, smallPulls: f.smallPulls, bigPulls: f.bigPulls, pods: f.pods,
 		churnFor: f.churnFor, log: log, figs: map[string]*figure{}, notes: map[string]string{}}
 	for _, s := range []*subject{crib, ctrd} {
@@ -244,10 +252,10 @@ func cribProcs(parent int, runroot string) (procSet, error) {
 	return ps, nil
 }
 
-// prepareFloor unpacks the busybox image the containers run into a bundle
-// owned by the crib user and starts the runc helper inside crib's
-// namespaces as that user.
-func prepareFloor(f runFlags, reg *registry, u *user.User, uid, gid int) (*floorClient, error) {
+// prepareFloors unpacks the busybox image the containers run into a
+// bundle owned by the crib user and starts a helper per OCI runtime (runc,
+// and crun where installed) inside crib's namespaces as that user.
+func prepareFloors(f runFlags, reg *registry, u *user.User, uid, gid int) (floorSet, error) {
 	dir := filepath.Join(f.work, "floor")
 	rootfs := filepath.Join(dir, "rootfs")
 	if err := os.RemoveAll(dir); err != nil {
@@ -260,24 +268,44 @@ func prepareFloor(f runFlags, reg *registry, u *user.User, uid, gid int) (*floor
 	if out, err := exec.Command("chown", "-R", fmt.Sprintf("%d:%d", uid, gid), dir).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("chown floor bundle: %w: %s", err, out)
 	}
-	state := fmt.Sprintf("/run/user/%d/crib-bench-floor", uid)
-	os.RemoveAll(state)
-	if err := os.MkdirAll(state, 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.Chown(state, uid, gid); err != nil {
-		return nil, err
-	}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	argv := []string{"setpriv", "--reuid=" + u.Uid, "--regid=" + u.Gid, "--init-groups",
-		"env", "-i", "HOME=" + u.HomeDir, "USER=" + u.Username, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-		fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", uid),
-		f.cribBin, "unshare", "--runroot", f.cribRunroot, "--",
-		self, "floor", "-dir", dir, "-state", state, "-runc", f.runc, "-cgroup-procs", f.cgroupProcs}
-	return startFloor(argv)
+	runtimes := [][2]string{{"runc", f.runc}}
+	if _, err := os.Stat(f.crun); err == nil {
+		runtimes = append(runtimes, [2]string{"crun", f.crun})
+	}
+	floors := floorSet{}
+	for _, rt := range runtimes {
+		// One bundle per runtime: each writes its own config.json.
+		bundle := filepath.Join(f.work, "floor-"+rt[0])
+		if err := os.MkdirAll(bundle, 0o755); err != nil {
+			return floors, err
+		}
+		if err := os.Chown(bundle, uid, gid); err != nil {
+			return floors, err
+		}
+		state := fmt.Sprintf("/run/user/%d/crib-bench-floor-%s", uid, rt[0])
+		os.RemoveAll(state)
+		if err := os.MkdirAll(state, 0o700); err != nil {
+			return floors, err
+		}
+		if err := os.Chown(state, uid, gid); err != nil {
+			return floors, err
+		}
+		argv := []string{"setpriv", "--reuid=" + u.Uid, "--regid=" + u.Gid, "--init-groups",
+			"env", "-i", "HOME=" + u.HomeDir, "USER=" + u.Username, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+			fmt.Sprintf("XDG_RUNTIME_DIR=/run/user/%d", uid),
+			f.cribBin, "unshare", "--runroot", f.cribRunroot, "--",
+			self, "floor", "-dir", bundle, "-rootfs", rootfs, "-state", state, "-runtime", rt[1], "-cgroup-procs", f.cgroupProcs}
+		c, err := startFloor(argv)
+		if err != nil {
+			return floors, fmt.Errorf("%s floor: %w", rt[0], err)
+		}
+		floors[rt[0]] = c
+	}
+	return floors, nil
 }
 
 // applyGoals attaches issue 8's goals to the figures they judge.
@@ -289,6 +317,8 @@ func applyGoals(figs []figure, notes map[string]string, pods int) []figure {
 			f.Goal = 0.5
 		case f.Name == "create+start":
 			f.Goal, f.FloorGoal = 0.6, 1.3
+		case strings.HasSuffix(f.Name, runcRowSuffix):
+			// For comparison only: the goals judge the default handler.
 		case f.Name == "ExecSync":
 			f.Goal = 0.6
 		case f.Name == "pod stop+remove":
@@ -319,9 +349,9 @@ func writeResults(ctx context.Context, out string, b *bench, figs []figure, took
 	}
 	var md strings.Builder
 	fmt.Fprintf(&md, "# crib vs containerd: CRI benchmark\n\n")
-	fmt.Fprintf(&md, "%s; %s (rootless, runc) vs %s (rootful, runc, CNI bridge); floor: runc alone as the crib user in crib's namespaces. "+
+	fmt.Fprintf(&md, "%s; %s (rootless, default handler %s) vs %s (rootful, runc, CNI bridge); floor: the handler's runtime alone (`run -d`, `exec`, kill+delete) as the crib user in crib's namespaces; rows marked (runc handler) are crib's pods asking for runc, against runc's floor. "+
 		"%d iterations per latency figure (after 2 warm-up rounds), %d small and %d big pulls, %d pods, churn windows of %s. Run took %s.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), versions["crib"], versions["containerd"],
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), versions["crib"], b.cribDefault, versions["containerd"],
 		b.iterations, b.smallPulls, b.bigPulls, b.pods, b.churnFor, took.Round(time.Second))
 	writeTable(&md, figs)
 	fmt.Fprintf(&md, "\nGoals: %s\n", goalSummary(figs))

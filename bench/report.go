@@ -143,7 +143,7 @@ func writeChart(w io.Writer, title string, figs []figure) {
 	fmt.Fprintf(w, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
 	fmt.Fprintf(w, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(w, `<text x="10" y="22" font-size="16" font-weight="bold">%s</text>`+"\n", html.EscapeString(title))
-	legend := []bar{{"crib (rootless)", 0, "#2a7ab9"}, {"containerd 1.6 (rootful)", 0, "#e08a2c"}, {"floor: runc alone", 0, "#8a8a8a"}}
+	legend := []bar{{"crib (rootless)", 0, "#2a7ab9"}, {"containerd 1.6 (rootful)", 0, "#e08a2c"}, {"floor: the default handler's runtime alone", 0, "#8a8a8a"}}
 	for i, l := range legend {
 		x := 10 + i*220
 		fmt.Fprintf(w, `<rect x="%d" y="32" width="12" height="12" fill="%s"/><text x="%d" y="42">%s</text>`+"\n", x, l.color, x+16, html.EscapeString(l.who))

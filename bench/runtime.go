@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -20,6 +21,7 @@ type subject struct {
 	rs           runtimeapi.RuntimeServiceClient
 	is           runtimeapi.ImageServiceClient
 	cgroupParent string // pod cgroup parent as a kubelet would pass it
+	handler      string // the CRI runtime handler pods ask for ("": the default)
 	logDir       string // where pod log directories go
 	procs        procSet
 }
@@ -38,6 +40,28 @@ func dialSubject(ctx context.Context, name, endpoint, cgroupParent, logDir strin
 		return nil, fmt.Errorf("%s at %s: Version: %w", name, endpoint, err)
 	}
 	return s, nil
+}
+
+// withHandler is the same runtime with pods asking for another CRI
+// runtime handler.
+func (s *subject) withHandler(h string) *subject {
+	c := *s
+	c.name, c.handler = s.name+" ("+h+" handler)", h
+	return &c
+}
+
+// runtimeHandlers asks crib's verbose Status for its handlers and the
+// default one (crictl info's "runtime" note); runc when it says nothing.
+func (s *subject) runtimeHandlers(ctx context.Context) ([]string, string) {
+	r, err := s.rs.Status(ctx, &runtimeapi.StatusRequest{Verbose: true})
+	var note struct {
+		Handlers []string `json:"handlers"`
+		Default  string   `json:"default"`
+	}
+	if err != nil || json.Unmarshal([]byte(r.GetInfo()["runtime"]), &note) != nil || note.Default == "" {
+		return []string{"runc"}, "runc"
+	}
+	return note.Handlers, note.Default
 }
 
 // workloadMarker is in the command line of every benchmark container, so
@@ -154,7 +178,7 @@ func timed(f func() error) (time.Duration, error) {
 // The RPCs, in the shape the phases use them.
 
 func (s *subject) runPod(ctx context.Context, cfg *runtimeapi.PodSandboxConfig) (string, error) {
-	r, err := s.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
+	r, err := s.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: s.handler})
 	return r.GetPodSandboxId(), err
 }
 

@@ -17,7 +17,10 @@
 # default), FOCUS=regex (ginkgo
 # focus), WRITE_BASELINE=1 (rewrite the baseline from this run),
 # TEST_USER (default crib-test), CGROUPS=none (crib unconfined: no
-# delegated cgroup subtree, --cgroup-manager none).
+# delegated cgroup subtree, --cgroup-manager none), RUNTIME_HANDLER=NAME
+# (every pod critest makes asks for that CRI runtime handler, e.g. runc
+# where crun is crib's default; the reports are named MODE-NAME and checked
+# against MODE's baseline).
 # Every run ends with a census (issue 19): once crib stopped with nothing
 # left, no process may be left in its user namespace or one below it; any
 # found are listed, killed, and fail the run.
@@ -128,12 +131,15 @@ skip_regex() {
 	awk -F'\t' -v m="$1" '!/^#/ && NF>=2 && ($1==m || $1=="all") {print $2}' "$here/skips.txt" | paste -sd'|' -
 }
 
+handler=${RUNTIME_HANDLER:-}
 status=0
 for mode in $modes; do
-	report=$cache/results/junit-$mode.xml
+	run=$mode${handler:+-$handler}
+	report=$cache/results/junit-$run.xml
 	rm -f "$report"
 	args=(-runtime-endpoint "unix://$sock" -image-endpoint "unix://$sock"
 		-ginkgo.junit-report "$report" -ginkgo.no-color -ginkgo.timeout 20m)
+	[ -n "$handler" ] && args+=(-runtime-handler "$handler")
 	# MODE-websocket: the Streaming specs again, over crictl's WebSocket
 	# transport (remotecommand v5; port-forward tunnelled), where MODE runs.
 	base=${mode%-websocket}
@@ -147,17 +153,17 @@ for mode in $modes; do
 		focus=${FOCUS:-Streaming}
 	fi
 	[ -n "$focus" ] && args+=(-ginkgo.focus "$focus")
-	echo "critest ($mode) ..."
+	echo "critest ($run) ..."
 	start=$(date +%s)
 	case $base in
-	host) (cd "$workdir" && as_user "$critest" "${args[@]}") >"$cache/results/critest-$mode.log" 2>&1 || true ;;
-	inside) (cd "$workdir" && as_user "$cache/crib" unshare --runroot "$runroot" -- "$critest" "${args[@]}") >"$cache/results/critest-$mode.log" 2>&1 || true ;;
+	host) (cd "$workdir" && as_user "$critest" "${args[@]}") >"$cache/results/critest-$run.log" 2>&1 || true ;;
+	inside) (cd "$workdir" && as_user "$cache/crib" unshare --runroot "$runroot" -- "$critest" "${args[@]}") >"$cache/results/critest-$run.log" 2>&1 || true ;;
 	*) echo "unknown mode $mode" >&2; exit 2 ;;
 	esac
-	echo "critest ($mode) took $(($(date +%s) - start))s; log: $cache/results/critest-$mode.log"
+	echo "critest ($run) took $(($(date +%s) - start))s; log: $cache/results/critest-$run.log"
 	if [ ! -s "$report" ]; then
-		echo "critest ($mode) wrote no report; tail of its log:" >&2
-		tail -n 30 "$cache/results/critest-$mode.log" >&2
+		echo "critest ($run) wrote no report; tail of its log:" >&2
+		tail -n 30 "$cache/results/critest-$run.log" >&2
 		status=1
 		continue
 	fi

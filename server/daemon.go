@@ -289,6 +289,7 @@ func hostForCRI(o Options, r doctor.Report, env daemonEnv, p *parts) cri.Host {
 				"rootless":       strconv.FormatBool(env.rootless),
 				"namespaces":     mustJSON(namespaceNote(env.rootless)),
 				"userNamespaces": mustJSON(map[string]any{"supported": userns, "why": usernsWhy}),
+				"runtime":        mustJSON(runtimeNote(f, handlers)),
 			}
 		},
 	}
@@ -302,6 +303,18 @@ func runtimeCondition(r doctor.Report) cri.Condition {
 		return cri.Condition{Reason: "NoMonitor", Message: "conmon is missing (run `crib doctor`)"}
 	}
 	return cri.Condition{Ready: true}
+}
+
+// runtimeNote is crictl info's word on the OCI runtimes: the handlers,
+// which one a request without a handler gets and why, and why any
+// installed runtime is left out.
+func runtimeNote(f doctor.Features, handlers []string) map[string]any {
+	return map[string]any{
+		"handlers":      handlers,
+		"default":       f.DefaultRuntime,
+		"defaultReason": f.DefaultRuntimeReason,
+		"refused":       f.OCIRuntimeRefused,
+	}
 }
 
 func namespaceNote(rootless bool) string {

@@ -547,7 +547,7 @@ func (f *faultRun) doctorRecovery() doctorCheck {
 }
 
 // checkAgreement: every listed pod and container can be inspected, and
-// crib's container states agree with runc's; running containers answer
+// crib's container states agree with the runtime's; running containers answer
 // exec (their monitors were re-attached).
 func (f *faultRun) checkAgreement(st *faultStats) {
 	t := f.t
@@ -564,7 +564,7 @@ func (f *faultRun) checkAgreement(st *faultStats) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runc := f.runcList()
+	runc := f.runtimeList()
 	for _, c := range ctrs.Containers {
 		cs := f.containerStatus(c.Id)
 		want := map[runtimeapi.ContainerState][]string{
@@ -573,7 +573,7 @@ func (f *faultRun) checkAgreement(st *faultStats) {
 			runtimeapi.ContainerState_CONTAINER_EXITED:  {"stopped", ""},
 		}[cs.State]
 		if want == nil || !slices.Contains(want, runc[c.Id]) {
-			t.Errorf("container %s: crib says %v, runc says %q\n%s", c.Id, cs.State, runc[c.Id], f.d.out)
+			t.Errorf("container %s: crib says %v, its runtime says %q\n%s", c.Id, cs.State, runc[c.Id], f.d.out)
 			st.leaks++
 		}
 		delete(runc, c.Id)
@@ -585,25 +585,35 @@ func (f *faultRun) checkAgreement(st *faultStats) {
 		}
 	}
 	for id, status := range runc {
-		t.Errorf("runc has container %s (%s) that crib does not list", id, status)
+		t.Errorf("the runtime has container %s (%s) that crib does not list", id, status)
 		st.leaks++
 	}
 }
 
-// runcList is `runc list` inside crib's namespaces: id → status.
-func (f *faultRun) runcList() map[string]string {
-	out, err := f.u.command(os.Getenv("CRIB_BIN"), "unshare", "--runroot", f.d.runroot, "--",
-		"runc", "--root", filepath.Join(f.d.runroot, "runc"), "list", "-f", "json").Output()
-	if err != nil {
-		f.t.Fatalf("runc list: %v\n%s", err, out)
-	}
-	var list []struct{ ID, Status string }
-	if err := json.Unmarshal(out, &list); err != nil {
-		f.t.Fatalf("runc list: %v: %s", err, out)
-	}
+// runtimeList is `runc list` and `crun list` inside crib's namespaces:
+// id → status, over both handlers' state (crun is the default where it
+// works, runc a handler too).
+func (f *faultRun) runtimeList() map[string]string {
 	m := map[string]string{}
-	for _, c := range list {
-		m[c.ID] = c.Status
+	for _, rt := range []string{"runc", "crun"} {
+		if _, err := exec.LookPath(rt); err != nil && rt == "crun" {
+			continue
+		}
+		out, err := f.u.command(os.Getenv("CRIB_BIN"), "unshare", "--runroot", f.d.runroot, "--",
+			rt, "--root", filepath.Join(f.d.runroot, rt), "list", "-f", "json").Output()
+		if err != nil {
+			f.t.Fatalf("%s list: %v\n%s", rt, err, out)
+		}
+		var list []struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		}
+		if err := json.Unmarshal(out, &list); err != nil {
+			f.t.Fatalf("%s list: %v: %s", rt, err, out)
+		}
+		for _, c := range list {
+			m[c.ID] = c.Status
+		}
 	}
 	return m
 }
@@ -687,6 +697,7 @@ func (f *faultRun) snapshot() snapshot {
 		"exit files":          dirNames(filepath.Join(d.runroot, "exits")),
 		"attach links":        dirNames(filepath.Join(d.runroot, "attach")),
 		"runc state":          dirNames(filepath.Join(d.runroot, "runc")),
+		"crun state":          dirNames(filepath.Join(d.runroot, "crun")),
 		"IP leases":           leases(filepath.Join(d.root, "cni", "networks", "crib")),
 		"CNI cache":           dirNames(filepath.Join(d.root, "cni", "cache", "results")),
 		"storage containers":  storageContainers(d.root),

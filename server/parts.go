@@ -83,6 +83,8 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 		return nil, fmt.Errorf("containers: %w", err)
 	}
 	p.closers = append(p.closers, p.containers.Close)
+	log.Info("OCI runtime handlers", "handlers", usableHandlers(report.Features), "default", report.Features.DefaultRuntime,
+		"reason", report.Features.DefaultRuntimeReason)
 	p.recover(ctx, cfg.RunRoot, store, log)
 	return p, nil
 }

@@ -54,7 +54,8 @@ type Storage struct {
 // Runtime configures the OCI runtimes and the container monitor.
 type Runtime struct {
 	// DefaultHandler names the handler used when a request names none.
-	// auto picks the first of runc and crun that works on this host.
+	// auto picks crun where it works on this host (crib doctor says why
+	// not), else runc.
 	DefaultHandler string `toml:"default_handler" json:"default_handler" flag:"default-runtime" help:"default CRI runtime handler: auto, runc or crun"`
 	// RuncPath and CrunPath locate the OCI runtimes behind the handlers of
 	// the same names; empty means search PATH and /usr/sbin.

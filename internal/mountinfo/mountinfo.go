@@ -84,3 +84,44 @@ func parseMounts(data string) []Mount {
 	}
 	return out
 }
+
+// Entry is one mount with the fields cgroup code needs besides Mount's:
+// the directory of the file system mounted there (Root, "/" for a whole
+// file system; a bind mount or a cgroup namespace's mount shows a
+// subdirectory) and the super-block options (a v1 cgroup's controllers).
+type Entry struct {
+	Mount
+	Root         string
+	SuperOptions []string
+}
+
+// Entries returns the calling process's mounts in mount order.
+func Entries() ([]Entry, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	return parseEntries(string(data)), nil
+}
+
+// parseEntries reads the root (fourth field), the mount point and, after
+// the "-" separator, type, source and super-block options.
+func parseEntries(data string) []Entry {
+	var out []Entry
+	for _, line := range strings.Split(data, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		e := Entry{Mount: Mount{Point: unescape(f[4])}, Root: unescape(f[3])}
+		for i := 5; i+3 < len(f); i++ {
+			if f[i] == "-" {
+				e.FSType, e.Source = f[i+1], unescape(f[i+2])
+				e.SuperOptions = strings.Split(f[i+3], ",")
+				break
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}

@@ -56,3 +56,23 @@ func TestParseMounts(t *testing.T) {
 		})
 	}
 }
+
+func TestParseEntries(t *testing.T) {
+	in := "35 31 0:32 /process_api/x /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n" +
+		"40 31 0:37 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd\n" +
+		"41 31 0:38 / /sys/fs/cgroup/a\\040b rw shared:3 - cgroup2 cgroup2 rw\n"
+	got := parseEntries(in)
+	want := []Entry{
+		{Mount: Mount{"/sys/fs/cgroup/memory", "cgroup", "cgroup"}, Root: "/process_api/x", SuperOptions: []string{"rw", "memory"}},
+		{Mount: Mount{"/sys/fs/cgroup/systemd", "cgroup", "cgroup"}, Root: "/", SuperOptions: []string{"rw", "name=systemd"}},
+		{Mount: Mount{"/sys/fs/cgroup/a b", "cgroup2", "cgroup2"}, Root: "/", SuperOptions: []string{"rw"}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("parseEntries = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].Mount != want[i].Mount || got[i].Root != want[i].Root || !slices.Equal(got[i].SuperOptions, want[i].SuperOptions) {
+			t.Errorf("entry %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}

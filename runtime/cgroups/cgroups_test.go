@@ -11,6 +11,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/mountinfo"
 )
 
 // tree writes a fixture file system: path → content ("" makes a dir).
@@ -113,13 +114,20 @@ func TestV1PathForms(t *testing.T) {
 		name, self, parent string
 		dirs               []string
 		wantPath           string
+		// rootedMemory mounts the memory hierarchy from this cgroup, as
+		// crib's cgroup view does (server/cgroupview.go).
+		rootedMemory string
 	}{
 		{"memory below own cgroup: relative form", hybridSelf, "/crib-u",
-			[]string{"cpu/crib-u", "memory/process_api/abc/crib-u"}, "crib-u/crib-pod-p1"},
+			[]string{"cpu/crib-u", "memory/process_api/abc/crib-u"}, "crib-u/crib-pod-p1", ""},
 		{"crib started inside the delegated cgroups", "4:memory:/process_api/abc/crib-u\n1:cpu:/crib-u\n", "",
-			[]string{"cpu/crib-u", "memory/process_api/abc/crib-u"}, "crib-pod-p1"},
+			[]string{"cpu/crib-u", "memory/process_api/abc/crib-u"}, "crib-pod-p1", ""},
 		{"same absolute place, own cgroups differ", "4:memory:/a\n1:cpu:/b\n", "/crib-u",
-			[]string{"cpu/crib-u", "memory/crib-u"}, "/crib-u/crib-pod-p1"},
+			[]string{"cpu/crib-u", "memory/crib-u"}, "/crib-u/crib-pod-p1", ""},
+		{"memory mounted from crib's own cgroup (the cgroup view): absolute form from the mount", hybridSelf, "/crib-u",
+			[]string{"cpu/crib-u", "memory/crib-u"}, "/crib-u/crib-pod-p1", "/process_api/abc"},
+		{"crib started inside the delegated cgroups, memory mounted from there (the cgroup view)", "4:memory:/process_api/abc/crib-u\n1:cpu:/crib-u\n", "",
+			[]string{"cpu/crib-u", "memory"}, "crib-pod-p1", "/process_api/abc/crib-u"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -130,7 +138,16 @@ func TestV1PathForms(t *testing.T) {
 			root := tree(t, files)
 			self := filepath.Join(t.TempDir(), "cgroup")
 			os.WriteFile(self, []byte(tc.self), 0o644)
-			m, reason, err := Detect(DetectOptions{Parent: tc.parent, Root: root, ProcSelfCgroup: self, Writable: writableUnder(root, tc.dirs...)})
+			mounts := func() ([]mountinfo.Entry, error) {
+				if tc.rootedMemory == "" {
+					return nil, nil
+				}
+				return []mountinfo.Entry{
+					{Mount: mountinfo.Mount{Point: filepath.Join(root, "memory"), FSType: "cgroup"}, Root: "/"},
+					{Mount: mountinfo.Mount{Point: filepath.Join(root, "memory"), FSType: "cgroup"}, Root: tc.rootedMemory},
+				}, nil
+			}
+			m, reason, err := Detect(DetectOptions{Parent: tc.parent, Root: root, ProcSelfCgroup: self, Writable: writableUnder(root, tc.dirs...), Mounts: mounts})
 			if err != nil || m.Version() != 1 {
 				t.Fatalf("%v %q", err, reason)
 			}

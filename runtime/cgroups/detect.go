@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/mountinfo"
 )
 
 // DetectOptions says where to look; the zero value looks at this host.
@@ -26,6 +27,9 @@ type DetectOptions struct {
 	Root string
 	// ProcSelfCgroup is crib's cgroup membership; "" means /proc/self/cgroup.
 	ProcSelfCgroup string
+	// Mounts lists the mounts, to find v1 hierarchies mounted from below
+	// their root; nil means this process's (mountinfo.Entries).
+	Mounts func() ([]mountinfo.Entry, error)
 	// Writable reports whether crib may create cgroups in dir; nil means
 	// access(2) with W_OK, which honours the user namespace's id mapping.
 	Writable func(dir string) bool
@@ -52,7 +56,7 @@ func Detect(o DetectOptions) (Manager, string, error) {
 	if isUnified(o.Root) {
 		m, reason = detectV2(o, own)
 	} else {
-		m, reason = detectV1(o, own)
+		m, reason = detectV1(o, ownInView(own, o))
 	}
 	if m == nil {
 		if o.Manager == "cgroupfs" {
@@ -69,6 +73,9 @@ func (o DetectOptions) withDefaults() DetectOptions {
 	}
 	if o.ProcSelfCgroup == "" {
 		o.ProcSelfCgroup = "/proc/self/cgroup"
+	}
+	if o.Mounts == nil {
+		o.Mounts = mountinfo.Entries
 	}
 	if o.Writable == nil {
 		o.Writable = func(dir string) bool { return unix.Access(dir, unix.W_OK) == nil }
@@ -160,7 +167,17 @@ func (m *v1) choosePathForm() error {
 		abs, _ := filepath.Rel(filepath.Join(m.root, hierarchyDir(c)), base)
 		abss[abs] = true
 	}
-	if len(rels) == 1 {
+	// Where crib sits at the root of every hierarchy (as it is made to in
+	// its cgroup view), the two forms name the same cgroups, and the
+	// absolute one needs no lookup of the runtime's own cgroup: runc 1.1
+	// resolves that from the first mount of the hierarchy it finds in
+	// mountinfo, the host's even where crib's view has mounted another
+	// over it.
+	allRoot := true
+	for _, own := range m.own {
+		allRoot = allRoot && own == "/"
+	}
+	if len(rels) == 1 && !allRoot {
 		for r := range rels {
 			if !strings.HasPrefix(r, "..") {
 				m.prefix, m.relative = r, true
@@ -201,4 +218,38 @@ func parseProcCgroup(path string) (map[string]string, error) {
 		}
 	}
 	return out, sc.Err()
+}
+
+// ownInView maps crib's v1 cgroups onto the hierarchies as they are
+// mounted. A hierarchy mounted from one of its cgroups rather than its
+// root (crib's own view of /sys/fs/cgroup, server/cgroupview.go, or a
+// cgroup namespace's mount) shows crib's cgroup relative to that one.
+func ownInView(own map[string]string, o DetectOptions) map[string]string {
+	mounts, err := o.Mounts()
+	if err != nil {
+		return own
+	}
+	roots := map[string]string{} // mount point → the cgroup mounted there
+	for _, m := range mounts {
+		if m.FSType == "cgroup" {
+			roots[m.Point] = m.Root // the last listed is on top
+		}
+	}
+	out := make(map[string]string, len(own))
+	for c, p := range own {
+		out[c] = p
+		dir := filepath.Join(o.Root, hierarchyDir(c))
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			dir = real // cpu → cpu,cpuacct
+		}
+		root, ok := roots[dir]
+		switch {
+		case !ok || root == "/" || root == "":
+		case p == root:
+			out[c] = "/"
+		case strings.HasPrefix(p, root+"/"):
+			out[c] = strings.TrimPrefix(p, root)
+		}
+	}
+	return out
 }

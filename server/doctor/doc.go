@@ -23,10 +23,11 @@
 //	                 kernel.unprivileged_userns_clone not 0) (hard)
 //	apparmor-userns  kernel.apparmor_restrict_unprivileged_userns is not 1 (hard)
 //	runc             runc found, runs, and works on this cgroup layout
-//	crun             crun found, runs, and works on this cgroup layout (crun refuses a
-//	                 hybrid host whose cgroup2 hierarchy has controllers)
+//	crun             crun found, runs, and works on this cgroup layout: rootless
+//	                 anywhere (on v1 crib's mount namespace gets a cgroup view);
+//	                 rootful on v2, or on pure v1 with crib at every hierarchy's root
 //	oci-runtime      at least one of runc/crun usable, and the configured default is (hard,
-//	                 also as root)
+//	                 also as root); auto picks crun where it works, and says why
 //	conmon           the container monitor is present and runs (hard, also as root)
 //	overlay          native overlay mounts inside a user namespace (as root: at all)
 //	fuse-overlayfs   fuse-overlayfs present and /dev/fuse openable by the user

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -31,20 +32,22 @@ func TestHealthyRootlessHost(t *testing.T) {
 		t.Errorf("Err = %v, want nil", err)
 	}
 	want := Features{
-		CgroupVersion:     2,
-		CgroupPath:        "/user.slice/user-1000.slice/user@1000.service/app.slice/crib.service",
-		CgroupWritable:    map[string]bool{"cpuset": true, "cpu": true, "io": true, "memory": true, "pids": true},
-		OverlayInUserNS:   true,
-		FuseOverlayfs:     true,
-		StorageDriver:     "overlay",
-		OCIRuntimes:       map[string]string{"runc": "/usr/sbin/runc", "crun": "/usr/bin/crun"},
-		OCIRuntimeRefused: map[string]string{},
-		DefaultRuntime:    "runc",
-		Conmon:            "/usr/bin/conmon",
-		Outbound:          []string{"slirp4netns", "pasta"},
-		CNIPluginDir:      "/usr/lib/cni",
-		Subuid:            []idmap.Range{{Start: 100000, Count: 65536}},
-		Subgid:            []idmap.Range{{Start: 100000, Count: 65536}},
+		CgroupVersion:        2,
+		CgroupPath:           "/user.slice/user-1000.slice/user@1000.service/app.slice/crib.service",
+		CgroupWritable:       map[string]bool{"cpuset": true, "cpu": true, "io": true, "memory": true, "pids": true},
+		OverlayInUserNS:      true,
+		FuseOverlayfs:        true,
+		StorageDriver:        "overlay",
+		OCIRuntimes:          map[string]string{"runc": "/usr/sbin/runc", "crun": "/usr/bin/crun"},
+		OCIRuntimeRefused:    map[string]string{},
+		DefaultRuntime:       "crun",
+		OCIRuntimeVersions:   map[string]string{"runc": "runc version 1.0", "crun": "crun version 1.0"},
+		DefaultRuntimeReason: "auto: crun, the faster runtime, works here",
+		Conmon:               "/usr/bin/conmon",
+		Outbound:             []string{"slirp4netns", "pasta"},
+		CNIPluginDir:         "/usr/lib/cni",
+		Subuid:               []idmap.Range{{Start: 100000, Count: 65536}},
+		Subgid:               []idmap.Range{{Start: 100000, Count: 65536}},
 		Programs: map[string]string{
 			"newuidmap": "/usr/bin/newuidmap", "newgidmap": "/usr/bin/newgidmap",
 			"runc": "/usr/sbin/runc", "crun": "/usr/bin/crun", "conmon": "/usr/bin/conmon",
@@ -96,6 +99,18 @@ func runCheckCases(t *testing.T, cases []checkCase) {
 			}
 		})
 	}
+}
+
+// dropUnified makes the hybrid fixture a pure v1 host.
+func dropUnified(f *fixture) {
+	data, _ := os.ReadFile(f.abs("/proc/self/mountinfo"))
+	var keep []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if !strings.Contains(l, "cgroup2") {
+			keep = append(keep, l)
+		}
+	}
+	f.write("/proc/self/mountinfo", strings.Join(keep, "\n"), 0o444)
 }
 
 func asRoot(f *fixture) { f.h.UID, f.h.GID, f.h.User = 0, 0, "root" }
@@ -270,20 +285,52 @@ func TestOCIRuntimes(t *testing.T) {
 		{name: "configured runc path missing, another found", id: IDRunc, status: Warn, detail: "/opt/runc does not exist",
 			setup: func(f *fixture) { f.cfg.Runtime.RuncPath = "/opt/runc" },
 			fix:   "crib serve --runc-path=/usr/sbin/runc"},
-		{name: "crun on a hybrid host with cgroup2 controllers", id: IDCrun, status: Warn, detail: "crun refuses this hybrid cgroup host",
-			setup: func(f *fixture) { f.cgroupV1Hybrid("hugetlb\n") },
+		{name: "crun on a hybrid host with cgroup2 controllers, rootless: the view hides it", id: IDCrun, status: OK,
+			detail: "hybrid cgroup host: crib hides cgroup2 at /sys/fs/cgroup/unified in its own mount namespace",
+			setup:  func(f *fixture) { f.cgroupV1Hybrid("hugetlb\n") },
 			features: func(t *testing.T, got Features) {
-				if _, ok := got.OCIRuntimes["crun"]; ok {
-					t.Errorf("crun usable on a hybrid host: %v", got.OCIRuntimes)
+				if got.OCIRuntimes["crun"] == "" || got.DefaultRuntime != "crun" {
+					t.Errorf("OCIRuntimes %v default %q, want crun usable and the default", got.OCIRuntimes, got.DefaultRuntime)
 				}
-				if !strings.Contains(got.OCIRuntimeRefused["crun"], "hybrid") {
-					t.Errorf("OCIRuntimeRefused = %v, want crun refused for hybrid", got.OCIRuntimeRefused)
+				if !strings.Contains(got.DefaultRuntimeReason, "hides cgroup2") {
+					t.Errorf("DefaultRuntimeReason = %q, want the view named", got.DefaultRuntimeReason)
 				}
 			}},
-		{name: "crun on a hybrid host with an empty cgroup2", id: IDCrun, status: OK, detail: "/usr/bin/crun",
+		{name: "crun on a hybrid host with cgroup2 controllers, rootful", id: IDCrun, status: Warn, detail: "crun refuses a hybrid cgroup host",
+			setup: func(f *fixture) { f.cgroupV1Hybrid("hugetlb\n"); asRoot(f) },
+			features: func(t *testing.T, got Features) {
+				if _, ok := got.OCIRuntimes["crun"]; ok {
+					t.Errorf("crun usable on a hybrid host as root: %v", got.OCIRuntimes)
+				}
+				if !strings.Contains(got.OCIRuntimeRefused["crun"], "host's mount namespace") {
+					t.Errorf("OCIRuntimeRefused = %v, want crun refused for the host's view", got.OCIRuntimeRefused)
+				}
+				if got.DefaultRuntime != "runc" || !strings.Contains(got.DefaultRuntimeReason, "crun cannot be used") {
+					t.Errorf("default %q (%q), want runc because crun cannot be used", got.DefaultRuntime, got.DefaultRuntimeReason)
+				}
+			}},
+		{name: "crun on a hybrid host with an empty cgroup2", id: IDCrun, status: OK, detail: "/usr/bin/crun (crun version 1.0): hybrid cgroup host: crib hides",
 			setup: func(f *fixture) { f.cgroupV1Hybrid("") }},
+		{name: "crun rootful on pure v1, crib's memory cgroup below the root", id: IDCrun, status: Warn,
+			detail: "crib's memory cgroup (/process_api/x) is not at its root; rootful crib runs in the host's mount namespace",
+			setup:  func(f *fixture) { f.cgroupV1Hybrid(""); dropUnified(f); asRoot(f) }},
+		{name: "crun rootful on pure v1, crib's memory cgroup below the root, cgroup manager none", id: IDCrun, status: OK,
+			detail: "/usr/bin/crun (crun version 1.0)",
+			setup:  func(f *fixture) { f.cgroupV1Hybrid(""); dropUnified(f); asRoot(f); f.cfg.Cgroup.Manager = "none" }},
+		{name: "crun rootless on pure v1, crib's memory cgroup below the root: the view roots it", id: IDCrun, status: OK,
+			detail: "crib's mount namespace shows each v1 hierarchy from crib's own cgroup",
+			setup:  func(f *fixture) { f.cgroupV1Hybrid(""); dropUnified(f) }},
+		{name: "crun rootful on pure v1 at every root", id: IDCrun, status: OK, detail: "/usr/bin/crun (crun version 1.0)",
+			setup: func(f *fixture) {
+				f.cgroupV1Hybrid("")
+				dropUnified(f)
+				f.write("/proc/self/cgroup", "4:memory:/\n1:cpu:/\n0::/\n", 0o444)
+				asRoot(f)
+			}},
 
-		{name: "default auto", id: IDOCIRuntime, status: OK, hard: true, detail: "usable: runc, crun; default: runc"},
+		{name: "default auto", id: IDOCIRuntime, status: OK, hard: true, detail: "usable: crun, runc; default: crun (auto: crun, the faster runtime, works here)"},
+		{name: "default auto without crun", id: IDOCIRuntime, status: OK, hard: true, detail: "usable: runc; default: runc (auto: crun is not installed)",
+			setup: func(f *fixture) { f.remove("/usr/bin/crun") }},
 		{name: "none usable", id: IDOCIRuntime, status: Fail, hard: true, detail: "neither runc nor crun",
 			setup: func(f *fixture) { f.remove("/usr/sbin/runc"); f.remove("/usr/bin/crun") },
 			fix:   "sudo apt-get install runc"},
@@ -291,7 +338,7 @@ func TestOCIRuntimes(t *testing.T) {
 			setup: func(f *fixture) { asRoot(f); f.remove("/usr/sbin/runc"); f.remove("/usr/bin/crun") },
 			fix:   "apt-get install runc"},
 		{name: "configured default refused", id: IDOCIRuntime, status: Fail, hard: true, detail: `default runtime "crun" cannot be used`,
-			setup: func(f *fixture) { f.cgroupV1Hybrid("hugetlb\n"); f.cfg.Runtime.DefaultHandler = "crun" },
+			setup: func(f *fixture) { f.cgroupV1Hybrid("hugetlb\n"); asRoot(f); f.cfg.Runtime.DefaultHandler = "crun" },
 			fix:   `crib serve --default-runtime=runc (or set runtime.default_handler = "runc" in crib.toml)`},
 		{name: "configured default usable", id: IDOCIRuntime, status: OK, hard: true, detail: "default: crun (configured)",
 			setup: func(f *fixture) { f.cfg.Runtime.DefaultHandler = "crun" }},

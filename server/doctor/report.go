@@ -122,9 +122,14 @@ type Features struct {
 	OCIRuntimes map[string]string `json:"ociRuntimes"`
 	// OCIRuntimeRefused maps installed but unusable runtimes to why.
 	OCIRuntimeRefused map[string]string `json:"ociRuntimeRefused"`
+	// OCIRuntimeVersions maps usable runtimes to their --version line.
+	OCIRuntimeVersions map[string]string `json:"ociRuntimeVersions,omitempty"`
 	// DefaultRuntime is the handler used when a request names none.
 	DefaultRuntime string `json:"defaultRuntime"`
-	Conmon         string `json:"conmon"`
+	// DefaultRuntimeReason says why DefaultRuntime: configured, or what
+	// "auto" found about crun.
+	DefaultRuntimeReason string `json:"defaultRuntimeReason,omitempty"`
+	Conmon               string `json:"conmon"`
 
 	// Outbound lists the usable outbound helpers, in preference order.
 	Outbound []string `json:"outbound"`

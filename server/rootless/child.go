@@ -82,6 +82,12 @@ func prepareNamespaces(h Handoff, log *slog.Logger) error {
 	if err := prepareMountNamespace(); err != nil {
 		return err
 	}
+	// Before anything runs crun or runc: see cgroupview.go.
+	if did, err := prepareCgroupView(h.Config.RunRoot); err != nil {
+		return fmt.Errorf("preparing the cgroup view in crib's namespace: %w", err)
+	} else if did != "" {
+		log.Info("cgroup view: crib's mount namespace shows a v1-only /sys/fs/cgroup", "did", did)
+	}
 	if h.NodeNamespaces {
 		if err := mountNodeFileSystems(); err != nil {
 			return err
