@@ -118,6 +118,20 @@ func startHostSide(ctx context.Context, runRoot string, env daemonEnv, log *slog
 	return rootless.StartHostSide(ctx, runRoot, env.relaySock, log)
 }
 
+// StoreOptions are the image store's options from crib's configuration,
+// for the daemon and for crib image (its guest).
+func StoreOptions(cfg config.Config, log *slog.Logger) storage.Options {
+	return storage.Options{
+		Root:           cfg.Root,
+		RunRoot:        cfg.RunRoot,
+		Driver:         cfg.Storage.Driver,
+		StorageConf:    cfg.Storage.StorageConf,
+		RegistriesConf: cfg.Image.RegistriesConf,
+		PolicyPath:     cfg.Image.PolicyPath,
+		Logger:         log,
+	}
+}
+
 // openStore opens crib's image store, pulling through pullProxy when it
 // is set.
 func openStore(cfg config.Config, pullProxy string, log *slog.Logger) (*storage.Store, error) {
@@ -129,16 +143,9 @@ func openStore(cfg config.Config, pullProxy string, log *slog.Logger) (*storage.
 		}
 		proxy = func(*url.URL) (*url.URL, error) { return u, nil }
 	}
-	store, err := storage.Open(storage.Options{
-		Proxy:          proxy,
-		Root:           cfg.Root,
-		RunRoot:        cfg.RunRoot,
-		Driver:         cfg.Storage.Driver,
-		StorageConf:    cfg.Storage.StorageConf,
-		RegistriesConf: cfg.Image.RegistriesConf,
-		PolicyPath:     cfg.Image.PolicyPath,
-		Logger:         log,
-	})
+	opts := StoreOptions(cfg, log)
+	opts.Proxy = proxy
+	store, err := storage.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("opening image storage: %w", err)
 	}
@@ -221,19 +228,7 @@ func listenCRI(path string) (net.Listener, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		slog.Warn("removing stale socket", "path", path, "err", err)
 	}
-	// The umask closes the window between bind and chmod in which another
-	// user could connect.
-	old := syscall.Umask(0o177)
-	l, err := net.Listen("unix", path)
-	syscall.Umask(old)
-	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return nil, err
-	}
-	return l, nil
+	return rootless.ListenPrivate(path)
 }
 
 func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {

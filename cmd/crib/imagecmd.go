@@ -143,16 +143,9 @@ func (c ImageCommand) withStore(input *os.File, forPull bool, op func(*storage.S
 
 // storeOptions opens the store the way the daemon does, as its guest.
 func storeOptions(cfg config.Config, log *slog.Logger) storage.Options {
-	return storage.Options{
-		Root:           cfg.Root,
-		RunRoot:        cfg.RunRoot,
-		Driver:         cfg.Storage.Driver,
-		StorageConf:    cfg.Storage.StorageConf,
-		RegistriesConf: cfg.Image.RegistriesConf,
-		PolicyPath:     cfg.Image.PolicyPath,
-		Logger:         log,
-		Guest:          true,
-	}
+	o := server.StoreOptions(cfg, log)
+	o.Guest = true
+	return o
 }
 
 func progressEvent(p storage.Progress) progress.Event {

@@ -146,7 +146,16 @@ func lookupRanges(path, name string, uid int) ([]idmap.Range, error) {
 
 func listenRelay(path string) (net.Listener, error) {
 	removeStale(path)
+	return ListenPrivate(path)
+}
+
+// ListenPrivate listens on a unix socket at path that only this user may
+// connect to (mode 0600). The umask closes the window between bind and
+// chmod in which another user could connect.
+func ListenPrivate(path string) (net.Listener, error) {
+	old := syscall.Umask(0o177)
 	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", path, err)
 	}
