@@ -171,6 +171,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	m.awaitMonitorExit(ctx, rt, c)
 	if err := m.cleanup(ctx, c.ID, rt); err != nil {
 		return err
 	}
@@ -184,6 +185,25 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	m.cpu.Forget(id)
 	m.emit(c, EventDeleted)
 	return nil
+}
+
+// monitorExitGrace bounds how long Remove waits for a monitor that has
+// recorded its container's exit to exit itself.
+const monitorExitGrace = 2 * time.Second
+
+// awaitMonitorExit waits until the container's conmon is gone: it writes
+// the exit file first and exits a moment later, and no process of a
+// container may outlive its removal. One still there after the grace is
+// killed.
+func (m *Manager) awaitMonitorExit(ctx context.Context, rt oci.Runtime, c *Container) {
+	deadline := time.Now().Add(monitorExitGrace)
+	for rt.Monitoring(c.MonitorPid, c.ID) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			rt.KillMonitor(c.MonitorPid, c.ID)
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // cleanup removes what a container left in the runroot (bundle, exit
