@@ -36,26 +36,7 @@ func TestIntegrationNRIPlugin(t *testing.T) {
 	if err != nil || !strings.Contains(info.Info["config"], `"nri":{"enable":true,"socket_path":"`+filepath.Join(d.runroot, "nri.sock")) {
 		t.Errorf("crictl info does not show the [nri] section: %v %s", err, info.GetInfo()["config"])
 	}
-	if _, err := c.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: "busybox"}}); err != nil {
-		t.Fatalf("pull: %v\n%s", err, d.out)
-	}
-	pcfg := podConfig("nri-pod", freeHostPort(t), "")
-	pod, err := c.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
-	if err != nil {
-		t.Fatalf("RunPodSandbox: %v\n%s", err, d.out)
-	}
-	ctr, err := c.rs.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, SandboxConfig: pcfg,
-		Config: &runtimeapi.ContainerConfig{
-			Metadata: &runtimeapi.ContainerMetadata{Name: "app"},
-			Image:    &runtimeapi.ImageSpec{Image: "busybox"},
-			Command:  []string{"sleep", "1000"},
-		}})
-	if err != nil {
-		t.Fatalf("CreateContainer: %v\n%s", err, d.out)
-	}
-	if _, err := c.rs.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: ctr.ContainerId}); err != nil {
-		t.Fatalf("StartContainer: %v\n%s", err, d.out)
-	}
+	pcfg, pod, ctr := runSleeper(ctx, t, d, c, "nri-pod")
 	r, err := c.rs.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: ctr.ContainerId, Cmd: []string{"sh", "-c", "echo $NRI_ADJUSTED"}, Timeout: 10})
 	if err != nil || strings.TrimSpace(string(r.Stdout)) != "by-10-adjuster" {
 		t.Fatalf("the plugin's environment is not in the running container: %v %q %q", err, r.GetStdout(), r.GetStderr())
@@ -170,10 +151,21 @@ func TestIntegrationNRISampleLogger(t *testing.T) {
 	d, _ := startWithNRIPlugins(t, map[string]nriPlugin{"05-logger": {bin: bin, conf: conf}})
 	c := d.clients(t)
 	ctx := context.Background()
+	_, _, ctr := runSleeper(ctx, t, d, c, "logger-pod")
+	r, err := c.rs.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: ctr.ContainerId, Cmd: []string{"sh", "-c", "echo $LOGGER_ENV"}, Timeout: 10})
+	if err != nil || !strings.HasPrefix(string(r.Stdout), "logger-pid-") {
+		t.Fatalf("the logger's environment is not in the running container: %v %q\n%s", err, r.GetStdout(), d.out)
+	}
+}
+
+// runSleeper pulls busybox and runs a pod with one container that sleeps,
+// failing the test with crib's output when a step fails.
+func runSleeper(ctx context.Context, t *testing.T, d *daemon, c criClients, name string) (*runtimeapi.PodSandboxConfig, *runtimeapi.RunPodSandboxResponse, *runtimeapi.CreateContainerResponse) {
+	t.Helper()
 	if _, err := c.is.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: "busybox"}}); err != nil {
 		t.Fatalf("pull: %v\n%s", err, d.out)
 	}
-	pcfg := podConfig("logger-pod", freeHostPort(t), "")
+	pcfg := podConfig(name, freeHostPort(t), "")
 	pod, err := c.rs.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: pcfg})
 	if err != nil {
 		t.Fatalf("RunPodSandbox: %v\n%s", err, d.out)
@@ -190,8 +182,5 @@ func TestIntegrationNRISampleLogger(t *testing.T) {
 	if _, err := c.rs.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: ctr.ContainerId}); err != nil {
 		t.Fatalf("StartContainer: %v\n%s", err, d.out)
 	}
-	r, err := c.rs.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: ctr.ContainerId, Cmd: []string{"sh", "-c", "echo $LOGGER_ENV"}, Timeout: 10})
-	if err != nil || !strings.HasPrefix(string(r.Stdout), "logger-pid-") {
-		t.Fatalf("the logger's environment is not in the running container: %v %q\n%s", err, r.GetStdout(), d.out)
-	}
+	return pcfg, pod, ctr
 }
