@@ -4,6 +4,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,7 +34,18 @@ func TestIntegrationNRIPlugin(t *testing.T) {
 		t.Fatalf("NRI socket: %v, mode %v; want 0600", err, st)
 	}
 	info, err := c.rs.Status(ctx, &runtimeapi.StatusRequest{Verbose: true})
-	if err != nil || !strings.Contains(info.Info["config"], `"nri":{"enable":true,"socket_path":"`+filepath.Join(d.runroot, "nri.sock")) {
+	// Parsed, not matched as text: crib may re-encode the config with its
+	// keys in another order (server/userns.go adds stateDir).
+	var shown struct {
+		NRI struct {
+			Enable     bool   `json:"enable"`
+			SocketPath string `json:"socket_path"`
+		} `json:"nri"`
+	}
+	if err == nil {
+		err = json.Unmarshal([]byte(info.GetInfo()["config"]), &shown)
+	}
+	if err != nil || !shown.NRI.Enable || shown.NRI.SocketPath != filepath.Join(d.runroot, "nri.sock") {
 		t.Errorf("crictl info does not show the [nri] section: %v %s", err, info.GetInfo()["config"])
 	}
 	pcfg, pod, ctr := runSleeper(ctx, t, d, c, "nri-pod")
