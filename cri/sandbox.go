@@ -164,9 +164,6 @@ func (s *RuntimeService) findPod(id string) (*sandbox.Sandbox, error) {
 	if id == "" {
 		return nil, invalid("pod sandbox id is empty")
 	}
-	if s.hidden.hidden(id) {
-		return nil, fmt.Errorf("pod sandbox %s: %w", errdefs.Quote(id), errdefs.ErrNotFound)
-	}
 	sb, err := s.pods.Resolve(id)
 	if err == nil && s.hidden.hidden(sb.ID) {
 		// a pod its RunPodSandbox plugins have not accepted yet (cri/nri.go)

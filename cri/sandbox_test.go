@@ -48,12 +48,8 @@ func (e *fakeEnv) addPod2() {
 // pod, running or created, before the pod, and no other pod's; a failed
 // container stop leaves the pod ready, and a retry completes.
 func TestStopPodSandboxWithContainers(t *testing.T) {
-	e := newFakeEnv(t, "")
-	e.addPod2()
+	e, running, created, other := twoPodsThreeContainers(t)
 	ctx := context.Background()
-	running := e.mustCreate(t, "pod1", "web", true)
-	created := e.mustCreate(t, "pod1", "sidecar", false)
-	other := e.mustCreate(t, "pod2", "db", true)
 
 	injected := errors.New("injected failure")
 	e.ctrs.inject("Stop", injected)
@@ -93,12 +89,8 @@ func TestStopPodSandboxWithContainers(t *testing.T) {
 // container of the pod with its storage and name, then the pod and its
 // name; another pod keeps its container.
 func TestRemovePodSandboxWithContainers(t *testing.T) {
-	e := newFakeEnv(t, "")
-	e.addPod2()
+	e, running, created, other := twoPodsThreeContainers(t)
 	ctx := context.Background()
-	running := e.mustCreate(t, "pod1", "web", true)
-	created := e.mustCreate(t, "pod1", "sidecar", false)
-	other := e.mustCreate(t, "pod2", "db", true)
 	if !e.svc.podNames.holds("web_default_u1_0") {
 		t.Fatal("pod1's name is not reserved to begin with")
 	}
@@ -138,4 +130,13 @@ func TestRemovePodSandboxWithContainers(t *testing.T) {
 	if _, err := e.svc.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: "pod1"}); err != nil {
 		t.Errorf("second remove: %v", err)
 	}
+}
+
+// twoPodsThreeContainers: pod1 with a running and a created container,
+// pod2 with a running one.
+func twoPodsThreeContainers(t *testing.T) (e *fakeEnv, running, created, other string) {
+	t.Helper()
+	e = newFakeEnv(t, "")
+	e.addPod2()
+	return e, e.mustCreate(t, "pod1", "web", true), e.mustCreate(t, "pod1", "sidecar", false), e.mustCreate(t, "pod2", "db", true)
 }
