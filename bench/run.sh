@@ -32,6 +32,14 @@ if [ "$(id -u)" -ne 0 ]; then
 	echo "bench/run.sh runs as root: it starts containerd rootful and crib as $user" >&2
 	exit 1
 fi
+# One bench at a time: the network namespace, the scratch directories and
+# the registry address below are fixed, and two runs would also skew each
+# other's figures.
+exec 9>/run/crib-bench.lock
+if ! flock -n 9; then
+	echo "bench/run.sh: another make bench is running; waiting for it" >&2
+	flock 9
+fi
 for prog in containerd containerd-shim-runc-v2 runc catatonit nsenter unshare ip docker-registry; do
 	command -v "$prog" >/dev/null || { echo "bench/run.sh: $prog is missing (apt-get install containerd runc catatonit iproute2 docker-registry)" >&2; exit 1; }
 done
