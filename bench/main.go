@@ -9,6 +9,7 @@
 //	cribbench run -crib-endpoint ... -containerd-endpoint ... -out DIR
 //	cribbench floor -dir BUNDLE ...   (a runtime's helper, run inside crib's namespaces)
 //	cribbench clean ENDPOINT...       (remove pods an interrupted run left)
+//	cribbench steps CRIB_LOG [METHOD...] (where crib's calls spent their time)
 package main
 
 import (
@@ -41,6 +42,8 @@ func main() {
 		err = floorMain(os.Args[2:])
 	case "clean":
 		err = cleanMain(os.Args[2:])
+	case "steps":
+		err = stepsMain(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q (run or floor)", os.Args[1])
 	}

@@ -18,7 +18,8 @@
 # and namespace made here is removed, also on failure.
 #
 # Environment: TEST_USER, ITERATIONS (20), PODS (100), CHURN_WINDOW (8s),
-# SMALL_PULLS (10), BIG_PULLS (5), CRIB_LOG_LEVEL (info), CRIB_BIN (a crib
+# SMALL_PULLS (10), BIG_PULLS (5), CRIB_LOG_LEVEL (info; debug also writes
+# steps.md, the median time of each step of each call), CRIB_BIN (a crib
 # binary to measure instead of building this checkout's).
 set -euo pipefail
 
@@ -234,5 +235,11 @@ mkdir -p "$results"
 	-iterations "${ITERATIONS:-20}" -pods "${PODS:-100}" -churn-window "${CHURN_WINDOW:-8s}" \
 	-small-pulls "${SMALL_PULLS:-10}" -big-pulls "${BIG_PULLS:-5}"
 cp "$work/crib.log" "$cdir/containerd.log" "$results/" 2>/dev/null || true
+# At debug level each call's log line carries its steps' durations: where
+# the time went, per call, as medians.
+if [ "${CRIB_LOG_LEVEL:-info}" = debug ]; then
+	"$work/cribbench" steps "$work/crib.log" RunPodSandbox CreateContainer StartContainer StopContainer \
+		RemoveContainer StopPodSandbox RemovePodSandbox PullImage >"$results/steps.md" && cat "$results/steps.md"
+fi
 echo
 echo "results: $results (make bench took $(($(date +%s) - started))s)"

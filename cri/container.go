@@ -13,6 +13,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/steptrace"
 	"github.com/crib-dev/crib/runtime"
 )
 
@@ -37,9 +38,11 @@ func (s *RuntimeService) StartContainer(ctx context.Context, req *runtimeapi.Sta
 	if err := s.nri.StartContainer(ctx, pod, nriContainer(c)); err != nil {
 		return nil, err
 	}
+	steptrace.Mark(ctx, "admit")
 	if err := s.containers.Start(ctx, c.ID); err != nil {
 		return nil, err
 	}
+	steptrace.Mark(ctx, "start")
 	if started, err := s.containers.Get(c.ID); err == nil {
 		s.nri.PostStartContainer(ctx, pod, nriContainer(started))
 	}
@@ -102,9 +105,11 @@ func (s *RuntimeService) removeContainer(ctx context.Context, id string) error {
 	if err := s.rootfs.Unmount(id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return err
 	}
+	steptrace.Mark(ctx, "rootfs unmount")
 	if err := s.rootfs.DeleteContainer(id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return err
 	}
+	steptrace.Mark(ctx, "rootfs delete")
 	for _, imageID := range c.ImageVolumes {
 		if err := s.rootfs.UnmountImage(imageID); err != nil {
 			return err

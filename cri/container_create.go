@@ -14,6 +14,7 @@ import (
 
 	"github.com/crib-dev/crib/internal/errdefs"
 	"github.com/crib-dev/crib/internal/idmap"
+	"github.com/crib-dev/crib/internal/steptrace"
 	"github.com/crib-dev/crib/runtime"
 	"github.com/crib-dev/crib/sandbox"
 	"github.com/crib-dev/crib/storage"
@@ -44,6 +45,7 @@ func (s *RuntimeService) CreateContainer(ctx context.Context, req *runtimeapi.Cr
 	unlock := s.podLocks.shared(found.ID)
 	defer unlock()
 	c, err := s.admitContainer(ctx, found.ID, cfg)
+	steptrace.Mark(ctx, "admit")
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +139,9 @@ func (s *RuntimeService) runCreateSteps(ctx context.Context, c *containerCreatio
 		}
 	}()
 	for _, st := range s.createSteps() {
-		if err := st.do(ctx, c); err != nil {
+		err := st.do(ctx, c)
+		steptrace.Mark(ctx, st.name)
+		if err != nil {
 			return err
 		}
 		done = append(done, st)

@@ -11,6 +11,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/steptrace"
 	"github.com/crib-dev/crib/sandbox"
 )
 
@@ -34,11 +35,13 @@ func (s *RuntimeService) StopPodSandbox(ctx context.Context, req *runtimeapi.Sto
 		}
 		s.nriStopped(ctx, c.ID)
 	}
+	steptrace.Mark(ctx, "containers")
 	if now, err := s.pods.Get(sb.ID); err == nil && now.State == sandbox.StateReady {
 		if err := s.nri.StopPodSandbox(ctx, nriPod(now)); err != nil {
 			return nil, err
 		}
 	}
+	steptrace.Mark(ctx, "nri")
 	if err := s.pods.Stop(ctx, sb.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, err
 	}

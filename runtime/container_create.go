@@ -17,6 +17,7 @@ import (
 
 	"github.com/crib-dev/crib/internal/atomicfile"
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/steptrace"
 	"github.com/crib-dev/crib/runtime/cgroups"
 	"github.com/crib-dev/crib/runtime/oci"
 )
@@ -134,12 +135,14 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt oci.Runtime) (
 	if err := writeSpec(f.bundle, &spec); err != nil {
 		return nil, fmt.Errorf("container %s: %w", o.ID, err)
 	}
+	steptrace.Mark(ctx, "bundle")
 	if err := checkLogInside(o.LogDirectory, o.LogPath); err != nil {
 		return nil, err
 	}
 	if err := m.prepareLog(o.LogPath, &undo); err != nil {
 		return nil, fmt.Errorf("container %s: %w", o.ID, err)
 	}
+	steptrace.Mark(ctx, "log")
 	undo = append(undo, func() {
 		// conmon may have died mid-create and left the runtime's state.
 		if err := rt.Delete(context.Background(), o.ID); err != nil {
@@ -150,6 +153,7 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt oci.Runtime) (
 	started, err := rt.Create(ctx, oci.CreateRequest{ID: o.ID, Name: o.Name, Bundle: f.bundle,
 		PidFile: f.pidFile, MonitorPidFile: f.monitorPid, LogPath: o.LogPath,
 		TTY: o.Config.GetTty(), Stdin: o.Config.GetStdin(), StdinOnce: o.Config.GetStdinOnce()})
+	steptrace.Mark(ctx, "oci create")
 	if err != nil {
 		return nil, err
 	}
@@ -173,6 +177,7 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt oci.Runtime) (
 	if err := m.store.save(c); err != nil {
 		return nil, err
 	}
+	steptrace.Mark(ctx, "record")
 	return c, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/steptrace"
 	"github.com/crib-dev/crib/runtime/oci"
 )
 
@@ -166,18 +167,22 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	if err := m.stop(ctx, e, 0); err != nil {
 		return err
 	}
+	steptrace.Mark(ctx, "stop")
 	c := m.snapshot(e)
 	rt, err := m.runtimeFor(c.Handler)
 	if err != nil {
 		return err
 	}
 	m.awaitMonitorExit(ctx, rt, c)
+	steptrace.Mark(ctx, "monitor exit")
 	if err := m.cleanup(ctx, c.ID, rt); err != nil {
 		return err
 	}
+	steptrace.Mark(ctx, "oci delete")
 	if err := m.store.remove(id); err != nil {
 		return err
 	}
+	steptrace.Mark(ctx, "record")
 	m.mu.Lock()
 	delete(m.containers, id)
 	m.ids.Remove(id)

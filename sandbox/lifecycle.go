@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/steptrace"
 )
 
 // Stop releases what a stopped pod no longer needs: its network (CNI DEL,
@@ -27,15 +28,18 @@ func (m *Manager) stopLocked(ctx context.Context, sb *Sandbox) error {
 	var errs []error
 	if sb.NetNSPath != "" || sb.NetworkName != "" {
 		errs = append(errs, m.net.detach(ctx, sb.ID, sb))
+		steptrace.Mark(ctx, "network")
 	}
 	if m.opts.HostPorts != nil {
 		if err := m.opts.HostPorts.Unexpose(ctx, sb.ID); err != nil {
 			errs = append(errs, fmt.Errorf("removing the host ports of pod %s: %w", sb.ID, err))
 		}
+		steptrace.Mark(ctx, "host ports")
 	}
 	if err := killProcess(sb.ReaperPID, sb.ReaperStartTime); err != nil {
 		errs = append(errs, fmt.Errorf("stopping the reaper of pod %s: %w", sb.ID, err))
 	}
+	steptrace.Mark(ctx, "reaper")
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -73,9 +77,11 @@ func (m *Manager) removeLocked(ctx context.Context, sb *Sandbox) error {
 	if err := m.removeRunDir(sb.ID); err != nil {
 		return err
 	}
+	steptrace.Mark(ctx, "run dir")
 	if err := m.opts.Cgroups.RemovePod(sb.CgroupParent); err != nil {
 		return fmt.Errorf("%w: removing the cgroup of pod %s (are its containers gone?): %v", errdefs.ErrFailedPrecondition, sb.ID, err)
 	}
+	steptrace.Mark(ctx, "cgroup")
 	m.releaseLabels(sb)
 	if err := os.RemoveAll(m.recordDir(sb.ID)); err != nil {
 		return fmt.Errorf("removing the record of pod %s: %w", sb.ID, err)

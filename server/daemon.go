@@ -20,6 +20,7 @@ import (
 
 	"github.com/crib-dev/crib/cri"
 	"github.com/crib-dev/crib/internal/config"
+	"github.com/crib-dev/crib/internal/steptrace"
 	"github.com/crib-dev/crib/nri"
 	"github.com/crib-dev/crib/server/doctor"
 	"github.com/crib-dev/crib/server/rootless"
@@ -234,13 +235,21 @@ func listenCRI(path string) (net.Listener, error) {
 func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
+		// The trace's steps are marked by cri and the packages below it;
+		// at debug level they join the call's log line (bench/cribbench
+		// steps reads them back).
+		ctx, trace := steptrace.Start(ctx)
 		resp, err := handler(ctx, req)
 		level := slog.LevelDebug
 		if err != nil {
 			level = slog.LevelInfo
 		}
-		log.Log(ctx, level, "rpc", "method", info.FullMethod, "code", status.Code(err).String(),
-			"duration", time.Since(start), "err", err)
+		if !log.Enabled(ctx, level) {
+			return resp, err
+		}
+		attrs := []slog.Attr{slog.String("method", info.FullMethod), slog.String("code", status.Code(err).String()),
+			slog.Duration("duration", time.Since(start)), slog.Any("err", err)}
+		log.LogAttrs(ctx, level, "rpc", append(attrs, trace.LogAttrs()...)...)
 		return resp, err
 	}
 }
