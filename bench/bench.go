@@ -244,6 +244,12 @@ func (b *bench) recordLifecycle(who *subject, d map[string]time.Duration) {
 	b.record(who, "container stop+remove", "ms", ms(d["StopContainer"]+d["RemoveContainer"]))
 	b.record(who, "pod stop+remove", "ms", ms(d["StopPodSandbox"]+d["RemovePodSandbox"]))
 	b.record(who, "whole pod teardown", "ms", ms(d["StopContainer"]+d["RemoveContainer"]+d["StopPodSandbox"]+d["RemovePodSandbox"]))
+	var whole time.Duration
+	for _, op := range []string{"RunPodSandbox", "CreateContainer", "StartContainer", "StopContainer",
+		"RemoveContainer", "StopPodSandbox", "RemovePodSandbox"} {
+		whole += d[op]
+	}
+	b.record(who, "whole lifecycle", "ms", ms(whole))
 }
 
 // compareRuncRows gives the runc-handler rows containerd's figures of the
@@ -286,6 +292,16 @@ func (b *bench) idleMemory(when string) error {
 			return err
 		}
 		b.record(s, "idle PSS, "+when, "MiB", kib(all.PSSKiB))
+		if fresh := b.fig("idle PSS, fresh", "MiB"); when != "fresh" {
+			// How far the run left memory above the fresh idle figure.
+			before := fresh.Containerd
+			if s == b.crib {
+				before = fresh.Crib
+			}
+			if len(before) > 0 && before[0] > 0 {
+				b.record(s, "idle PSS growth over the run", "%", 100*(kib(all.PSSKiB)-before[0])/before[0])
+			}
+		}
 		one, err := smapsRollup(s.procs.main)
 		if err != nil {
 			return err
