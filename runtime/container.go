@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/steptrace"
 	"github.com/crib-dev/crib/runtime/oci"
 )
 
@@ -82,12 +83,14 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 		m.failStart(ctx, e, rt, err)
 		return fmt.Errorf("starting container %s: %w", id, err)
 	}
+	steptrace.Mark(ctx, "oci start")
 	m.update(e, func(c *Container) {
 		c.StartedAt = at
 		if c.State == StateCreated { // it may have exited already
 			c.State = StateRunning
 		}
 	})
+	steptrace.Mark(ctx, "record")
 	m.emit(c, EventStarted)
 	return nil
 }
