@@ -1,0 +1,60 @@
+package cri
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// TestRemovedContainerReclaim: RemoveContainer frees the record and the
+// name at once and leaves the filesystem to the reclaimer; a reclaim that
+// failed is run again by the pod's removal, which fails while it does and
+// returns only once every container of the pod is reclaimed.
+func TestRemovedContainerReclaim(t *testing.T) {
+	e := newFakeEnv(t, "")
+	ctx := context.Background()
+	id := e.mustCreate(t, "pod1", "web", true)
+
+	injected := errors.New("injected layer deletion failure")
+	e.rootfs.inject("DeleteContainer", injected)
+	if _, err := e.svc.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+		t.Fatalf("RemoveContainer: %v (the filesystem's deletion is the reclaimer's)", err)
+	}
+	next := e.mustCreate(t, "pod1", "web", false) // the name is free at once
+	e.svc.reclaims.wg.Wait()
+	if !e.layer(id) {
+		t.Fatal("the layer is gone although its deletion failed")
+	}
+
+	if _, err := e.svc.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: "pod1"}); err != nil {
+		t.Fatal(err)
+	}
+	remove := &runtimeapi.RemovePodSandboxRequest{PodSandboxId: "pod1"}
+	if _, err := e.svc.RemovePodSandbox(ctx, remove); !errors.Is(err, injected) {
+		t.Fatalf("RemovePodSandbox with a container left to reclaim: %v, want the reclaim's failure", err)
+	}
+	if _, err := e.pods.Get("pod1"); err != nil {
+		t.Fatalf("the pod went while its containers' files stay: %v", err)
+	}
+	e.rootfs.inject("DeleteContainer", nil)
+	if _, err := e.svc.RemovePodSandbox(ctx, remove); err != nil {
+		t.Fatal(err)
+	}
+	// No wait here: the pod's removal returns after its reclaims.
+	if e.layer(id) || e.layer(next) {
+		t.Errorf("layers left after the pod's removal: %v %v", e.layer(id), e.layer(next))
+	}
+	e.rootfs.mu.Lock()
+	defer e.rootfs.mu.Unlock()
+	if n := e.rootfs.imageMounts["vol-aid"]; n != 0 {
+		t.Errorf("vol-a mounted %d times after the pod's removal, want 0 (a retried reclaim releases each mount once)", n)
+	}
+}
+
+func (e *fakeEnv) layer(id string) bool {
+	e.rootfs.mu.Lock()
+	defer e.rootfs.mu.Unlock()
+	return e.rootfs.layers[id]
+}
