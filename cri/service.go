@@ -53,6 +53,9 @@ type Options struct {
 	Streaming StreamingServer
 	// NRI hosts NRI plugins; nil is NRI off.
 	NRI *nri.Host
+	// Log receives what the service notes beside its answers (undo
+	// failures, specs at debug level); nil means slog.Default().
+	Log *slog.Logger
 }
 
 // RuntimeService implements CRI's RuntimeService.
@@ -69,6 +72,7 @@ type RuntimeService struct {
 	podLocks       *podLocks
 	nri            *nri.Host
 	hidden         hiddenPods
+	log            *slog.Logger
 	// reclaims deletes removed containers' files in the background.
 	reclaims *reclaimer
 	// podCIDR is what the kubelet last sent in UpdateRuntimeConfig.
@@ -94,8 +98,12 @@ func NewRuntimeService(opts Options) *RuntimeService {
 		events:         newEventHub(),
 		podLocks:       newPodLocks(),
 		nri:            opts.NRI,
-		reclaims:       newReclaimer(slog.Default()),
+		log:            opts.Log,
 	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.reclaims = newReclaimer(s.log)
 	s.nri.Bind(s.NRIState, s.NRIUpdate) // before the server starts the host
 	if s.pods != nil {
 		for _, sb := range s.pods.List() {
