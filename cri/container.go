@@ -99,22 +99,31 @@ func (s *RuntimeService) removeContainer(ctx context.Context, id string) error {
 		return err
 	}
 	s.nriStopped(ctx, id)
-	// Before the record goes: a failure here leaves the container known,
-	// for the kubelet's retry.
-	if err := s.rootfs.ReleaseName(id); err != nil {
-		return err
-	}
-	steptrace.Mark(ctx, "rootfs name")
+	// The image store's name and crib's record go side by side: each is a
+	// file write.
+	named := make(chan error, 1)
+	go func() { named <- s.rootfs.ReleaseName(id) }()
 	reclaim, err := s.containers.Release(ctx, id)
+	nameErr := <-named
+	steptrace.Mark(ctx, "release")
 	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return err
+		return err // still known; crib's name index keeps its name
 	}
 	if reclaim == nil {
 		return nil // removed meanwhile by another call, which reclaims it
 	}
 	s.nri.RemoveContainer(ctx, s.nriPodOf(c.SandboxID), nriContainer(c))
 	s.containerNames.release(containerName(c.SandboxID, c.Config.GetMetadata()))
-	s.reclaims.add(c.SandboxID, id, s.reclaimContainer(c, reclaim))
+	run := s.reclaimContainer(c, reclaim)
+	if nameErr == nil {
+		s.reclaims.add(c.SandboxID, id, run)
+		return nil
+	}
+	// The store kept the name: deleting the filesystem now frees it too.
+	if err := run(ctx); err != nil {
+		s.reclaims.add(c.SandboxID, id, run) // for the pod's removal to retry
+		return errors.Join(nameErr, err)
+	}
 	return nil
 }
 

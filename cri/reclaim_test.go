@@ -58,3 +58,28 @@ func (e *fakeEnv) layer(id string) bool {
 	defer e.rootfs.mu.Unlock()
 	return e.rootfs.layers[id]
 }
+
+// TestRemoveContainerNameReleaseFails: when the image store cannot free
+// the name alone, the removal deletes the filesystem at once, which frees
+// it too, so the successor can still be created.
+func TestRemoveContainerNameReleaseFails(t *testing.T) {
+	e := newFakeEnv(t, "")
+	ctx := context.Background()
+	id := e.mustCreate(t, "pod1", "web", true)
+	e.rootfs.inject("ReleaseName", errors.New("injected name release failure"))
+	// Every reclaim slot taken: nothing runs in the background meanwhile.
+	for range reclaimWorkers {
+		e.svc.reclaims.slots <- struct{}{}
+	}
+	_, err := e.svc.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id})
+	for range reclaimWorkers {
+		<-e.svc.reclaims.slots
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.layer(id) {
+		t.Error("the layer is left to the background although its name is still taken")
+	}
+	e.mustCreate(t, "pod1", "web", false)
+}
