@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,10 +37,11 @@ type reclaimer struct {
 }
 
 type reclaimJob struct {
-	pod  string
-	run  func(context.Context) error
-	done chan struct{} // closed when the background run ended
-	err  error         // the background run's result, once done
+	pod     string
+	run     func(context.Context) error
+	claimed atomic.Bool   // whoever sets it runs the job: a worker or settle
+	done    chan struct{} // closed when the first run ended
+	err     error         // the first run's result, once done
 }
 
 func newReclaimer(log *slog.Logger) *reclaimer {
@@ -59,15 +61,22 @@ func (r *reclaimer) add(pod, id string, run func(context.Context) error) {
 	go func() {
 		defer r.wg.Done()
 		r.slots <- struct{}{}
-		j.err = j.run(context.Background())
-		<-r.slots
-		if j.err != nil {
-			r.log.Warn("reclaiming a removed container; its pod's removal tries again", "container", id, "err", j.err)
-		} else {
-			r.forget(id, j)
+		defer func() { <-r.slots }()
+		if j.claimed.CompareAndSwap(false, true) {
+			r.runFirst(context.Background(), id, j)
 		}
-		close(j.done)
 	}()
+}
+
+// runFirst is a job's first run, by whoever claimed it.
+func (r *reclaimer) runFirst(ctx context.Context, id string, j *reclaimJob) {
+	j.err = j.run(ctx)
+	if j.err != nil {
+		r.log.Warn("reclaiming a removed container; its pod's removal tries again", "container", id, "err", j.err)
+	} else {
+		r.forget(id, j)
+	}
+	close(j.done)
 }
 
 func (r *reclaimer) forget(id string, j *reclaimJob) {
@@ -78,9 +87,11 @@ func (r *reclaimer) forget(id string, j *reclaimJob) {
 	}
 }
 
-// settle waits for the reclaims of pod's containers and runs again, now,
-// those that failed. The caller holds the pod's lock exclusively, so no
-// other settle of the pod runs at the same time.
+// settle reclaims pod's containers before the pod goes: it runs itself
+// those no worker has started (a pod's removal does not queue behind
+// other pods'), waits for the others, and runs again those that failed.
+// The caller holds the pod's lock exclusively, so no other settle of the
+// pod runs at the same time.
 func (r *reclaimer) settle(ctx context.Context, pod string) error {
 	r.mu.Lock()
 	jobs := map[string]*reclaimJob{}
@@ -92,6 +103,9 @@ func (r *reclaimer) settle(ctx context.Context, pod string) error {
 	r.mu.Unlock()
 	var errs []error
 	for id, j := range jobs {
+		if j.claimed.CompareAndSwap(false, true) {
+			r.runFirst(ctx, id, j)
+		}
 		select {
 		case <-j.done:
 		case <-ctx.Done():

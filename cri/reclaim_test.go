@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -82,4 +83,36 @@ func TestRemoveContainerNameReleaseFails(t *testing.T) {
 		t.Error("the layer is left to the background although its name is still taken")
 	}
 	e.mustCreate(t, "pod1", "web", false)
+}
+
+// TestPodRemovalRunsQueuedReclaims: a pod's removal does not queue behind
+// other pods' reclaims: it runs itself those of its containers no worker
+// has started.
+func TestPodRemovalRunsQueuedReclaims(t *testing.T) {
+	e := newFakeEnv(t, "")
+	ctx := context.Background()
+	id := e.mustCreate(t, "pod1", "web", true)
+	for range reclaimWorkers { // every worker busy elsewhere
+		e.svc.reclaims.slots <- struct{}{}
+	}
+	defer func() {
+		for range reclaimWorkers {
+			<-e.svc.reclaims.slots
+		}
+	}()
+	if _, err := e.svc.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: "pod1"}); err != nil {
+		t.Fatal(err)
+	}
+	// The deadline only bounds a failure: a removal waiting for a worker.
+	bounded, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := e.svc.RemovePodSandbox(bounded, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: "pod1"}); err != nil {
+		t.Fatalf("RemovePodSandbox with every reclaim worker busy: %v", err)
+	}
+	if e.layer(id) {
+		t.Error("the layer is left after the pod's removal")
+	}
 }
