@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/steptrace"
 	"github.com/docker/distribution/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/copy"
@@ -198,10 +199,12 @@ func (s *Store) pullImage(ctx context.Context, named reference.Named, auth Auth,
 	if err != nil {
 		return Image{}, classifyPullError(sys, named, err)
 	}
+	steptrace.Mark(ctx, "copy")
 	stored, err := istorage.Transport.GetStoreImage(s.store, resolvedRef)
 	if err != nil {
 		return Image{}, fmt.Errorf("storage: finding pulled image %s: %w", named, err)
 	}
+	defer steptrace.Mark(ctx, "describe")
 	return s.describe(ctx, stored)
 }
 
@@ -214,6 +217,7 @@ func (s *Store) fetchImage(ctx context.Context, sys *types.SystemContext, src, d
 		return nil, fmt.Errorf("storage: signature policy: %w", err)
 	}
 	defer policy.Destroy()
+	steptrace.Mark(ctx, "policy")
 	raw, err := src.NewImageSource(ctx, sys)
 	if err != nil {
 		return nil, fmt.Errorf("initializing source %s: %w", transports.ImageName(src), err)

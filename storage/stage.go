@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/crib-dev/crib/internal/steptrace"
 	"github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/vbatts/tar-split/archive/tar"
@@ -43,7 +44,7 @@ import (
 // fails, the copy does the whole work and reports the errors.
 
 // stageParallel bounds the layers fetched and unpacked at once.
-const stageParallel = 4
+const stageParallel = 6
 
 // stagedLayer is one layer of the image being staged.
 type stagedLayer struct {
@@ -64,22 +65,33 @@ func (s *Store) stageLayers(ctx context.Context, sys *types.SystemContext, polic
 	if err != nil {
 		return nil, err
 	}
+	// Each layer is stored as soon as it and the layers below it are
+	// staged, while the later ones still download.
+	ready := make([]chan struct{}, len(layers))
+	for i := range ready {
+		ready[i] = make(chan struct{})
+	}
 	g, gctx := errgroup.WithContext(ctx)
+	applied := make(chan error, 1)
+	go func() { applied <- s.applyStaged(gctx, layers, ready) }()
 	g.SetLimit(stageParallel)
 	for i := range layers {
-		if layers[i].out != nil || s.hasLayer(layers[i].id) {
+		if s.hasLayer(layers[i].id) {
+			close(ready[i])
 			continue
 		}
 		g.Go(func() error {
 			out, err := s.stageLayer(gctx, src, &layers[i], progress)
+			if err != nil {
+				return err
+			}
 			layers[i].out = out
-			return err
+			close(ready[i])
+			return nil
 		})
 	}
-	err = g.Wait()
-	if err == nil {
-		err = s.applyStaged(layers)
-	}
+	err = errors.Join(g.Wait(), <-applied)
+	steptrace.Mark(ctx, "layers")
 	fetched := map[digest.Digest]bool{}
 	for _, l := range layers {
 		if l.out != nil {
@@ -100,6 +112,7 @@ func (s *Store) planLayers(ctx context.Context, sys *types.SystemContext, policy
 	if err != nil {
 		return nil, err
 	}
+	steptrace.Mark(ctx, "manifest")
 	var instance *digest.Digest
 	if manifest.MIMETypeIsMultiImage(mime) {
 		list, err := manifest.ListFromBlob(raw, mime)
@@ -133,6 +146,7 @@ func (s *Store) planLayers(ctx context.Context, sys *types.SystemContext, policy
 	if err != nil {
 		return nil, err
 	}
+	steptrace.Mark(ctx, "config")
 	infos := img.LayerInfos()
 	if len(cfg.RootFS.DiffIDs) != len(infos) {
 		return nil, fmt.Errorf("not staging: %d layers but %d diff ids", len(infos), len(cfg.RootFS.DiffIDs))
@@ -204,32 +218,49 @@ func (s *Store) stageLayer(ctx context.Context, src types.ImageSource, l *staged
 	return out, nil
 }
 
-// applyStaged turns the staged layers into store layers, base first. A
-// layer another pull stored meanwhile is kept and the staged copy dropped:
-// applying over it would replace a directory that may be in use.
-func (s *Store) applyStaged(layers []stagedLayer) error {
+// applyStaged turns the staged layers into store layers, base first,
+// each as soon as it is ready. A layer another pull stored meanwhile is
+// kept and the staged copy dropped: applying over it would replace a
+// directory that may be in use.
+func (s *Store) applyStaged(ctx context.Context, layers []stagedLayer, ready []chan struct{}) error {
+	for i := range layers {
+		select {
+		case <-ready[i]:
+		case <-ctx.Done():
+			select {
+			case <-ready[i]: // the staging finished: its context ends then too
+			default:
+				return ctx.Err()
+			}
+		}
+		if err := s.applyLayer(layers, i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) applyLayer(layers []stagedLayer, i int) error {
 	s.stageMu.Lock()
 	defer s.stageMu.Unlock()
-	for i := range layers {
-		l := &layers[i]
-		if l.out == nil || s.hasLayer(l.id) {
-			continue
-		}
-		parent := ""
-		if i > 0 {
-			parent = layers[i-1].id
-		}
-		out := l.out
-		if _, err := s.store.ApplyStagedLayer(cstorage.ApplyStagedLayerOptions{ID: l.id, ParentLayer: parent, DiffOutput: out}); err != nil {
-			return fmt.Errorf("storage: storing layer %s: %w", l.info.Digest, err)
-		}
-		// The layer took the unpacked directory; the driver leaves the
-		// (now empty) directory that held it.
-		if err := os.Remove(filepath.Dir(out.Target)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			s.log.Warn("removing a staging directory", "err", err)
-		}
-		out.Target = ""
+	l := &layers[i]
+	if l.out == nil || s.hasLayer(l.id) {
+		return nil
 	}
+	parent := ""
+	if i > 0 {
+		parent = layers[i-1].id
+	}
+	out := l.out
+	if _, err := s.store.ApplyStagedLayer(cstorage.ApplyStagedLayerOptions{ID: l.id, ParentLayer: parent, DiffOutput: out}); err != nil {
+		return fmt.Errorf("storage: storing layer %s: %w", l.info.Digest, err)
+	}
+	// The layer took the unpacked directory; the driver leaves the (now
+	// empty) directory that held it.
+	if err := os.Remove(filepath.Dir(out.Target)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("removing a staging directory", "err", err)
+	}
+	out.Target = ""
 	return nil
 }
 
