@@ -194,6 +194,26 @@ func (s *Store) DeleteContainer(id string) error {
 	return fmt.Errorf("storage: deleting container %s: %w", id, err)
 }
 
+// ReleaseName drops container id's name, so that a new container may take
+// it while this one's filesystem still awaits DeleteContainer. An unknown
+// container is no error.
+func (s *Store) ReleaseName(id string) error {
+	c, err := s.store.Container(id)
+	if errors.Is(err, cstorage.ErrContainerUnknown) {
+		return nil
+	}
+	if err != nil {
+		return containerError(id, err)
+	}
+	if len(c.Names) == 0 {
+		return nil
+	}
+	if err := s.store.RemoveNames(id, c.Names); err != nil && !errors.Is(err, cstorage.ErrContainerUnknown) {
+		return fmt.Errorf("storage: releasing the name of container %s: %w", id, err)
+	}
+	return nil
+}
+
 func containerError(id string, err error) error {
 	if errors.Is(err, cstorage.ErrContainerUnknown) || errors.Is(err, cstorage.ErrNotAContainer) {
 		return fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
