@@ -21,8 +21,9 @@ import (
 )
 
 // CreateContainer makes a container in a ready pod: its filesystem from
-// the image, its OCI spec, and the created (not started) container under
-// its monitor. The steps (createSteps) run in order; when one fails, the
+// the image, its OCI spec, its bundle and its record, state created. No
+// runtime or monitor runs until StartContainer (as CRI allows: a created
+// container has no process), which keeps a create cheap. The steps (createSteps) run in order; when one fails, the
 // ones before it are undone, newest first, and nothing of the container
 // is left.
 //
@@ -200,8 +201,8 @@ func (c *containerCreation) endNRI() {
 	}
 }
 
-// createRuntimeContainer is the last step: the container exists under its
-// monitor and is recorded, so there is nothing after it to fail.
+// createRuntimeContainer is the last step: the container's bundle and
+// record exist, so there is nothing after it to fail.
 func (s *RuntimeService) createRuntimeContainer(ctx context.Context, c *containerCreation) error {
 	podCfg := c.sb.Config
 	id := c.id

@@ -78,6 +78,12 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if !c.launched() {
+		if err := m.launch(ctx, e, rt); err != nil {
+			m.failLaunch(e, err)
+			return fmt.Errorf("starting container %s: %w", id, err)
+		}
+	}
 	at := time.Now()
 	if err := rt.Start(ctx, id); err != nil {
 		m.failStart(ctx, e, rt, err)
@@ -97,6 +103,61 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	steptrace.Mark(ctx, "record")
 	m.emit(c, EventStarted)
 	return nil
+}
+
+// launched: the monitor and the runtime's create have run (Start's first
+// half); a container that was only created has no process at all.
+func (c *Container) launched() bool { return c.Pid > 0 }
+
+// launch has the monitor create the container (the runtime's create:
+// namespaces and init exist, the command has not run) and takes a census
+// of it. The pids are kept in memory only: Start's record update saves
+// them, and Recover finds them in the bundle when crib died before it.
+func (m *Manager) launch(ctx context.Context, e *entry, rt oci.Runtime) error {
+	c := m.snapshot(e)
+	f := m.files(c.ID)
+	started, err := rt.Create(ctx, oci.CreateRequest{ID: c.ID, Name: c.Name, Bundle: f.bundle,
+		PidFile: f.pidFile, MonitorPidFile: f.monitorPid, LogPath: c.LogPath,
+		TTY: c.Config.GetTty(), Stdin: c.Config.GetStdin(), StdinOnce: c.Config.GetStdinOnce()})
+	steptrace.Mark(ctx, "oci create")
+	if err != nil {
+		m.undoLaunch(c.ID, rt, oci.ReadPidFile(f.monitorPid))
+		return err
+	}
+	if err := recordCensus(f.bundle, started.Pid); err != nil {
+		m.undoLaunch(c.ID, rt, started.MonitorPid)
+		return fmt.Errorf("container %s: %w", c.ID, err)
+	}
+	steptrace.Mark(ctx, "census")
+	m.mu.Lock()
+	e.c.Pid, e.c.MonitorPid = started.Pid, started.MonitorPid
+	m.mu.Unlock()
+	return nil
+}
+
+// undoLaunch ends what a failed launch made: the monitor, the init, the
+// runtime's state (conmon may have died mid-create and left it).
+func (m *Manager) undoLaunch(id string, rt oci.Runtime, monitorPid int) {
+	ctx := context.Background()
+	rt.KillMonitor(monitorPid, id)
+	if err := m.endProcesses(ctx, id); err != nil {
+		m.log.Warn("undoing a launch: ending the container's processes", "container", id, "err", err)
+	}
+	if err := rt.Delete(ctx, id); err != nil {
+		m.log.Warn("undoing a launch: deleting the runtime state", "container", id, "err", err)
+	}
+}
+
+// failLaunch records a start that failed before the runtime's create
+// finished: nothing of the container runs, it shows as exited.
+func (m *Manager) failLaunch(e *entry, cause error) {
+	m.update(e, func(c *Container) {
+		c.Pid, c.MonitorPid = 0, 0
+		c.State, c.FinishedAt, c.ExitCode = StateExited, time.Now(), exitCodeUnknown
+		c.Reason, c.Message = ReasonStartError, cause.Error()
+	})
+	m.markDone(e)
+	m.emit(m.snapshot(e), EventStopped)
 }
 
 // failStart kills a container whose start failed and records why, so it

@@ -45,8 +45,9 @@ type CreateOptions struct {
 	ImageVolumes map[string]string
 }
 
-// Create writes the bundle and has the monitor create the container (the
-// runtime's create: namespaces and init exist, the command has not run).
+// Create writes the bundle and the record of a created container; no
+// runtime or monitor runs yet: Start launches both (launch), so a create
+// costs no process (as CRI allows: a created container has no pid).
 // A failure undoes everything it made.
 func (m *Manager) Create(ctx context.Context, o CreateOptions) (*Container, error) {
 	if err := checkCreate(o); err != nil {
@@ -143,31 +144,7 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt oci.Runtime) (
 		return nil, fmt.Errorf("container %s: %w", o.ID, err)
 	}
 	steptrace.Mark(ctx, "log")
-	undo = append(undo, func() {
-		// conmon may have died mid-create and left the runtime's state.
-		if err := rt.Delete(context.Background(), o.ID); err != nil {
-			m.log.Warn("rollback: deleting the runtime state", "container", o.ID, "err", err)
-		}
-		_ = f.removeOutside()
-	})
-	started, err := rt.Create(ctx, oci.CreateRequest{ID: o.ID, Name: o.Name, Bundle: f.bundle,
-		PidFile: f.pidFile, MonitorPidFile: f.monitorPid, LogPath: o.LogPath,
-		TTY: o.Config.GetTty(), Stdin: o.Config.GetStdin(), StdinOnce: o.Config.GetStdinOnce()})
-	steptrace.Mark(ctx, "oci create")
-	if err != nil {
-		return nil, err
-	}
-	undo = append(undo, func() { rt.KillMonitor(started.MonitorPid, o.ID) })
-	if err := recordCensus(f.bundle, started.Pid); err != nil {
-		return nil, fmt.Errorf("container %s: %w", o.ID, err)
-	}
-	steptrace.Mark(ctx, "census")
-	undo = append(undo, func() {
-		if err := m.endProcesses(context.Background(), o.ID); err != nil {
-			m.log.Warn("rollback: ending the container's processes", "container", o.ID, "err", err)
-		}
-	})
-	c = newRecord(o, rt.Name(), started)
+	c = newRecord(o, rt.Name())
 	// Rootless without a cgroup the spec carries no limits (setResources):
 	// say so in the record, so ContainerStatus reports none.
 	c.Unconfined = m.rootless && c.CgroupsPath == ""
@@ -182,7 +159,7 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt oci.Runtime) (
 	return c, nil
 }
 
-func newRecord(o CreateOptions, handler string, s oci.Created) *Container {
+func newRecord(o CreateOptions, handler string) *Container {
 	return &Container{
 		ID: o.ID, SandboxID: o.SandboxID, Name: o.Name,
 		Attempt:         o.Config.GetMetadata().GetAttempt(),
@@ -192,8 +169,6 @@ func newRecord(o CreateOptions, handler string, s oci.Created) *Container {
 		LogPath:         o.LogPath,
 		Handler:         handler,
 		State:           StateCreated,
-		Pid:             s.Pid,
-		MonitorPid:      s.MonitorPid,
 		CreatedAt:       time.Now(),
 		Labels:          o.Config.GetLabels(),
 		Annotations:     o.Config.GetAnnotations(),

@@ -48,7 +48,9 @@ func (m *Manager) stop(ctx context.Context, e *entry, timeout time.Duration) err
 func (m *Manager) stopInit(ctx context.Context, e *entry, timeout time.Duration) error {
 	m.handleExit(e.c.ID)
 	c := m.snapshot(e)
-	if c.State == StateExited {
+	// A container never started has no process: it stays created (as
+	// containerd leaves it), and Remove just deletes its files.
+	if c.State == StateExited || !c.launched() {
 		return nil
 	}
 	rt, err := m.runtimeFor(c.Handler)

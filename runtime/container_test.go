@@ -356,8 +356,8 @@ func TestLifecycle(t *testing.T) {
 	ctx := context.Background()
 	// PID 1 ignores signals it has no handler for: the trap makes it obey.
 	c := e.create("life", config("life", "sh", "-c", "trap 'exit 143' TERM; echo hello; sleep 100 & wait"))
-	if c.State != StateCreated || c.Pid <= 0 || c.MonitorPid <= 0 {
-		t.Fatalf("after create: state %s pid %d monitor %d", c.State, c.Pid, c.MonitorPid)
+	if c.State != StateCreated || c.Pid != 0 || c.MonitorPid != 0 {
+		t.Fatalf("after create: state %s pid %d monitor %d, want created with no process", c.State, c.Pid, c.MonitorPid)
 	}
 	if err := e.m.Start(ctx, "life"); err != nil {
 		t.Fatal(err)
@@ -519,10 +519,15 @@ func TestStopSignalAndTimeout(t *testing.T) {
 		if err := e.m.Stop(ctx, "created-only", time.Second); err != nil {
 			t.Fatal(err)
 		}
+		// Nothing runs before Start: the stop leaves it created.
 		c, _ := e.m.Get("created-only")
-		if c.State != StateExited {
-			t.Errorf("state %s after stop", c.State)
+		if c.State != StateCreated || c.Pid != 0 {
+			t.Errorf("state %s pid %d after stop, want created with no process", c.State, c.Pid)
 		}
+		if err := e.m.Remove(ctx, "created-only"); err != nil {
+			t.Fatal(err)
+		}
+		assertNoTraces(t, e, "created-only")
 	})
 }
 
@@ -548,25 +553,41 @@ func TestParseSignal(t *testing.T) {
 	}
 }
 
-// TestCreateRollback: a spec runc refuses leaves no bundle, no monitor,
-// no runtime state, no record and no log file.
-func TestCreateRollback(t *testing.T) {
+// TestStartFailure: a spec the runtime refuses fails at Start (Create
+// runs no runtime): the error is returned, the container is exited with
+// StartError, and no monitor, runtime state or process is left; Remove
+// then leaves nothing.
+func TestStartFailure(t *testing.T) {
 	e := newEnv(t, false)
+	ctx := context.Background()
 	o := e.createOptions("bad", config("bad", "true"))
 	// Both runtimes fail the create: the mount's source does not exist.
 	o.Spec.Mounts = append(o.Spec.Mounts, specs.Mount{Destination: "/missing", Type: "bind", Source: "/nonexistent/crib-test", Options: []string{"rbind"}})
-	_, err := e.m.Create(context.Background(), o)
+	if _, err := e.m.Create(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	err := e.m.Start(ctx, "bad")
 	if err == nil {
-		t.Fatal("create with a bad spec succeeded")
+		t.Fatal("start with a bad spec succeeded")
 	}
-	t.Logf("create failed as it should: %v", err)
+	t.Logf("start failed as it should: %v", err)
+	c, _ := e.m.Get("bad")
+	if c.State != StateExited || c.Reason != ReasonStartError || c.Message == "" || c.Pid != 0 {
+		t.Errorf("after the failed start: %s %s %q pid %d", c.State, c.Reason, c.Message, c.Pid)
+	}
+	f := e.m.files("bad")
+	if _, err := os.Lstat(filepath.Join(e.opts.RunRoot, testHandler(), "bad")); err == nil {
+		t.Error("the runtime's state is left after the failed start")
+	}
+	for _, pid := range allPids() {
+		if e.isMonitor(pid, "bad") && monitorsBundle(pid, f.bundle) {
+			t.Errorf("monitor %d is left after the failed start", pid)
+		}
+	}
+	if err := e.m.Remove(ctx, "bad"); err != nil {
+		t.Fatal(err)
+	}
 	assertNoTraces(t, e, "bad")
-	if _, err := os.Stat(o.LogPath); err == nil {
-		t.Errorf("log file %s is left", o.LogPath)
-	}
-	if len(e.m.List()) != 0 {
-		t.Errorf("list after a failed create: %v", e.m.List())
-	}
 	// The id is free again.
 	e.run("bad", "true")
 }

@@ -37,6 +37,12 @@ func (m *Manager) Update(ctx context.Context, id string, r *runtimeapi.LinuxCont
 	if err != nil {
 		return err
 	}
+	// A container never started has no cgroup yet: the limits go in its
+	// spec, which Start hands to the runtime.
+	if !c.launched() {
+		m.recordResources(e, r, res)
+		return nil
+	}
 	if err := rt.Update(ctx, id, res); err != nil {
 		return fmt.Errorf("updating container %s: %w", id, err)
 	}

@@ -113,9 +113,6 @@ func TestFakeCreateRollback(t *testing.T) {
 		want  error    // the sentinel, nil for any error
 		calls []string // the fake's calls, in order
 	}{
-		{name: "runtime create fails", setup: func(f *fakeEnv, o *CreateOptions) {
-			f.rt.Fail["create"] = errors.New("runc create failed: exec format error")
-		}, calls: []string{"create c1", "delete c1"}},
 		{name: "log path leaves the pod's log directory", setup: func(f *fakeEnv, o *CreateOptions) {
 			outside := filepath.Join(f.logDir, "outside")
 			os.Mkdir(outside, 0o700)
@@ -380,6 +377,9 @@ func TestFakeUpdate(t *testing.T) {
 	if _, err := f.m.Create(ctx, o); err != nil {
 		t.Fatal(err)
 	}
+	if err := f.m.Start(ctx, "confined"); err != nil {
+		t.Fatal(err)
+	}
 	limits := &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, CpuShares: 512}
 	if err := f.m.Update(ctx, "plain", limits); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Errorf("update without a cgroup: %v, want FailedPrecondition", err)
@@ -451,5 +451,84 @@ func TestFakeHandlers(t *testing.T) {
 	o.Handler = "kata"
 	if _, err := m.Create(ctx, o); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("create with an unknown handler: %v, want NotFound", err)
+	}
+}
+
+// TestFakeCreateRunsNoRuntime: CreateContainer's work ends at the record;
+// the runtime and the monitor run only at Start.
+func TestFakeCreateRunsNoRuntime(t *testing.T) {
+	f := newFakeEnv(t)
+	f.create(t, "c1")
+	if calls := f.rt.Calls(); len(calls) != 0 {
+		t.Errorf("create called the runtime: %v", calls)
+	}
+	c := f.state(t, "c1", StateCreated)
+	if c.Pid != 0 || c.MonitorPid != 0 {
+		t.Errorf("a created container has pid %d, monitor %d", c.Pid, c.MonitorPid)
+	}
+	if err := f.m.Start(context.Background(), "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if !called(f.rt, "create c1", "start c1") {
+		t.Errorf("runtime calls %v, want create then start", f.rt.Calls())
+	}
+}
+
+// TestFakeUnstartedLifecycle: a container never started has no process:
+// stop leaves it created and touches no runtime, an update lands in its
+// spec for Start, and remove deletes its bundle and record.
+func TestFakeUnstartedLifecycle(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeEnv(t)
+	o := f.options("c1")
+	o.Spec.Linux.CgroupsPath = "/crib/pod1/c1"
+	if _, err := f.m.Create(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.m.Stop(ctx, "c1", 0); err != nil {
+		t.Fatal(err)
+	}
+	f.state(t, "c1", StateCreated)
+	limits := &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20}
+	if err := f.m.Update(ctx, "c1", limits); err != nil {
+		t.Fatal(err)
+	}
+	s, err := readSpec(f.m.files("c1").bundle)
+	if err != nil || s.Linux.Resources == nil || s.Linux.Resources.Memory == nil || *s.Linux.Resources.Memory.Limit != 64<<20 {
+		t.Errorf("the bundle's spec keeps %+v (%v), want the new memory limit", s, err)
+	}
+	if calls := f.rt.Calls(); len(calls) != 0 {
+		t.Errorf("stop and update of a container never started called the runtime: %v", calls)
+	}
+	if err := f.m.Remove(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(f.m.files("c1").bundle); !os.IsNotExist(err) {
+		t.Errorf("the bundle is left: %v", err)
+	}
+	if _, err := f.m.Get("c1"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("the record is left: %v", err)
+	}
+}
+
+// TestFakeLaunchFails: a runtime create that fails at Start returns the
+// error, leaves the container exited with StartError, and its runtime
+// state deleted.
+func TestFakeLaunchFails(t *testing.T) {
+	f := newFakeEnv(t)
+	f.create(t, "c1")
+	f.rt.Fail["create"] = errors.New("crun create failed: exec format error")
+	if err := f.m.Start(context.Background(), "c1"); err == nil || !strings.Contains(err.Error(), "exec format error") {
+		t.Fatalf("start: %v, want the runtime's error", err)
+	}
+	c := f.state(t, "c1", StateExited)
+	if c.Reason != ReasonStartError || c.ExitCode != exitCodeUnknown || !strings.Contains(c.Message, "exec format error") || c.Pid != 0 {
+		t.Errorf("after a failed launch: %s %d %q pid %d", c.Reason, c.ExitCode, c.Message, c.Pid)
+	}
+	if !called(f.rt, "create c1", "delete c1") || called(f.rt, "start c1") {
+		t.Errorf("runtime calls %v, want create then delete, no start", f.rt.Calls())
+	}
+	if err := f.m.Start(context.Background(), "c1"); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Errorf("second start: %v, want FailedPrecondition", err)
 	}
 }

@@ -24,6 +24,9 @@ type RecoverReport struct {
 	// or the monitor was killed): recorded as exited with code 255 and
 	// reason HostRestarted, and killed if they still ran.
 	Lost []string
+	// Unstarted containers were created and never started (no monitor,
+	// no runtime state): they stay created and startable.
+	Unstarted []string
 	// Cleaned are leftovers with no record (a crash mid-create): bundles,
 	// monitors, runtime state and exit files, now removed.
 	Cleaned []string
@@ -79,9 +82,13 @@ func (m *Manager) recoverOne(ctx context.Context, e *entry, rep *RecoverReport) 
 	}
 	if rt.Monitoring(pid, c.ID) {
 		if c.State == StateCreated {
-			m.finishStart(ctx, e, c)
+			m.finishStart(ctx, e, pid)
 		}
 		rep.Reattached = append(rep.Reattached, c.ID)
+		return nil
+	}
+	if m.keepUnstarted(ctx, e, c, pid, rt) {
+		rep.Unstarted = append(rep.Unstarted, c.ID)
 		return nil
 	}
 	// The exit file may have landed between the two checks.
@@ -104,23 +111,58 @@ func (m *Manager) recoverOne(ctx context.Context, e *entry, rep *RecoverReport) 
 	return nil
 }
 
-// finishStart records a start crib died in the middle of: the runtime
-// started the container, but the record still says created. When exactly
-// it started is unknown; it was no later than now.
-func (m *Manager) finishStart(ctx context.Context, e *entry, c *Container) {
+// finishStart records a start crib died in the middle of: the monitor
+// lives, but the record may lack its pids (saved at the end of Start) and
+// still say created although the runtime started the container. When
+// exactly it started is unknown; it was no later than now. A container
+// the runtime holds created stays so, launched: Start then only starts it.
+func (m *Manager) finishStart(ctx context.Context, e *entry, monitorPid int) {
+	c := m.snapshot(e)
 	rt, err := m.runtimeFor(c.Handler)
 	if err != nil {
 		return
 	}
 	st, err := rt.State(ctx, c.ID)
-	if err != nil || st.Status != "running" {
+	if err != nil {
 		return
 	}
+	pid := c.Pid
+	if pid == 0 {
+		pid = oci.ReadPidFile(m.files(c.ID).pidFile)
+	}
+	if pid == 0 {
+		pid = st.Pid
+	}
 	m.update(e, func(c *Container) {
-		if c.State == StateCreated {
+		c.Pid, c.MonitorPid = pid, monitorPid
+		if c.State == StateCreated && st.Status == "running" {
 			c.State, c.StartedAt = StateRunning, time.Now()
 		}
 	})
+}
+
+// keepUnstarted keeps created a container Start never launched: no
+// monitor, no runtime pid, and its bundle still there (a reboot empties
+// the runroot, and a container whose runroot is gone is lost: its
+// writable layer is volatile). A Start that died before its monitor
+// wrote a pid file may have left runtime state: deleting it (nothing when
+// there is none) makes the container startable again.
+func (m *Manager) keepUnstarted(ctx context.Context, e *entry, c *Container, monitorPid int, rt oci.Runtime) bool {
+	f := m.files(c.ID)
+	if c.State != StateCreated || c.launched() || monitorPid > 0 || oci.ReadPidFile(f.pidFile) > 0 {
+		return false
+	}
+	if _, err := os.Stat(filepath.Join(f.bundle, "config.json")); err != nil {
+		return false
+	}
+	if err := rt.Delete(ctx, c.ID); err != nil {
+		m.log.Warn("deleting the runtime state of a container never started", "container", c.ID, "err", err)
+		return false
+	}
+	if err := f.removeOutside(); err != nil {
+		m.log.Warn("removing the exit file of a container never started", "container", c.ID, "err", err)
+	}
+	return true
 }
 
 // cleanOrphans removes bundles, runtime state, exit files and attach

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/runtime/oci"
 )
 
 // TestRecover drops a Manager with containers in several states, as a
@@ -39,7 +40,8 @@ func TestRecover(t *testing.T) {
 	}
 	t.Logf("recover: %+v", rep)
 	slices.Sort(rep.Reattached)
-	if !slices.Equal(rep.Reattached, []string{"rec-created", "rec-running", "rec-started"}) || !slices.Equal(rep.Exited, []string{"rec-exits"}) ||
+	if !slices.Equal(rep.Reattached, []string{"rec-launched", "rec-running", "rec-started"}) || !slices.Equal(rep.Exited, []string{"rec-exits"}) ||
+		!slices.Equal(rep.Unstarted, []string{"rec-created"}) ||
 		!slices.Equal(rep.Lost, []string{"rec-lost"}) || !slices.Equal(sorted(rep.Cleaned), []string{"rec-gone", "rec-orphan", "rec-removed"}) {
 		t.Errorf("report %+v", rep)
 	}
@@ -49,10 +51,15 @@ func TestRecover(t *testing.T) {
 			t.Errorf("the leftover %s is left", p)
 		}
 	}
-	if err := e.m.Start(ctx, "rec-created"); err != nil {
-		t.Errorf("start of a container created before the restart: %v", err)
+	for _, id := range []string{"rec-created", "rec-launched"} {
+		if err := e.m.Start(ctx, id); err != nil {
+			t.Errorf("start of %s, created before the restart: %v", id, err)
+		}
+		if c, _ := e.m.Get(id); c.State != StateRunning || !processAlive(c.Pid) {
+			t.Errorf("%s after its start: %s pid %d", id, c.State, c.Pid)
+		}
 	}
-	for _, id := range []string{"rec-running", "rec-lost", "rec-exits", "rec-created", "rec-started"} {
+	for _, id := range []string{"rec-running", "rec-lost", "rec-exits", "rec-created", "rec-started", "rec-launched"} {
 		if err := e.m.Remove(ctx, id); err != nil {
 			t.Errorf("remove %s: %v", id, err)
 		}
@@ -67,14 +74,13 @@ func crashScene(t *testing.T, e *testEnv) (lost *Container, leftovers []string) 
 	e.run("rec-running", "sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait")
 	lost = e.run("rec-lost", "sleep", "1000")
 	// A crash between the runtime's start and the record's update.
-	e.create("rec-started", config("rec-started", "sleep", "1000"))
-	rt, err := e.m.runtimeFor("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := launchOnly(t, e, "rec-started")
 	if err := rt.Start(context.Background(), "rec-started"); err != nil {
 		t.Fatal(err)
 	}
+	// A crash between Start's launch (monitor and runtime create) and
+	// the runtime's start.
+	launchOnly(t, e, "rec-launched")
 	e.run("rec-exits", "sleep", "0.5")
 	e.create("rec-created", config("rec-created", "sleep", "1000"))
 	// A crash in the middle of a create: a bundle and no record.
@@ -95,6 +101,25 @@ func crashScene(t *testing.T, e *testEnv) (lost *Container, leftovers []string) 
 	return lost, []string{orphan, emptyRecord, orphanLink, filepath.Join(e.opts.RunRoot, testHandler(), "rec-lost")}
 }
 
+// launchOnly creates a container and runs the first half of its Start,
+// as a Start that crib died in does: the record on disk has no pids.
+func launchOnly(t *testing.T, e *testEnv, id string) oci.Runtime {
+	t.Helper()
+	e.create(id, config(id, "sleep", "1000"))
+	rt, err := e.m.runtimeFor("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	en, err := e.m.lookup(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.launch(context.Background(), en, rt); err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
 // checkRecovered checks each container's state after Recover.
 func checkRecovered(t *testing.T, e *testEnv, lost *Container) {
 	t.Helper()
@@ -105,8 +130,11 @@ func checkRecovered(t *testing.T, e *testEnv, lost *Container) {
 	if c, _ = e.m.Get("rec-started"); c.State != StateRunning || c.StartedAt.IsZero() {
 		t.Errorf("container started by the runtime before the crash is %s (started %v), want running", c.State, c.StartedAt)
 	}
-	if c, _ = e.m.Get("rec-created"); c.State != StateCreated {
-		t.Errorf("created container is %s after recovery", c.State)
+	if c, _ = e.m.Get("rec-created"); c.State != StateCreated || c.Pid != 0 {
+		t.Errorf("created container is %s (pid %d) after recovery", c.State, c.Pid)
+	}
+	if c, _ = e.m.Get("rec-launched"); c.State != StateCreated || !processAlive(c.Pid) || c.MonitorPid == 0 {
+		t.Errorf("container launched before the crash is %s (pid %d, monitor %d), want created with both pids", c.State, c.Pid, c.MonitorPid)
 	}
 	if err := e.m.Stop(context.Background(), "rec-running", 10*time.Second); err != nil {
 		t.Fatal(err)

@@ -145,7 +145,7 @@ func (p *parts) recover(ctx context.Context, runRoot string, store *storage.Stor
 	}
 	log.Info("recovered state",
 		"containers_reattached", len(crep.Reattached), "containers_exited", len(crep.Exited), "containers_lost", len(crep.Lost),
-		"containers_cleaned", len(crep.Cleaned),
+		"containers_cleaned", len(crep.Cleaned), "containers_unstarted", len(crep.Unstarted),
 		"pods_ready", len(prep.Ready), "pods_not_ready", len(prep.NotReady), "pods_cleaned", len(prep.Removed),
 		"rootfs_cleaned", len(rootfs))
 	writeRecovery(runRoot, recoveryRecord(crep, prep, rootfs, append([]error{cerr, perr}, rerrs...)), log)
