@@ -116,6 +116,11 @@ func (c *Container) launched() bool { return c.Pid > 0 }
 func (m *Manager) launch(ctx context.Context, e *entry, rt oci.Runtime) error {
 	c := m.snapshot(e)
 	f := m.files(c.ID)
+	// Again: a symlink planted in the log directory since the create
+	// would have the monitor write elsewhere.
+	if err := checkLogInside(c.LogDirectory, c.LogPath); err != nil {
+		return err
+	}
 	started, err := rt.Create(ctx, oci.CreateRequest{ID: c.ID, Name: c.Name, Bundle: f.bundle,
 		PidFile: f.pidFile, MonitorPidFile: f.monitorPid, LogPath: c.LogPath,
 		TTY: c.Config.GetTty(), Stdin: c.Config.GetStdin(), StdinOnce: c.Config.GetStdinOnce()})

@@ -167,6 +167,7 @@ func newRecord(o CreateOptions, handler string) *Container {
 		ImageRef:        o.ImageRef,
 		ImageID:         o.ImageID,
 		LogPath:         o.LogPath,
+		LogDirectory:    o.LogDirectory,
 		Handler:         handler,
 		State:           StateCreated,
 		CreatedAt:       time.Now(),

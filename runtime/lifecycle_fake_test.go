@@ -532,3 +532,31 @@ func TestFakeLaunchFails(t *testing.T) {
 		t.Errorf("second start: %v, want FailedPrecondition", err)
 	}
 }
+
+// TestFakeLaunchChecksLogPath: a symlink planted in the pod's log
+// directory between create and start is refused before the monitor
+// would write through it.
+func TestFakeLaunchChecksLogPath(t *testing.T) {
+	f := newFakeEnv(t)
+	o := f.options("c1")
+	o.LogDirectory, o.LogPath = filepath.Join(f.logDir, "pod"), filepath.Join(f.logDir, "pod", "c1", "0.log")
+	os.MkdirAll(o.LogDirectory, 0o700)
+	if _, err := f.m.Create(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(f.logDir, "outside")
+	os.Mkdir(outside, 0o700)
+	os.RemoveAll(filepath.Join(o.LogDirectory, "c1"))
+	if err := os.Symlink(outside, filepath.Join(o.LogDirectory, "c1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.m.Start(context.Background(), "c1"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("start through a planted symlink: %v, want InvalidArgument", err)
+	}
+	if called(f.rt, "create c1") {
+		t.Errorf("the runtime was asked to create: %v", f.rt.Calls())
+	}
+	if c := f.state(t, "c1", StateExited); c.Reason != ReasonStartError {
+		t.Errorf("reason %q, want StartError", c.Reason)
+	}
+}

@@ -60,23 +60,26 @@ type Container struct {
 	Attempt   uint32 `json:"attempt"`
 	// Config is the CRI request the container was created from (stored as
 	// protojson); Update replaces its resources.
-	Config      *runtimeapi.ContainerConfig `json:"-"`
-	ImageRef    string                      `json:"image_ref"`
-	ImageID     string                      `json:"image_id"`
-	LogPath     string                      `json:"log_path,omitempty"`
-	Handler     string                      `json:"handler"`
-	State       State                       `json:"state"`
-	Pid         int                         `json:"pid,omitempty"`
-	MonitorPid  int                         `json:"monitor_pid,omitempty"`
-	CreatedAt   time.Time                   `json:"created_at"`
-	StartedAt   time.Time                   `json:"started_at,omitzero"`
-	FinishedAt  time.Time                   `json:"finished_at,omitzero"`
-	ExitCode    int32                       `json:"exit_code"`
-	Reason      string                      `json:"reason,omitempty"`
-	Message     string                      `json:"message,omitempty"`
-	Labels      map[string]string           `json:"labels,omitempty"`
-	Annotations map[string]string           `json:"annotations,omitempty"`
-	StopSignal  string                      `json:"stop_signal,omitempty"`
+	Config   *runtimeapi.ContainerConfig `json:"-"`
+	ImageRef string                      `json:"image_ref"`
+	ImageID  string                      `json:"image_id"`
+	LogPath  string                      `json:"log_path,omitempty"`
+	// LogDirectory is the pod's log directory, which the log path is
+	// checked to stay inside again when Start launches the monitor.
+	LogDirectory string            `json:"log_directory,omitempty"`
+	Handler      string            `json:"handler"`
+	State        State             `json:"state"`
+	Pid          int               `json:"pid,omitempty"`
+	MonitorPid   int               `json:"monitor_pid,omitempty"`
+	CreatedAt    time.Time         `json:"created_at"`
+	StartedAt    time.Time         `json:"started_at,omitzero"`
+	FinishedAt   time.Time         `json:"finished_at,omitzero"`
+	ExitCode     int32             `json:"exit_code"`
+	Reason       string            `json:"reason,omitempty"`
+	Message      string            `json:"message,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	StopSignal   string            `json:"stop_signal,omitempty"`
 	// CgroupsPath is the spec's cgroup ("" = none); OwnPIDNamespace says
 	// the container's processes are exactly those of its PID namespace.
 	CgroupsPath     string `json:"cgroups_path,omitempty"`
