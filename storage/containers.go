@@ -77,8 +77,18 @@ func (s *Store) createContainer(id, name, imageRef, mountLabel, metadata string,
 	if err != nil {
 		return ContainerFS{}, err
 	}
-	opts := &cstorage.ContainerOptions{
-		BigData: []cstorage.ContainerBigDataOption{{Key: mountLabelKey, Data: []byte(mountLabel)}},
+	// Volatile: the library records the container and its layer without
+	// syncing them, and mounts its overlay with "volatile" (no syncs of
+	// the upper layer). A container's writable layer is never used again
+	// after a power loss: every container is dead then, the kubelet makes
+	// new ones, and crib deletes a layer whose record is gone or torn
+	// (leftovers). The syncs (four per container) cost milliseconds of
+	// every CreateContainer.
+	opts := &cstorage.ContainerOptions{Volatile: true}
+	if mountLabel != "" {
+		// Only a label is kept: an item costs the library a second write
+		// of containers.json and a file, and a missing one reads as "".
+		opts.BigData = []cstorage.ContainerBigDataOption{{Key: mountLabelKey, Data: []byte(mountLabel)}}
 	}
 	if uidMap != nil {
 		opts.IDMappingOptions = types.IDMappingOptions{UIDMap: toIDTools(uidMap), GIDMap: toIDTools(gidMap)}
