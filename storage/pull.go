@@ -249,7 +249,7 @@ func (s *Store) fetchImage(ctx context.Context, sys *types.SystemContext, src, d
 			}
 		}
 	}
-	return copyWithPolicy(ctx, sys, policy, openedSource{ImageReference: src, src: opened}, dest, name, progress)
+	return s.copyWithPolicy(ctx, sys, policy, openedSource{ImageReference: src, src: opened}, dest, name, progress)
 }
 
 // copyImage runs one go.podman.io/image copy into the store under the
@@ -260,10 +260,14 @@ func (s *Store) copyImage(ctx context.Context, sys *types.SystemContext, src, de
 		return nil, fmt.Errorf("storage: signature policy: %w", err)
 	}
 	defer policy.Destroy()
-	return copyWithPolicy(ctx, sys, policy, src, dest, name, progress)
+	return s.copyWithPolicy(ctx, sys, policy, src, dest, name, progress)
 }
 
-func copyWithPolicy(ctx context.Context, sys *types.SystemContext, policy *signature.PolicyContext, src, dest types.ImageReference, name string, progress func(Progress)) (types.ImageReference, error) {
+func (s *Store) copyWithPolicy(ctx context.Context, sys *types.SystemContext, policy *signature.PolicyContext, src, dest types.ImageReference, name string, progress func(Progress)) (types.ImageReference, error) {
+	// The copy may create layers: no staged layer is stored meanwhile
+	// (see applyLayer).
+	s.stageMu.RLock()
+	defer s.stageMu.RUnlock()
 	var resolvedRef types.ImageReference
 	opts := &copy.Options{
 		SourceCtx:               sys,

@@ -58,6 +58,12 @@ type stagedLayer struct {
 // lacks, and returns the digests of the blobs it fetched. The image must
 // pass the signature policy first: nothing of a refused image is stored.
 func (s *Store) stageLayers(ctx context.Context, sys *types.SystemContext, policy *signature.PolicyContext, src *keptOpen, progress func(Progress)) (map[digest.Digest]bool, error) {
+	if s.guest {
+		// Storing a staged layer checks first that no layer has its id,
+		// which only this process's lock makes safe: a guest leaves
+		// layers to the image library, which creates them atomically.
+		return nil, errors.New("a guest does not stage layers")
+	}
 	if !s.canStage() {
 		return nil, errors.New("the storage driver cannot stage layers")
 	}
@@ -219,9 +225,11 @@ func (s *Store) stageLayer(ctx context.Context, src types.ImageSource, l *staged
 }
 
 // applyStaged turns the staged layers into store layers, base first,
-// each as soon as it is ready. A layer another pull stored meanwhile is
-// kept and the staged copy dropped: applying over it would replace a
-// directory that may be in use.
+// each as soon as it is ready. A layer stored meanwhile (by another pull)
+// is kept and the staged copy dropped: the store would apply a staged
+// layer over an existing one, replacing a directory that may be in use.
+// So the check and the store are one step under stageMu, which the
+// image library's copies, the other way layers are made, hold too.
 func (s *Store) applyStaged(ctx context.Context, layers []stagedLayer, ready []chan struct{}) error {
 	for i := range layers {
 		select {

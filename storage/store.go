@@ -89,8 +89,9 @@ type Store struct {
 	guest       bool
 	guestDir    string // the guest's private spool directory, removed at Close
 
-	// stageMu serializes storing staged layers (see applyStaged).
-	stageMu sync.Mutex
+	// stageMu is held by each staged layer being stored, alone, and by
+	// the image library's copies, which may create layers (see applyLayer).
+	stageMu sync.RWMutex
 
 	pullsMu sync.Mutex
 	pulls   map[pullKey]*pullCall
