@@ -86,7 +86,7 @@ type pullCall struct {
 // image_ref the CRI answers. Concurrent pulls of the same reference with
 // the same credentials share one transfer. When every caller waiting for a
 // transfer gives up, it is cancelled and leaves nothing behind. progress,
-// when not nil, receives events from one goroutine and must not block.
+// when not nil, receives events one at a time and must not block.
 func (s *Store) Pull(ctx context.Context, ref string, auth *Auth, progress func(Progress)) (Image, error) {
 	named, err := parseReference(ref)
 	if err != nil {
@@ -224,8 +224,11 @@ func (s *Store) fetchImage(ctx context.Context, sys *types.SystemContext, src, d
 	}
 	defer raw.Close()
 	opened := &keptOpen{ImageSource: raw}
+	var progressMu sync.Mutex // layers are staged at once: one event at a time
 	named := func(p Progress) {
 		if progress != nil {
+			progressMu.Lock()
+			defer progressMu.Unlock()
 			p.Ref = name
 			progress(p)
 		}
