@@ -31,6 +31,7 @@ import (
 	graphdriver "go.podman.io/storage/drivers"
 	"go.podman.io/storage/pkg/archive"
 	"go.podman.io/storage/pkg/chrootarchive"
+	"go.podman.io/storage/pkg/chunked/toc"
 	"go.podman.io/storage/pkg/tarlog"
 	"golang.org/x/sync/errgroup"
 )
@@ -162,7 +163,10 @@ func (s *Store) planLayers(ctx context.Context, sys *types.SystemContext, policy
 	parent := ""
 	for i, info := range infos {
 		diffID := cfg.RootFS.DiffIDs[i]
-		if info.CryptoOperation != types.PreserveOriginalCrypto ||
+		// A layer with a TOC (zstd:chunked, estargz) may be pulled
+		// partially by the library under an id of its own.
+		tocDigest, err := toc.GetTOCDigest(info.Annotations)
+		if err != nil || tocDigest != nil || info.CryptoOperation != types.PreserveOriginalCrypto ||
 			diffID.Validate() != nil || diffID.Algorithm() != digest.Canonical || info.Digest.Validate() != nil {
 			return nil, fmt.Errorf("not staging layer %d (%s)", i, info.Digest)
 		}
