@@ -57,21 +57,21 @@ type stagedLayer struct {
 }
 
 // stageLayers stores the layers of the image src serves that the store
-// lacks, and returns the digests of the blobs it fetched. The image must
+// lacks, and says what it did. The image must
 // pass the signature policy first: nothing of a refused image is stored.
-func (s *Store) stageLayers(ctx context.Context, sys *types.SystemContext, policy *signature.PolicyContext, src *keptOpen, progress func(Progress)) (map[digest.Digest]bool, error) {
+func (s *Store) stageLayers(ctx context.Context, sys *types.SystemContext, policy *signature.PolicyContext, src *keptOpen, progress func(Progress)) (stagedImage, error) {
 	if s.guest {
 		// Storing a staged layer checks first that no layer has its id,
 		// which only this process's lock makes safe: a guest leaves
 		// layers to the image library, which creates them atomically.
-		return nil, errors.New("a guest does not stage layers")
+		return stagedImage{}, errors.New("a guest does not stage layers")
 	}
 	if !s.canStage() {
-		return nil, errors.New("the storage driver cannot stage layers")
+		return stagedImage{}, errors.New("the storage driver cannot stage layers")
 	}
 	layers, err := s.planLayers(ctx, sys, policy, src)
 	if err != nil {
-		return nil, err
+		return stagedImage{}, err
 	}
 	// Each layer is stored as soon as it and the layers below it are
 	// staged, while the later ones still download.
@@ -109,7 +109,18 @@ func (s *Store) stageLayers(ctx context.Context, sys *types.SystemContext, polic
 			}
 		}
 	}
-	return fetched, err
+	done := stagedImage{fetched: fetched}
+	if err == nil && len(layers) > 0 {
+		done.top = layers[len(layers)-1].id
+	}
+	return done, err
+}
+
+// stagedImage is what the staging did: the blobs it fetched and, when it
+// stored every layer, the id of the top one.
+type stagedImage struct {
+	fetched map[digest.Digest]bool
+	top     string
 }
 
 // planLayers reads the manifest (the platform's, from a list) and the

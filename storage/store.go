@@ -303,6 +303,14 @@ func (a *activity) begin() {
 	a.active++
 }
 
+// markDirty asks for garbage collection when the running operations end,
+// as after a failure.
+func (a *activity) markDirty() {
+	a.mu.Lock()
+	a.dirty = true
+	a.mu.Unlock()
+}
+
 // end finishes an operation; the last one to finish after a failure
 // collects garbage before returning, so a failed pull's caller sees a
 // clean store.
