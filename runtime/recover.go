@@ -87,7 +87,7 @@ func (m *Manager) recoverOne(ctx context.Context, e *entry, rep *RecoverReport) 
 		rep.Reattached = append(rep.Reattached, c.ID)
 		return nil
 	}
-	if m.keepUnstarted(ctx, e, c, pid, rt) {
+	if m.keepUnstarted(ctx, c, pid, rt) {
 		rep.Unstarted = append(rep.Unstarted, c.ID)
 		return nil
 	}
@@ -147,7 +147,7 @@ func (m *Manager) finishStart(ctx context.Context, e *entry, monitorPid int) {
 // writable layer is volatile). A Start that died before its monitor
 // wrote a pid file may have left runtime state: deleting it (nothing when
 // there is none) makes the container startable again.
-func (m *Manager) keepUnstarted(ctx context.Context, e *entry, c *Container, monitorPid int, rt oci.Runtime) bool {
+func (m *Manager) keepUnstarted(ctx context.Context, c *Container, monitorPid int, rt oci.Runtime) bool {
 	f := m.files(c.ID)
 	if c.State != StateCreated || c.launched() || monitorPid > 0 || oci.ReadPidFile(f.pidFile) > 0 {
 		return false
