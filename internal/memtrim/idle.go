@@ -1,8 +1,10 @@
 package memtrim
 
 import (
+	"context"
 	"log/slog"
 	"os"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,7 +110,36 @@ func (i *Idler) fire() {
 	st, err := i.trim()
 	after, _ := i.resident()
 	i.trimmedRSS = after
-	i.log.Debug("memory trimmed", "rss_before", rss, "rss_after", after, "binary_unmapped", st.Unmapped, "err", err)
+	if i.log.Enabled(context.Background(), slog.LevelDebug) {
+		i.log.Debug("memory trimmed", append([]any{"rss_before", rss, "rss_after", after, "binary_unmapped", st.Unmapped, "err", err}, runtimeMemory()...)...)
+	}
+}
+
+// runtimeMemory is the Go runtime's account of its memory (bytes), by
+// class, for the trim's log line: what the anonymous part of the resident
+// set is.
+func runtimeMemory() []any {
+	samples := []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/stacks:bytes"},
+		{Name: "/memory/classes/os-stacks:bytes"},
+		{Name: "/memory/classes/metadata/other:bytes"},
+		{Name: "/memory/classes/metadata/mspan/inuse:bytes"},
+		{Name: "/memory/classes/metadata/mcache/inuse:bytes"},
+		{Name: "/memory/classes/profiling/buckets:bytes"},
+		{Name: "/memory/classes/other:bytes"},
+		{Name: "/sched/goroutines:goroutines"},
+	}
+	metrics.Read(samples)
+	var attrs []any
+	for _, s := range samples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			attrs = append(attrs, strings.TrimPrefix(s.Name, "/memory/classes/"), s.Value.Uint64())
+		}
+	}
+	return attrs
 }
 
 // residentBytes is the process's resident set, from /proc/self/statm.
