@@ -15,7 +15,7 @@ CRIB_USER ?= crib
 TEST_USER ?= crib-test
 CRICTL_VERSION := v1.37.0
 
-.PHONY: test-v2 all build fmt-check unit integration test run stop conformance bench crictl host-setup vet clean fuzz install test-images kubelet try-cluster
+.PHONY: race test-v2 all build fmt-check unit integration test run stop conformance bench crictl host-setup vet clean fuzz install test-images kubelet try-cluster
 
 all: build
 
@@ -35,6 +35,14 @@ fmt-check:
 unit: fmt-check
 	$(GO) vet -tags "$(TAGS)" ./...
 	$(GO) test -tags "$(TAGS)" -count=1 ./...
+	$(MAKE) race
+
+# The packages whose handlers run concurrently (CRI calls, NRI plugins,
+# pod locks, stream sessions), again under the race detector. runtime is
+# left out: its tests start real containers and take minutes with -race.
+RACE_PKGS = ./cri/ ./nri/ ./sandbox/ ./server/streaming/ ./internal/idindex/ ./internal/steptrace/
+race:
+	$(GO) test -race -tags "$(TAGS)" -count=1 $(RACE_PKGS)
 
 bin/crictl:
 	GOBIN=$(CURDIR)/bin $(GO) install sigs.k8s.io/cri-tools/cmd/crictl@$(CRICTL_VERSION)

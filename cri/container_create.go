@@ -160,7 +160,7 @@ func (s *RuntimeService) releaseContainerName(c *containerCreation) {
 	s.containerNames.release(c.name)
 }
 
-func (s *RuntimeService) generateSpec(_ context.Context, c *containerCreation) error {
+func (s *RuntimeService) generateSpec(ctx context.Context, c *containerCreation) error {
 	in := s.specInput(c)
 	in.ImageVolumes = map[string]string{}
 	for ref, v := range c.volumes {
@@ -170,8 +170,11 @@ func (s *RuntimeService) generateSpec(_ context.Context, c *containerCreation) e
 	if err != nil {
 		return err
 	}
-	if b, err := json.Marshal(spec); err == nil {
-		slog.Debug("container spec", "id", c.id, "spec", string(b))
+	// Encoding the spec costs a CreateContainer more than generating it.
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		if b, err := json.Marshal(spec); err == nil {
+			s.log.Debug("container spec", "id", c.id, "spec", string(b))
+		}
 	}
 	c.spec = spec
 	return nil

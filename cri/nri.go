@@ -2,7 +2,6 @@ package cri
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -78,10 +77,10 @@ func (s *RuntimeService) nriRunPod(ctx context.Context, sb *sandbox.Sandbox) err
 		return nil
 	}
 	if stopErr := s.pods.Stop(ctx, sb.ID); stopErr != nil {
-		slog.Warn("undoing a pod an NRI plugin refused", "id", sb.ID, "err", stopErr)
+		s.log.Warn("undoing a pod an NRI plugin refused", "id", sb.ID, "err", stopErr)
 	}
 	if rmErr := s.pods.Remove(ctx, sb.ID); rmErr != nil {
-		slog.Warn("undoing a pod an NRI plugin refused", "id", sb.ID, "err", rmErr)
+		s.log.Warn("undoing a pod an NRI plugin refused", "id", sb.ID, "err", rmErr)
 	}
 	s.nri.RemovePodSandbox(ctx, nriPod(sb))
 	return err

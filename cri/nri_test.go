@@ -84,14 +84,24 @@ func (p *nriPlugin) RemoveContainer(_ context.Context, _ *api.PodSandbox, c *api
 	return nil
 }
 
+var nriLibraryOnce sync.Once
+
 // withNRI starts an NRI host for e's service and connects p to it.
 func withNRI(t *testing.T, e *fakeEnv, p *nriPlugin) {
 	t.Helper()
 	dir := t.TempDir()
+	cfg := config.NRI{Enable: true, SocketPath: filepath.Join(dir, "nri.sock"),
+		PluginDir: filepath.Join(dir, "p"), PluginConfigDir: filepath.Join(dir, "c"),
+		RegistrationTimeout: "5s", RequestTimeout: "5s"}
+	// Once per test binary: the library's settings are process-wide, and
+	// an earlier test's host may still be logging.
+	nriLibraryOnce.Do(func() {
+		if err := nri.ConfigureLibrary(cfg, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
 	h, err := nri.New(nri.Options{
-		Config: config.NRI{Enable: true, SocketPath: filepath.Join(dir, "nri.sock"),
-			PluginDir: filepath.Join(dir, "p"), PluginConfigDir: filepath.Join(dir, "c"),
-			RegistrationTimeout: "5s", RequestTimeout: "5s"},
+		Config:      cfg,
 		RuntimeName: "crib", RuntimeVersion: "test", State: e.svc.NRIState,
 	})
 	if err != nil {

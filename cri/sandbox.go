@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -71,7 +70,7 @@ func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.R
 		s.nri.StopPodSandbox(ctx, nriPod(now)) // a removal stops the pod first
 	}
 	if err := s.nri.RemovePodSandbox(ctx, nriPod(sb)); err != nil {
-		slog.Warn("nri RemovePodSandbox", "id", sb.ID, "err", err)
+		s.log.Warn("nri RemovePodSandbox", "id", sb.ID, "err", err)
 	}
 	if err := s.pods.Remove(ctx, sb.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return nil, err

@@ -1,6 +1,7 @@
 package cri
 
 import (
+	"log/slog"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -51,6 +52,9 @@ type Options struct {
 	Streaming StreamingServer
 	// NRI hosts NRI plugins; nil is NRI off.
 	NRI *nri.Host
+	// Log receives what the service notes beside its answers (undo
+	// failures, specs at debug level); nil means slog.Default().
+	Log *slog.Logger
 }
 
 // RuntimeService implements CRI's RuntimeService.
@@ -67,6 +71,7 @@ type RuntimeService struct {
 	podLocks       *podLocks
 	nri            *nri.Host
 	hidden         hiddenPods
+	log            *slog.Logger
 	// podCIDR is what the kubelet last sent in UpdateRuntimeConfig.
 	podCIDR atomic.Pointer[string]
 }
@@ -90,6 +95,10 @@ func NewRuntimeService(opts Options) *RuntimeService {
 		events:         newEventHub(),
 		podLocks:       newPodLocks(),
 		nri:            opts.NRI,
+		log:            opts.Log,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
 	}
 	s.nri.Bind(s.NRIState, s.NRIUpdate) // before the server starts the host
 	if s.pods != nil {

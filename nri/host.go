@@ -50,6 +50,36 @@ type Host struct {
 	stopped map[string]bool
 }
 
+// ConfigureLibrary sets what the NRI library keeps process-wide: the
+// plugins' registration and request timeouts and its logger. The library
+// holds them in package variables its goroutines read unguarded, so a
+// process calls this once, before its first New (the daemon's wiring
+// does); calling it while a host runs is a data race.
+func ConfigureLibrary(cfg config.NRI, log *slog.Logger) error {
+	if err := setLibraryTimeouts(cfg); err != nil {
+		return err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	nrilog.Set(slogger{log.With("component", "nri")})
+	return nil
+}
+
+func setLibraryTimeouts(cfg config.NRI) error {
+	reg, err := time.ParseDuration(cfg.RegistrationTimeout)
+	if err != nil {
+		return fmt.Errorf("nri registration timeout: %w", err)
+	}
+	req, err := time.ParseDuration(cfg.RequestTimeout)
+	if err != nil {
+		return fmt.Errorf("nri request timeout: %w", err)
+	}
+	adaptation.SetPluginRegistrationTimeout(reg)
+	adaptation.SetPluginRequestTimeout(req)
+	return nil
+}
+
 // New builds the host; Start starts it. It returns nil, nil when NRI is
 // not enabled.
 func New(opts Options) (*Host, error) {
@@ -57,22 +87,9 @@ func New(opts Options) (*Host, error) {
 	if !cfg.Enable {
 		return nil, nil
 	}
-	reg, err := time.ParseDuration(cfg.RegistrationTimeout)
-	if err != nil {
-		return nil, fmt.Errorf("nri registration timeout: %w", err)
-	}
-	req, err := time.ParseDuration(cfg.RequestTimeout)
-	if err != nil {
-		return nil, fmt.Errorf("nri request timeout: %w", err)
-	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	// The library keeps its timeouts and logger process-wide; crib hosts
-	// one adaptation per process, so setting them here is the wiring.
-	adaptation.SetPluginRegistrationTimeout(reg)
-	adaptation.SetPluginRequestTimeout(req)
-	nrilog.Set(slogger{opts.Log.With("component", "nri")})
 	h := &Host{opts: opts, stopped: map[string]bool{}}
 	a, err := adaptation.New(opts.RuntimeName, opts.RuntimeVersion, h.sync, h.updateFromPlugin,
 		adaptation.WithPluginPath(cfg.PluginDir),

@@ -2,6 +2,7 @@ package nri
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/containerd/nri/pkg/api"
+	nrilog "github.com/containerd/nri/pkg/log"
 	"github.com/containerd/nri/pkg/stub"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -98,15 +100,25 @@ func testContainer(id, name string) Container {
 	}}
 }
 
+var libraryLogOnce sync.Once
+
 func startHost(t *testing.T, timeout string, existing ...Container) *Host {
 	t.Helper()
 	dir := t.TempDir()
+	cfg := config.NRI{
+		Enable: true, SocketPath: filepath.Join(dir, "run", "nri.sock"),
+		PluginDir: filepath.Join(dir, "plugins"), PluginConfigDir: filepath.Join(dir, "conf.d"),
+		RegistrationTimeout: "5s", RequestTimeout: timeout,
+	}
+	// Each test sets the request timeout it tests (the tests run one
+	// after another); the library's logger is set once, as an earlier
+	// test's host may still be logging.
+	if err := setLibraryTimeouts(cfg); err != nil {
+		t.Fatal(err)
+	}
+	libraryLogOnce.Do(func() { nrilog.Set(slogger{slog.Default()}) })
 	h, err := New(Options{
-		Config: config.NRI{
-			Enable: true, SocketPath: filepath.Join(dir, "run", "nri.sock"),
-			PluginDir: filepath.Join(dir, "plugins"), PluginConfigDir: filepath.Join(dir, "conf.d"),
-			RegistrationTimeout: "5s", RequestTimeout: timeout,
-		},
+		Config:      cfg,
 		RuntimeName: "crib", RuntimeVersion: "test",
 		State: func() ([]Pod, []Container) { return []Pod{testPod()}, existing },
 	})

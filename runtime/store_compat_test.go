@@ -1,13 +1,12 @@
 package runtime
 
 import (
-	"os"
-	"reflect"
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crib-dev/crib/internal/golden"
 )
 
 // TestEarlierRecordsLoad reads container records written by crib a728aee
@@ -15,11 +14,8 @@ import (
 // in place must re-attach the containers its predecessor left.
 func TestEarlierRecordsLoad(t *testing.T) {
 	created := time.Date(2026, 11, 30, 9, 15, 2, 123456789, time.UTC)
-	for _, tc := range []struct {
-		file string
-		want *Container
-	}{
-		{"full.json", &Container{
+	golden.CheckDecoded(t, "testdata/records", map[string]*Container{
+		"full.json": {
 			ID:        "3f1c2a9b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a",
 			SandboxID: "9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b",
 			Name:      "web", Attempt: 2,
@@ -51,26 +47,7 @@ func TestEarlierRecordsLoad(t *testing.T) {
 			StopSignal:  "SIGTERM", CgroupsPath: "/crib/pods/pod9a8b/3f1c2a9b", OwnPIDNamespace: true,
 			User:         &User{UID: 1000, GID: 1000, SupplementalGroups: []int64{50000, 10}},
 			ImageVolumes: map[string]string{"registry.k8s.io/pause:3.10": "sha256:873ed75102791e5b0b8a7fcd41606c92fcec98d56d05ead4ac5131650004c136"},
-		}},
-		{"minimal.json", &Container{ID: "0b1c", SandboxID: "0a1b", Name: "min", State: StateCreated, CreatedAt: created, Unconfined: true}},
-	} {
-		t.Run(tc.file, func(t *testing.T) {
-			data, err := os.ReadFile("testdata/records/" + tc.file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := unmarshalContainer(data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !proto.Equal(got.Config, tc.want.Config) {
-				t.Errorf("config: got %v, want %v", got.Config, tc.want.Config)
-			}
-			g, w := *got, *tc.want
-			g.Config, w.Config = nil, nil
-			if !reflect.DeepEqual(g, w) {
-				t.Errorf("got  %+v\nwant %+v", g, w)
-			}
-		})
-	}
+		},
+		"minimal.json": {ID: "0b1c", SandboxID: "0a1b", Name: "min", State: StateCreated, CreatedAt: created, Unconfined: true},
+	}, unmarshalContainer)
 }

@@ -1,13 +1,12 @@
 package sandbox
 
 import (
-	"os"
-	"reflect"
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crib-dev/crib/internal/golden"
 )
 
 // TestEarlierRecordsLoad reads pod records written by crib a728aee
@@ -16,11 +15,8 @@ import (
 func TestEarlierRecordsLoad(t *testing.T) {
 	created := time.Date(2026, 11, 30, 9, 15, 1, 987654321, time.UTC)
 	run := "/run/user/1000/crib/sandboxes/9a8b/"
-	for _, tc := range []struct {
-		file string
-		want *Sandbox
-	}{
-		{"full.json", &Sandbox{
+	golden.CheckDecoded(t, "testdata/records", map[string]*Sandbox{
+		"full.json": {
 			ID: "9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b",
 			Config: &runtimeapi.PodSandboxConfig{
 				Metadata:     &runtimeapi.PodSandboxMetadata{Name: "pod", Uid: "uid-1", Namespace: "ns", Attempt: 1},
@@ -46,26 +42,7 @@ func TestEarlierRecordsLoad(t *testing.T) {
 			HostsPath: run + "hosts", ResolvPath: run + "resolv.conf", HostnamePath: run + "hostname", ShmPath: run + "shm",
 			CgroupParent: "/crib/pods/pod9a8b",
 			ProcessLabel: "system_u:system_r:container_t:s0:c1,c2", MountLabel: "system_u:object_r:container_file_t:s0:c1,c2",
-		}},
-		{"minimal.json", &Sandbox{ID: "0a1b", CreatedAt: created, State: StateNotReady}},
-	} {
-		t.Run(tc.file, func(t *testing.T) {
-			data, err := os.ReadFile("testdata/records/" + tc.file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := decodeRecord(data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !proto.Equal(got.Config, tc.want.Config) {
-				t.Errorf("config: got %v, want %v", got.Config, tc.want.Config)
-			}
-			g, w := *got, *tc.want
-			g.Config, w.Config = nil, nil
-			if !reflect.DeepEqual(g, w) {
-				t.Errorf("got  %+v\nwant %+v", g, w)
-			}
-		})
-	}
+		},
+		"minimal.json": {ID: "0a1b", CreatedAt: created, State: StateNotReady},
+	}, decodeRecord)
 }

@@ -58,7 +58,7 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 	if err != nil {
 		return err
 	}
-	l, closeCRI, err := openCRIListener(cfg.Listen, env.activated)
+	l, closeCRI, err := openCRIListener(cfg.Listen, env.activated, log)
 	if err != nil {
 		return err
 	}
@@ -176,6 +176,7 @@ func newGRPCServer(o Options, report doctor.Report, env daemonEnv, parts *parts,
 			Spec:       parts.spec,
 			Streaming:  stream.URLs(),
 			NRI:        nriHost,
+			Log:        log,
 		}),
 		cri.NewImageService(met.meterPulls(store)))
 	return srv
@@ -225,15 +226,15 @@ func stopGracefully(srv *grpc.Server) {
 // crashed crib is replaced, once a killed crib still exiting has let go
 // of it (socket_exiting.go); one that answers for a live process
 // (another crib with other roots, say) is left alone.
-func listenCRI(path string) (net.Listener, error) {
+func listenCRI(path string, log *slog.Logger) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating the socket directory: %w", err)
 	}
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil && !answeredByExiting(path, c) {
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil && !answeredByExiting(path, c, log) {
 		return nil, fmt.Errorf("%w: socket %s answers: another process serves it", ErrAlreadyRunning, path)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		slog.Warn("removing stale socket", "path", path, "err", err)
+		log.Warn("removing stale socket", "path", path, "err", err)
 	}
 	return rootless.ListenPrivate(path)
 }

@@ -280,6 +280,11 @@ func serveMetrics(ctx context.Context, addr string, m *metrics, hs *rootless.Hos
 		}
 	}()
 	log.Info("serving metrics", "address", addr)
+	if !isLoopbackHost(host) {
+		// Like containerd's and CRI-O's, the endpoint has no
+		// authentication; its series name pods, containers and images.
+		log.Warn("metrics are served without authentication to anyone who reaches this address; bind a loopback address or put an authenticating proxy in front", "address", addr)
+	}
 	return func() {
 		srv.Close()
 		if hs.Ports != nil {
@@ -311,4 +316,14 @@ func loopbackFor(bound string) string {
 		return "::1"
 	}
 	return "127.0.0.1"
+}
+
+// isLoopbackHost reports whether host (a listen address's host part) can
+// only be reached from this machine.
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -175,3 +175,14 @@ func TestNamespaceBindHost(t *testing.T) {
 		}
 	}
 }
+
+func TestIsLoopbackHost(t *testing.T) {
+	for host, want := range map[string]bool{
+		"127.0.0.1": true, "::1": true, "localhost": true, "127.0.0.53": true,
+		"0.0.0.0": false, "": false, "::": false, "10.0.0.1": false, "node.example": false,
+	} {
+		if got := isLoopbackHost(host); got != want {
+			t.Errorf("isLoopbackHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+}

@@ -12,6 +12,12 @@ import (
 // crib's namespaces, so the plugins it starts share them and run as the
 // user that runs crib.
 func newNRI(o Options, rootless bool, log *slog.Logger) (*nri.Host, error) {
+	if !o.Config.NRI.Enable {
+		return nil, nil
+	}
+	if err := nri.ConfigureLibrary(o.Config.NRI, log); err != nil {
+		return nil, err
+	}
 	return nri.New(nri.Options{
 		Config:         o.Config.NRI,
 		RuntimeName:    "crib",

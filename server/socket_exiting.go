@@ -62,7 +62,7 @@ func processExiting(pid int) bool {
 // because an exiting process still holds its listener, and then waits
 // (up to exitingListenerWait) until it no longer answers. It returns
 // false as soon as a live process, or one it cannot see, answers.
-func answeredByExiting(path string, c net.Conn) bool {
+func answeredByExiting(path string, c net.Conn, log *slog.Logger) bool {
 	deadline := time.Now().Add(exitingListenerWait)
 	for {
 		pid := listenerPID(c)
@@ -73,7 +73,7 @@ func answeredByExiting(path string, c net.Conn) bool {
 		time.Sleep(20 * time.Millisecond)
 		var err error
 		if c, err = net.DialTimeout("unix", path, time.Second); err != nil {
-			slog.Info("the CRI socket answered for an exiting process until it closed; taking it over",
+			log.Info("the CRI socket answered for an exiting process until it closed; taking it over",
 				"socket", path, "pid", pid, "waited", time.Since(deadline.Add(-exitingListenerWait)).Round(time.Millisecond))
 			return true
 		}

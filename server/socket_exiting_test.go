@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -65,7 +66,7 @@ func TestListenCRIWaitsForAnExitingListener(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	l, err := listenCRI(path)
+	l, err := listenCRI(path, slog.Default())
 	if err != nil {
 		t.Fatalf("listenCRI while the old listener's process exits: %v", err)
 	}
@@ -83,7 +84,7 @@ func TestListenCRIRefusesALiveListener(t *testing.T) {
 	}
 	defer live.Close()
 	start := time.Now()
-	l, err := listenCRI(path)
+	l, err := listenCRI(path, slog.Default())
 	if err == nil {
 		l.Close()
 		t.Fatal("listenCRI took over a socket a live process serves")

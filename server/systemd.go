@@ -81,9 +81,9 @@ func (n sdNotifier) send(state string) {
 // otherwise listens on path. The returned function closes the listener;
 // it removes the socket file only when crib made it: an activated socket
 // belongs to systemd, which keeps listening while crib restarts.
-func openCRIListener(path string, activated *os.File) (net.Listener, func(), error) {
+func openCRIListener(path string, activated *os.File, log *slog.Logger) (net.Listener, func(), error) {
 	if activated == nil {
-		l, err := listenCRI(path)
+		l, err := listenCRI(path, log)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -77,7 +78,7 @@ func TestOpenCRIListenerActivated(t *testing.T) {
 	}
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	l.Close() // systemd's copy would stay; f is crib's
-	got, closeCRI, err := openCRIListener(filepath.Join(t.TempDir(), "other.sock"), f)
+	got, closeCRI, err := openCRIListener(filepath.Join(t.TempDir(), "other.sock"), f, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func TestOpenCRIListenerRefusesNonUnix(t *testing.T) {
 	}
 	defer l.Close()
 	f, _ := l.(*net.TCPListener).File()
-	if _, _, err := openCRIListener("/nonexistent", f); err == nil || !strings.Contains(err.Error(), "not a unix stream socket") {
+	if _, _, err := openCRIListener("/nonexistent", f, slog.Default()); err == nil || !strings.Contains(err.Error(), "not a unix stream socket") {
 		t.Fatalf("tcp socket accepted: %v", err)
 	}
 }
@@ -126,7 +127,7 @@ func TestTakeSystemdHandoffSocket(t *testing.T) {
 			fmt.Printf("no socket: %v\n", err)
 			os.Exit(1)
 		}
-		l, closeCRI, err := openCRIListener("/nonexistent/crib.sock", h.socket)
+		l, closeCRI, err := openCRIListener("/nonexistent/crib.sock", h.socket, slog.Default())
 		if err != nil {
 			fmt.Println(err)
 			os.Exit(1)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -108,6 +110,39 @@ func TestIntegrationUserNamespaceIsolation(t *testing.T) {
 		out := execOut(t, c, mine, "sh", "-c", "touch /etc/written && stat -c '%u %g' /etc/written /bin")
 		if out != "0 0\n0 0" && strings.Join(strings.Fields(out), " ") != "0 0 0 0" {
 			t.Errorf("owners in the pod's rootfs: %q", out)
+		}
+	})
+	t.Run("a restarted crib keeps the pod and removes it", func(t *testing.T) {
+		uidMap := execOut(t, c, mine, "cat", "/proc/self/uid_map")
+		pid := containerPID(t, c, mine)
+		d.stop(t)
+		d.start(t)
+		c := d.clients(t)
+		if got := containerPID(t, c, mine); got != pid {
+			t.Errorf("after the restart the container's pid is %d, was %d", got, pid)
+		}
+		if got := execOut(t, c, mine, "cat", "/proc/self/uid_map"); got != uidMap {
+			t.Errorf("after the restart the pod's uid_map is %q, was %q", got, uidMap)
+		}
+		list, err := c.rs.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{Id: mine}})
+		if err != nil || len(list.Containers) != 1 {
+			t.Fatalf("list after the restart: %v %v", list, err)
+		}
+		if s := list.Containers[0].State; s != runtimeapi.ContainerState_CONTAINER_RUNNING {
+			t.Errorf("after the restart the container is %v", s)
+		}
+		podID := list.Containers[0].PodSandboxId
+		if _, err := c.rs.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+		if _, err := c.rs.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+			t.Fatalf("remove: %v", err)
+		}
+		if _, err := c.rs.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: podID}); status.Code(err) != codes.NotFound {
+			t.Errorf("status of the removed pod: %v, want NotFound", err)
+		}
+		if got := containerPID(t, c, other); got != victimPID {
+			t.Errorf("the other pod's container: pid %d after the restart and removal, was %d", got, victimPID)
 		}
 	})
 }

@@ -123,7 +123,10 @@ type Streaming struct {
 // Metrics configures the Prometheus metrics listener, which is off
 // unless an address is given. Rootless, crib listens on the same address
 // in its own network namespace and in the host's, as the streaming server
-// does, so a scraper on the host reaches it.
+// does, so a scraper on the host reaches it. The endpoint has no
+// authentication (as containerd's and CRI-O's): anyone who reaches the
+// address reads pod, container and image names, so crib warns at start-up
+// when the address is not a loopback one.
 type Metrics struct {
 	Address string `toml:"address" json:"address" flag:"metrics-address" help:"host:port of the Prometheus metrics listener, e.g. 127.0.0.1:9090 (empty: off)"`
 }
