@@ -85,7 +85,8 @@ func (s *RuntimeService) RemoveContainer(ctx context.Context, req *runtimeapi.Re
 	return &runtimeapi.RemoveContainerResponse{}, nil
 }
 
-// removeContainer stops and removes a container, its filesystem and name.
+// removeContainer stops and removes a container and frees its name; its
+// files and root filesystem are left to the reclaimer (reclaim.go).
 func (s *RuntimeService) removeContainer(ctx context.Context, id string) error {
 	c, err := s.containers.Get(id)
 	if errors.Is(err, errdefs.ErrNotFound) {
@@ -98,25 +99,65 @@ func (s *RuntimeService) removeContainer(ctx context.Context, id string) error {
 		return err
 	}
 	s.nriStopped(ctx, id)
-	if err := s.containers.Remove(ctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return err
+	// The image store's name and crib's record go side by side: each is a
+	// file write.
+	named := make(chan error, 1)
+	go func() { named <- s.rootfs.ReleaseName(id) }()
+	reclaim, err := s.containers.Release(ctx, id)
+	nameErr := <-named
+	steptrace.Mark(ctx, "release")
+	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return err // still known; crib's name index keeps its name
+	}
+	if reclaim == nil {
+		return nil // removed meanwhile by another call, which reclaims it
 	}
 	s.nri.RemoveContainer(ctx, s.nriPodOf(c.SandboxID), nriContainer(c))
-	if err := s.rootfs.Unmount(id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return err
-	}
-	steptrace.Mark(ctx, "rootfs unmount")
-	if err := s.rootfs.DeleteContainer(id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return err
-	}
-	steptrace.Mark(ctx, "rootfs delete")
-	for _, imageID := range c.ImageVolumes {
-		if err := s.rootfs.UnmountImage(imageID); err != nil {
-			return err
-		}
-	}
 	s.containerNames.release(containerName(c.SandboxID, c.Config.GetMetadata()))
+	run := s.reclaimContainer(c, reclaim)
+	if nameErr == nil {
+		s.reclaims.add(c.SandboxID, id, run)
+		return nil
+	}
+	// The store kept the name: deleting the filesystem now frees it too.
+	if err := run(ctx); err != nil {
+		s.reclaims.add(c.SandboxID, id, run) // for the pod's removal to retry
+		return errors.Join(nameErr, err)
+	}
 	return nil
+}
+
+// reclaimContainer deletes what a released container left: the runtime's
+// state and bundle, then its root filesystem and image-volume mounts. A
+// reclaim that failed can be run again; it resumes where it stopped, so an
+// image mount is never released twice.
+func (s *RuntimeService) reclaimContainer(c *runtime.Container, runtimeFiles func(context.Context) error) func(context.Context) error {
+	var filesDone, rootfsDone bool
+	var images []string
+	for _, imageID := range c.ImageVolumes {
+		images = append(images, imageID)
+	}
+	return func(ctx context.Context) error {
+		if !filesDone {
+			if err := runtimeFiles(ctx); err != nil {
+				return err
+			}
+			filesDone = true
+		}
+		if !rootfsDone {
+			if err := s.rootfs.DeleteContainer(c.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+				return err
+			}
+			rootfsDone = true
+		}
+		for len(images) > 0 {
+			if err := s.rootfs.UnmountImage(images[0]); err != nil {
+				return err
+			}
+			images = images[1:]
+		}
+		return nil
+	}
 }
 
 // ContainerStatus reports one container.

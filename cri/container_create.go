@@ -263,6 +263,7 @@ func (s *RuntimeService) makeRootfs(ctx context.Context, c *containerCreation) e
 	} else {
 		_, err = s.rootfs.CreateContainer(ctx, c.id, c.name, c.img.ID, sb.MountLabel, sb.ID)
 	}
+	steptrace.Mark(ctx, "rootfs layer")
 	if err != nil {
 		return err
 	}

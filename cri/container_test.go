@@ -30,6 +30,7 @@ func TestRemoveContainerRunning(t *testing.T) {
 	if _, err := e.ctrs.Get(id); !errdefs.IsNotFound(err) {
 		t.Errorf("record after remove: %v, want not found", err)
 	}
+	e.svc.reclaims.wg.Wait() // the filesystem is the reclaimer's
 	e.rootfs.mu.Lock()
 	leftLayer, leftMount, volumes := e.rootfs.layers[id], e.rootfs.mounted[id], e.rootfs.imageMounts["vol-aid"]
 	e.rootfs.mu.Unlock()

@@ -36,6 +36,8 @@ type ContainerManager interface {
 	Start(ctx context.Context, id string) error
 	Stop(ctx context.Context, id string, timeout time.Duration) error
 	Remove(ctx context.Context, id string) error
+	// Release is Remove without its reclaim, which it returns (reclaim.go).
+	Release(ctx context.Context, id string) (reclaim func(context.Context) error, err error)
 	Get(id string) (*runtime.Container, error)
 	// Resolve finds a container by its id or a unique prefix of it.
 	Resolve(idOrPrefix string) (*runtime.Container, error)
@@ -62,6 +64,9 @@ type RootfsStore interface {
 	Mount(id string) (string, error)
 	Unmount(id string) error
 	DeleteContainer(id string) error
+	// ReleaseName frees the container's name before its filesystem is
+	// deleted (reclaim.go).
+	ReleaseName(id string) error
 	ContainerUsage(ctx context.Context, id string) (bytes, inodes uint64, err error)
 	MountImage(ctx context.Context, ref string) (path, imageID string, err error)
 	UnmountImage(imageID string) error

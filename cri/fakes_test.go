@@ -172,6 +172,18 @@ func (f *fakeContainers) Remove(_ context.Context, id string) error {
 	return nil
 }
 
+// Release is Remove with nothing left to reclaim: the fake keeps no files.
+func (f *fakeContainers) Release(ctx context.Context, id string) (func(context.Context) error, error) {
+	f.mu.Lock()
+	_, ok := f.ctrs[id]
+	f.mu.Unlock()
+	if !ok {
+		return nil, nil
+	}
+	f.Remove(ctx, id)
+	return func(context.Context) error { return nil }, nil
+}
+
 func (f *fakeContainers) Get(id string) (*runtime.Container, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -294,11 +306,17 @@ func (f *fakeRootfs) Unmount(id string) error {
 }
 
 func (f *fakeRootfs) DeleteContainer(id string) error {
+	if err := f.check("DeleteContainer"); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	delete(f.mounted, id) // as the store's: it unmounts first
 	delete(f.layers, id)
 	return nil
 }
+
+func (f *fakeRootfs) ReleaseName(string) error { return f.check("ReleaseName") }
 
 func (f *fakeRootfs) MountImage(ctx context.Context, ref string) (string, string, error) {
 	if err := f.check("MountImage:" + ref); err != nil {

@@ -66,6 +66,11 @@ func (s *RuntimeService) RemovePodSandbox(ctx context.Context, req *runtimeapi.R
 			return nil, err
 		}
 	}
+	// The pod's cgroup and run dir go after its containers' own.
+	if err := s.reclaims.settle(ctx, sb.ID); err != nil {
+		return nil, err
+	}
+	steptrace.Mark(ctx, "containers reclaimed")
 	if now, err := s.pods.Get(sb.ID); err == nil && now.State == sandbox.StateReady {
 		s.nri.StopPodSandbox(ctx, nriPod(now)) // a removal stops the pod first
 	}

@@ -3,6 +3,7 @@ package cri
 import (
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -72,6 +73,8 @@ type RuntimeService struct {
 	nri            *nri.Host
 	hidden         hiddenPods
 	log            *slog.Logger
+	// reclaims deletes removed containers' files in the background.
+	reclaims *reclaimer
 	// podCIDR is what the kubelet last sent in UpdateRuntimeConfig.
 	podCIDR atomic.Pointer[string]
 }
@@ -100,6 +103,7 @@ func NewRuntimeService(opts Options) *RuntimeService {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.reclaims = newReclaimer(s.log)
 	s.nri.Bind(s.NRIState, s.NRIUpdate) // before the server starts the host
 	if s.pods != nil {
 		for _, sb := range s.pods.List() {
@@ -113,6 +117,16 @@ func NewRuntimeService(opts Options) *RuntimeService {
 		go s.relayEvents(s.containers.Events())
 	}
 	return s
+}
+
+// reclaimDrain bounds how long Close waits for background reclaims.
+const reclaimDrain = 10 * time.Second
+
+// Close waits for the reclaims of removed containers still running (a
+// bounded while: the start-up sweep removes what is left). Call it once
+// the gRPC server stopped serving.
+func (s *RuntimeService) Close() {
+	s.reclaims.drain(reclaimDrain)
 }
 
 // NewImageService builds the ImageService on an image store.

@@ -85,7 +85,7 @@ func recordCensus(bundle string, pid int) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(filepath.Join(bundle, censusFile), data, 0o600)
+	return atomicfile.WriteVolatile(filepath.Join(bundle, censusFile), data, 0o600)
 }
 
 // readCensus reads the bundle's census key; ok is false when there is none
@@ -97,6 +97,11 @@ func readCensus(bundle string) (k censusKey, ok bool, err error) {
 	}
 	if err != nil {
 		return censusKey{}, false, err
+	}
+	if len(data) == 0 {
+		// Written without a sync (the runroot is volatile): only a power
+		// loss leaves it empty, and after one no process of it is left.
+		return censusKey{}, false, nil
 	}
 	if err := json.Unmarshal(data, &k); err != nil {
 		return censusKey{}, false, fmt.Errorf("decoding %s: %w", filepath.Join(bundle, censusFile), err)

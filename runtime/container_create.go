@@ -161,6 +161,7 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt oci.Runtime) (
 	if err := recordCensus(f.bundle, started.Pid); err != nil {
 		return nil, fmt.Errorf("container %s: %w", o.ID, err)
 	}
+	steptrace.Mark(ctx, "census")
 	undo = append(undo, func() {
 		if err := m.endProcesses(context.Background(), o.ID); err != nil {
 			m.log.Warn("rollback: ending the container's processes", "container", o.ID, "err", err)
@@ -223,7 +224,7 @@ func writeSpec(bundle string, s *specs.Spec) error {
 	if err != nil {
 		return fmt.Errorf("encoding the OCI spec: %w", err)
 	}
-	return atomicfile.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600)
+	return atomicfile.WriteVolatile(filepath.Join(bundle, "config.json"), data, 0o600)
 }
 
 func readSpec(bundle string) (*specs.Spec, error) {

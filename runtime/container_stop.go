@@ -158,29 +158,47 @@ func (m *Manager) markMonitorGone(e *entry, message string) {
 // bundle, the exit file and the record. Removing an unknown container
 // succeeds.
 func (m *Manager) Remove(ctx context.Context, id string) error {
+	reclaim, err := m.Release(ctx, id)
+	if err != nil || reclaim == nil {
+		return err
+	}
+	return reclaim(ctx)
+}
+
+// Release is Remove's first half: it stops the container, waits until no
+// process of it is left (its monitor included), deletes its record and
+// forgets it, so its id is unknown from then on. The runtime's state and
+// the bundle are left for the returned reclaim, which the
+// caller runs now or later (nil: an unknown container, nothing to
+// reclaim). A crash before the reclaim leaves them without a record,
+// which Recover's sweep removes.
+func (m *Manager) Release(ctx context.Context, id string) (reclaim func(context.Context) error, err error) {
 	e, err := m.lookup(id)
 	if errors.Is(err, errdefs.ErrNotFound) {
-		return nil
+		return nil, nil
 	}
 	e.op.Lock()
 	defer e.op.Unlock()
+	if !m.known(e) {
+		return nil, nil // a concurrent Release got there first
+	}
 	if err := m.stop(ctx, e, 0); err != nil {
-		return err
+		return nil, err
 	}
 	steptrace.Mark(ctx, "stop")
 	c := m.snapshot(e)
 	rt, err := m.runtimeFor(c.Handler)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	m.awaitMonitorExit(ctx, rt, c)
 	steptrace.Mark(ctx, "monitor exit")
-	if err := m.cleanup(ctx, c.ID, rt); err != nil {
-		return err
+	// Two unlinks: not worth leaving an attach link behind a removal.
+	if err := m.files(id).removeOutside(); err != nil {
+		return nil, fmt.Errorf("removing the exit file and attach link of container %s: %w", id, err)
 	}
-	steptrace.Mark(ctx, "oci delete")
 	if err := m.store.remove(id); err != nil {
-		return err
+		return nil, err
 	}
 	steptrace.Mark(ctx, "record")
 	m.mu.Lock()
@@ -189,7 +207,14 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	m.mu.Unlock()
 	m.cpu.Forget(id)
 	m.emit(c, EventDeleted)
-	return nil
+	return func(ctx context.Context) error { return m.cleanup(ctx, id, rt) }, nil
+}
+
+// known reports whether e is still the container's entry.
+func (m *Manager) known(e *entry) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.containers[e.c.ID] == e
 }
 
 // monitorExitGrace bounds how long Remove waits for a monitor that has

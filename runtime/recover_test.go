@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/crib-dev/crib/internal/errdefs"
 )
 
 // TestRecover drops a Manager with containers in several states, as a
@@ -165,4 +167,61 @@ func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
+}
+
+// TestReleaseLeavesOnlyFiles: Release ends the container and forgets it,
+// leaving the runtime's state and the bundle to its reclaim; a crash
+// before the reclaim ran leaves them to the start-up sweep, which removes
+// them; a reclaim that runs leaves nothing either.
+func TestReleaseLeavesOnlyFiles(t *testing.T) {
+	e := newEnv(t, false)
+	ctx := context.Background()
+	for _, id := range []string{"rel-crash", "rel-reclaim"} {
+		e.run(id, "sleep", "1000")
+	}
+	reclaims := map[string]func(context.Context) error{}
+	for _, id := range []string{"rel-crash", "rel-reclaim"} {
+		pid := mustGet(t, e, id).Pid
+		reclaim, err := e.m.Release(ctx, id)
+		if err != nil || reclaim == nil {
+			t.Fatalf("Release %s: %v (reclaim nil: %v)", id, err, reclaim == nil)
+		}
+		reclaims[id] = reclaim
+		if processAlive(pid) {
+			t.Errorf("%s's process %d outlived Release", id, pid)
+		}
+		if _, err := e.m.Get(id); !errdefs.IsNotFound(err) {
+			t.Errorf("Get %s after Release: %v, want not found", id, err)
+		}
+		if _, err := os.Stat(e.m.files(id).bundle); err != nil {
+			t.Errorf("the bundle of %s went before its reclaim: %v", id, err)
+		}
+	}
+	if again, err := e.m.Release(ctx, "rel-crash"); err != nil || again != nil {
+		t.Errorf("a second Release: %v (reclaim nil: %v), want nothing to do", err, again == nil)
+	}
+	if err := reclaims["rel-reclaim"](ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertNoTraces(t, e, "rel-reclaim")
+
+	e.m.Close() // crib dies before rel-crash's reclaim
+	e.m = e.newManager()
+	rep, err := e.m.Recover(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(rep.Cleaned, "rel-crash") {
+		t.Errorf("the sweep cleaned %v, want rel-crash among them", rep.Cleaned)
+	}
+	assertNoTraces(t, e, "rel-crash")
+}
+
+func mustGet(t *testing.T, e *testEnv, id string) *Container {
+	t.Helper()
+	c, err := e.m.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

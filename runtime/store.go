@@ -144,6 +144,20 @@ func (s store) save(c *Container) error {
 	return nil
 }
 
+// saveUnsynced replaces an existing record without syncing it: for a
+// change a power loss makes moot (every container is lost then, whatever
+// its record said: see Recover).
+func (s store) saveUnsynced(c *Container) error {
+	data, err := c.marshal()
+	if err != nil {
+		return err
+	}
+	if err := record.SaveUnsynced(s.path(c.ID), data); err != nil {
+		return fmt.Errorf("saving container %s: %w", c.ID, err)
+	}
+	return nil
+}
+
 func (s store) remove(id string) error {
 	if err := os.RemoveAll(filepath.Join(s.dir, id)); err != nil {
 		return fmt.Errorf("removing the record of container %s: %w", id, err)

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -75,6 +76,8 @@ type recordingPorts struct {
 	mu        sync.Mutex
 	exposed   map[string][]PortMapping
 	unexposed []string
+	// failUnexpose makes the next Unexpose fail, as a Stop cut short.
+	failUnexpose bool
 }
 
 func (r *recordingPorts) Expose(_ context.Context, id string, ports []PortMapping) error {
@@ -90,6 +93,10 @@ func (r *recordingPorts) Expose(_ context.Context, id string, ports []PortMappin
 func (r *recordingPorts) Unexpose(_ context.Context, id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.failUnexpose {
+		r.failUnexpose = false
+		return errors.New("unexpose failed")
+	}
 	delete(r.exposed, id)
 	r.unexposed = append(r.unexposed, id)
 	return nil

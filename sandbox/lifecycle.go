@@ -25,6 +25,9 @@ func (m *Manager) Stop(ctx context.Context, id string) error {
 }
 
 func (m *Manager) stopLocked(ctx context.Context, sb *Sandbox) error {
+	if sb.Stopped {
+		return nil
+	}
 	var errs []error
 	if sb.NetNSPath != "" || sb.NetworkName != "" {
 		errs = append(errs, m.net.detach(ctx, sb.ID, sb))
@@ -43,14 +46,12 @@ func (m *Manager) stopLocked(ctx context.Context, sb *Sandbox) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if sb.State == StateNotReady && sb.IP == "" {
-		return nil
-	}
 	m.update(sb, func(sb *Sandbox) {
 		if sb.State != stateCreating {
 			sb.State = StateNotReady
 		}
 		sb.IP, sb.AdditionalIPs = "", nil
+		sb.Stopped = true
 	})
 	return m.save(sb)
 }

@@ -257,7 +257,7 @@ func (n *network) detach(ctx context.Context, id string, sb *Sandbox) error {
 			continue
 		}
 		rt := &libcni.RuntimeConf{ContainerID: id, NetNS: netns, IfName: a.IfName, Args: a.CniArgs, CapabilityArgs: a.CapabilityArgs}
-		if err := n.cni.DelNetworkList(ctx, list, rt); err != nil {
+		if err := n.cni.DelNetworkList(ctx, withoutIdlePortmap(list, a.CapabilityArgs), rt); err != nil {
 			errs = append(errs, fmt.Errorf("detaching pod %s from CNI network %q: %w", id, list.Name, err))
 		}
 		errs = append(errs, removeLeases(list, id))
@@ -271,6 +271,37 @@ func (n *network) detach(ctx context.Context, id string, sb *Sandbox) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// withoutIdlePortmap drops the portmap plugins from a DEL when the ADD
+// gave them no port mappings: portmap then set nothing up and has nothing
+// to undo, and each plugin run is an exec (some 10 ms on a loaded node).
+func withoutIdlePortmap(list *libcni.NetworkConfigList, caps map[string]any) *libcni.NetworkConfigList {
+	if pm, ok := caps["portMappings"]; ok && !emptyMappings(pm) {
+		return list
+	}
+	out := *list
+	out.Plugins = nil
+	for _, p := range list.Plugins {
+		if p.Network.Type != "portmap" {
+			out.Plugins = append(out.Plugins, p)
+		}
+	}
+	return &out
+}
+
+// emptyMappings reports whether a cached portMappings capability holds
+// no mapping (it reads back from the cache as a JSON array).
+func emptyMappings(v any) bool {
+	switch m := v.(type) {
+	case nil:
+		return true
+	case []any:
+		return len(m) == 0
+	case []map[string]any:
+		return len(m) == 0
+	}
+	return false
 }
 
 // cachedPods lists the pod ids the CNI cache holds attachments for.

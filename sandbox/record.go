@@ -50,6 +50,11 @@ type Sandbox struct {
 	AdditionalIPs []string `json:"additional_ips,omitempty"`
 	// NetworkName is the CNI network the pod was attached to.
 	NetworkName string `json:"network_name,omitempty"`
+	// Stopped records a Stop that finished: network detached, host ports
+	// and reaper gone. Remove then skips them (a second CNI DEL costs as
+	// much as the first); a Stop cut short by a crash leaves it false, so
+	// the next Stop or Remove does the whole work again.
+	Stopped bool `json:"stopped,omitempty"`
 
 	HostsPath    string `json:"hosts_path,omitempty"`
 	ResolvPath   string `json:"resolv_path,omitempty"`

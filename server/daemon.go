@@ -166,19 +166,21 @@ func newGRPCServer(o Options, report doctor.Report, env daemonEnv, parts *parts,
 	// metrics see the codes clients see.
 	grpcOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(idleUnary(idler), logUnary(log), met.unaryInterceptor())}
 	srv := grpc.NewServer(append(grpcOpts, cri.ServerOptions()...)...)
-	cri.Register(srv,
-		cri.NewRuntimeService(cri.Options{
-			Version:    o.Version,
-			Host:       withImageConfig(hostForCRI(o, report, env, parts), store),
-			Pods:       parts.pods,
-			Containers: parts.containers,
-			Rootfs:     store,
-			Spec:       parts.spec,
-			Streaming:  stream.URLs(),
-			NRI:        nriHost,
-			Log:        log,
-		}),
-		cri.NewImageService(met.meterPulls(store)))
+	rs := cri.NewRuntimeService(cri.Options{
+		Version:    o.Version,
+		Host:       withImageConfig(hostForCRI(o, report, env, parts), store),
+		Pods:       parts.pods,
+		Containers: parts.containers,
+		Rootfs:     store,
+		Spec:       parts.spec,
+		Streaming:  stream.URLs(),
+		NRI:        nriHost,
+		Log:        log,
+	})
+	// Closers run last first: removed containers' reclaims drain before the
+	// managers and the store close.
+	parts.closers = append(parts.closers, rs.Close)
+	cri.Register(srv, rs, cri.NewImageService(met.meterPulls(store)))
 	return srv
 }
 

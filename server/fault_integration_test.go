@@ -783,18 +783,22 @@ func leases(dir string) []string {
 	return out
 }
 
+// storageContainers lists the storage library's containers: crib makes
+// them volatile (volatile-containers.json), older cribs did not.
 func storageContainers(root string) []string {
-	data, err := os.ReadFile(filepath.Join(root, "storage", "overlay-containers", "containers.json"))
-	if err != nil {
-		return nil
-	}
-	var list []struct {
-		ID string `json:"id"`
-	}
-	json.Unmarshal(data, &list)
 	var out []string
-	for _, c := range list {
-		out = append(out, c.ID)
+	for _, name := range []string{"containers.json", "volatile-containers.json"} {
+		data, err := os.ReadFile(filepath.Join(root, "storage", "overlay-containers", name))
+		if err != nil {
+			continue
+		}
+		var list []struct {
+			ID string `json:"id"`
+		}
+		json.Unmarshal(data, &list)
+		for _, c := range list {
+			out = append(out, c.ID)
+		}
 	}
 	return out
 }

@@ -77,8 +77,18 @@ func (s *Store) createContainer(id, name, imageRef, mountLabel, metadata string,
 	if err != nil {
 		return ContainerFS{}, err
 	}
-	opts := &cstorage.ContainerOptions{
-		BigData: []cstorage.ContainerBigDataOption{{Key: mountLabelKey, Data: []byte(mountLabel)}},
+	// Volatile: the library records the container and its layer without
+	// syncing them, and mounts its overlay with "volatile" (no syncs of
+	// the upper layer). A container's writable layer is never used again
+	// after a power loss: every container is dead then, the kubelet makes
+	// new ones, and crib deletes a layer whose record is gone or torn
+	// (leftovers). The syncs (four per container) cost milliseconds of
+	// every CreateContainer.
+	opts := &cstorage.ContainerOptions{Volatile: true}
+	if mountLabel != "" {
+		// Only a label is kept: an item costs the library a second write
+		// of containers.json and a file, and a missing one reads as "".
+		opts.BigData = []cstorage.ContainerBigDataOption{{Key: mountLabelKey, Data: []byte(mountLabel)}}
 	}
 	if uidMap != nil {
 		opts.IDMappingOptions = types.IDMappingOptions{UIDMap: toIDTools(uidMap), GIDMap: toIDTools(gidMap)}
@@ -182,6 +192,26 @@ func (s *Store) DeleteContainer(id string) error {
 		return nil
 	}
 	return fmt.Errorf("storage: deleting container %s: %w", id, err)
+}
+
+// ReleaseName drops container id's name, so that a new container may take
+// it while this one's filesystem still awaits DeleteContainer. An unknown
+// container is no error.
+func (s *Store) ReleaseName(id string) error {
+	c, err := s.store.Container(id)
+	if errors.Is(err, cstorage.ErrContainerUnknown) {
+		return nil
+	}
+	if err != nil {
+		return containerError(id, err)
+	}
+	if len(c.Names) == 0 {
+		return nil
+	}
+	if err := s.store.RemoveNames(id, c.Names); err != nil && !errors.Is(err, cstorage.ErrContainerUnknown) {
+		return fmt.Errorf("storage: releasing the name of container %s: %w", id, err)
+	}
+	return nil
 }
 
 func containerError(id string, err error) error {

@@ -76,6 +76,22 @@ func containerLifecycle(t *testing.T, s *Store) {
 	if err != nil || len(listed) != 1 || listed[0].ID != c.ID {
 		t.Errorf("ListContainers = %+v, %v", listed, err)
 	}
+	// A removed container's name is free before its filesystem is deleted.
+	for range 2 {
+		if err := s.ReleaseName(c.ID); err != nil {
+			t.Fatalf("ReleaseName: %v", err)
+		}
+	}
+	if err := s.ReleaseName("never-existed"); err != nil {
+		t.Errorf("ReleaseName of an unknown container: %v", err)
+	}
+	successor, err := s.CreateContainer(ctx, "", "app-1", img.ID, "", "")
+	if err != nil {
+		t.Fatalf("a container named app-1 after ReleaseName: %v", err)
+	}
+	if err := s.DeleteContainer(successor.ID); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Unmount(c.ID); err != nil {
 		t.Errorf("Unmount: %v", err)
 	}

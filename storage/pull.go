@@ -14,13 +14,16 @@ import (
 	"time"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/steptrace"
 	"github.com/docker/distribution/registry/api/errcode"
+	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/docker"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/pkg/sysregistriesv2"
 	"go.podman.io/image/v5/signature"
 	istorage "go.podman.io/image/v5/storage"
+	"go.podman.io/image/v5/transports"
 	"go.podman.io/image/v5/types"
 )
 
@@ -192,15 +195,61 @@ func (s *Store) pullImage(ctx context.Context, named reference.Named, auth Auth,
 	if err != nil {
 		return Image{}, fmt.Errorf("storage: %s: %w", named, err)
 	}
-	resolvedRef, err := s.copyImage(ctx, sys, srcRef, destRef, named.String(), progress)
+	resolvedRef, err := s.fetchImage(ctx, sys, srcRef, destRef, named.String(), progress)
 	if err != nil {
 		return Image{}, classifyPullError(sys, named, err)
 	}
+	steptrace.Mark(ctx, "copy")
 	stored, err := istorage.Transport.GetStoreImage(s.store, resolvedRef)
 	if err != nil {
 		return Image{}, fmt.Errorf("storage: finding pulled image %s: %w", named, err)
 	}
+	defer steptrace.Mark(ctx, "describe")
 	return s.describe(ctx, stored)
+}
+
+// fetchImage opens the registry source once, stages the image's layers
+// (stage.go) and copies the image into the store under the signature
+// policy, returning the stored image's reference.
+func (s *Store) fetchImage(ctx context.Context, sys *types.SystemContext, src, dest types.ImageReference, name string, progress func(Progress)) (types.ImageReference, error) {
+	policy, err := signature.NewPolicyContext(s.conf.Load().policy)
+	if err != nil {
+		return nil, fmt.Errorf("storage: signature policy: %w", err)
+	}
+	defer policy.Destroy()
+	steptrace.Mark(ctx, "policy")
+	raw, err := src.NewImageSource(ctx, sys)
+	if err != nil {
+		return nil, fmt.Errorf("initializing source %s: %w", transports.ImageName(src), err)
+	}
+	defer raw.Close()
+	opened := &keptOpen{ImageSource: raw}
+	named := func(p Progress) {
+		if progress != nil {
+			p.Ref = name
+			progress(p)
+		}
+	}
+	staged, err := s.stageLayers(ctx, sys, policy, opened, named)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// The copy below does the work the staging could not, and
+		// reports its errors the usual way.
+		s.log.Debug("pulling without staged layers", "ref", name, "err", err)
+	}
+	if progress != nil {
+		// The copy finds the staged layers stored: their transfer was
+		// reported already.
+		inner := progress
+		progress = func(p Progress) {
+			if p.Event != ProgressSkipped || !staged[digest.Digest(p.Digest)] {
+				inner(p)
+			}
+		}
+	}
+	return copyWithPolicy(ctx, sys, policy, openedSource{ImageReference: src, src: opened}, dest, name, progress)
 }
 
 // copyImage runs one go.podman.io/image copy into the store under the
@@ -211,6 +260,10 @@ func (s *Store) copyImage(ctx context.Context, sys *types.SystemContext, src, de
 		return nil, fmt.Errorf("storage: signature policy: %w", err)
 	}
 	defer policy.Destroy()
+	return copyWithPolicy(ctx, sys, policy, src, dest, name, progress)
+}
+
+func copyWithPolicy(ctx context.Context, sys *types.SystemContext, policy *signature.PolicyContext, src, dest types.ImageReference, name string, progress func(Progress)) (types.ImageReference, error) {
 	var resolvedRef types.ImageReference
 	opts := &copy.Options{
 		SourceCtx:               sys,

@@ -13,45 +13,60 @@ import (
 	"time"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/opencontainers/go-digest"
+	cstorage "go.podman.io/storage"
+	"go.podman.io/storage/pkg/archive"
 )
 
+// pullDrivers are the drivers pulls are tested on: vfs takes the image
+// library's copy path, overlay the staged one (stage.go).
+var pullDrivers = []string{DriverVFS, DriverOverlay}
+
+func onDriver(driver string) func(*Options) {
+	return func(o *Options) { o.Driver = driver }
+}
+
 func TestPullStoresImageWithItsNamesAndConfig(t *testing.T) {
-	s := newStore(t)
-	ctx := context.Background()
-	want := fx.images["base"]
-	var mu sync.Mutex
-	var events []Progress
-	img, err := s.Pull(ctx, ref("base"), nil, func(p Progress) {
-		mu.Lock()
-		events = append(events, p)
-		mu.Unlock()
-	})
-	if err != nil {
-		t.Fatalf("Pull: %v", err)
-	}
-	if img.ID != want.id {
-		t.Errorf("ID = %s, want the config digest %s", img.ID, want.id)
-	}
-	if !slices.Equal(img.RepoTags, []string{ref("base")}) {
-		t.Errorf("RepoTags = %v", img.RepoTags)
-	}
-	wantDigest := "example.test/test/base@" + want.manifest.String()
-	if !slices.Contains(img.RepoDigests, wantDigest) {
-		t.Errorf("RepoDigests = %v, want %s among them", img.RepoDigests, wantDigest)
-	}
-	if img.Size == 0 || img.Config == nil || img.User != "1000" {
-		t.Errorf("Size %d, Config %v, User %q", img.Size, img.Config, img.User)
-	}
-	if uid, name := img.UserID(); uid == nil || *uid != 1000 || name != "" {
-		t.Errorf("UserID = %v, %q", uid, name)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	layerDigest := want.layers[0].digest.String()
-	if !slices.ContainsFunc(events, func(p Progress) bool {
-		return p.Digest == layerDigest && p.Event == ProgressDone && p.Ref == ref("base")
-	}) {
-		t.Errorf("no done event for layer %s among %v", layerDigest, events)
+	for _, driver := range pullDrivers {
+		t.Run(driver, func(t *testing.T) {
+			s := newStore(t, onDriver(driver))
+			ctx := context.Background()
+			want := fx.images["base"]
+			var mu sync.Mutex
+			var events []Progress
+			img, err := s.Pull(ctx, ref("base"), nil, func(p Progress) {
+				mu.Lock()
+				events = append(events, p)
+				mu.Unlock()
+			})
+			if err != nil {
+				t.Fatalf("Pull: %v", err)
+			}
+			if img.ID != want.id {
+				t.Errorf("ID = %s, want the config digest %s", img.ID, want.id)
+			}
+			if !slices.Equal(img.RepoTags, []string{ref("base")}) {
+				t.Errorf("RepoTags = %v", img.RepoTags)
+			}
+			wantDigest := "example.test/test/base@" + want.manifest.String()
+			if !slices.Contains(img.RepoDigests, wantDigest) {
+				t.Errorf("RepoDigests = %v, want %s among them", img.RepoDigests, wantDigest)
+			}
+			if img.Size == 0 || img.Config == nil || img.User != "1000" {
+				t.Errorf("Size %d, Config %v, User %q", img.Size, img.Config, img.User)
+			}
+			if uid, name := img.UserID(); uid == nil || *uid != 1000 || name != "" {
+				t.Errorf("UserID = %v, %q", uid, name)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			layerDigest := want.layers[0].digest.String()
+			if !slices.ContainsFunc(events, func(p Progress) bool {
+				return p.Digest == layerDigest && p.Event == ProgressDone && p.Ref == ref("base")
+			}) {
+				t.Errorf("no done event for layer %s among %v", layerDigest, events)
+			}
+		})
 	}
 }
 
@@ -174,87 +189,104 @@ func TestPullWithCredentials(t *testing.T) {
 }
 
 func TestDigestMismatchStoresNothing(t *testing.T) {
-	s := newStore(t)
-	for _, r := range []string{
-		ref("corrupt"), // a layer blob damaged in the registry
-		"example.test/test/signed-ish@" + fx.images["signed-ish"].manifest.String(), // a manifest damaged
-	} {
-		_, err := s.Pull(context.Background(), r, nil, nil)
-		if err == nil {
-			t.Fatalf("Pull(%s) succeeded with a damaged blob", r)
-		}
-		if !strings.Contains(strings.ToLower(err.Error()), "digest") {
-			t.Errorf("Pull(%s) error does not mention the digest: %v", r, err)
-		}
-		assertEmpty(t, s)
+	for _, driver := range pullDrivers {
+		t.Run(driver, func(t *testing.T) {
+			s := newStore(t, onDriver(driver))
+			for _, r := range []string{
+				ref("corrupt"), // a layer blob damaged in the registry
+				"example.test/test/signed-ish@" + fx.images["signed-ish"].manifest.String(), // a manifest damaged
+			} {
+				_, err := s.Pull(context.Background(), r, nil, nil)
+				if err == nil {
+					t.Fatalf("Pull(%s) succeeded with a damaged blob", r)
+				}
+				if !strings.Contains(strings.ToLower(err.Error()), "digest") {
+					t.Errorf("Pull(%s) error does not mention the digest: %v", r, err)
+				}
+				assertEmpty(t, s)
+			}
+		})
 	}
 }
 
 func TestConcurrentPullsShareOneTransfer(t *testing.T) {
-	s := newStore(t)
-	appLayer := fx.images["app"].layers[1].digest.String()
-	before := fx.proxy.blobGets(appLayer)
-	arrived, release := fx.proxy.holdBlob(appLayer)
-	defer release()
+	for _, driver := range pullDrivers {
+		t.Run(driver, func(t *testing.T) {
+			s := newStore(t, onDriver(driver))
+			appLayer := fx.images["app"].layers[1].digest.String()
+			before := fx.proxy.blobGets(appLayer)
+			arrived, release := fx.proxy.holdBlob(appLayer)
+			defer release()
 
-	const callers = 5
-	results := make(chan error, callers)
-	ids := make(chan string, callers)
-	pull := func() {
-		img, err := s.Pull(context.Background(), ref("app"), nil, nil)
-		ids <- img.ID
-		results <- err
-	}
-	go pull()
-	<-arrived
-	for range callers - 1 {
-		go pull()
-	}
-	waitFor(t, "all callers to join", func() bool {
-		s.pullsMu.Lock()
-		defer s.pullsMu.Unlock()
-		c := s.pulls[pullKey{ref: ref("app")}]
-		return c != nil && c.waiters == callers
-	})
-	release()
-	for range callers {
-		if err := <-results; err != nil {
-			t.Fatalf("Pull: %v", err)
-		}
-		if id := <-ids; id != fx.images["app"].id {
-			t.Errorf("ID = %s", id)
-		}
-	}
-	if got := fx.proxy.blobGets(appLayer) - before; got != 1 {
-		t.Errorf("the layer was downloaded %d times, want once", got)
+			const callers = 5
+			results := make(chan error, callers)
+			ids := make(chan string, callers)
+			pull := func() {
+				img, err := s.Pull(context.Background(), ref("app"), nil, nil)
+				ids <- img.ID
+				results <- err
+			}
+			go pull()
+			<-arrived
+			for range callers - 1 {
+				go pull()
+			}
+			waitFor(t, "all callers to join", func() bool {
+				s.pullsMu.Lock()
+				defer s.pullsMu.Unlock()
+				c := s.pulls[pullKey{ref: ref("app")}]
+				return c != nil && c.waiters == callers
+			})
+			release()
+			for range callers {
+				if err := <-results; err != nil {
+					t.Fatalf("Pull: %v", err)
+				}
+				if id := <-ids; id != fx.images["app"].id {
+					t.Errorf("ID = %s", id)
+				}
+			}
+			if got := fx.proxy.blobGets(appLayer) - before; got != 1 {
+				t.Errorf("the layer was downloaded %d times, want once", got)
+			}
+		})
 	}
 }
 
 func TestCancelledPullLeavesNothing(t *testing.T) {
-	s := newStore(t)
-	bigLayer := fx.images["big"].layers[1].digest.String()
-	arrived, release := fx.proxy.holdBlob(bigLayer)
-	defer release()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		_, err := s.Pull(ctx, ref("big"), nil, nil)
-		done <- err
-	}()
-	<-arrived
-	// The first layer arrives unhindered and is committed on its own.
-	waitFor(t, "the first layer to be stored", func() bool {
-		layers, _ := s.store.Layers()
-		return len(layers) == 1
-	})
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("Pull = %v, want context.Canceled", err)
-	}
-	assertEmpty(t, s)
-	release()
-	if _, err := s.Pull(context.Background(), ref("big"), nil, nil); err != nil {
-		t.Fatalf("pulling again after a cancelled pull: %v", err)
+	for _, driver := range pullDrivers {
+		t.Run(driver, func(t *testing.T) {
+			s := newStore(t, onDriver(driver))
+			firstLayer := fx.images["big"].layers[0].digest.String()
+			bigLayer := fx.images["big"].layers[1].digest.String()
+			arrived, release := fx.proxy.holdBlob(bigLayer)
+			defer release()
+			ctx, cancel := context.WithCancel(context.Background())
+			firstDone := make(chan struct{})
+			var once sync.Once
+			done := make(chan error, 1)
+			go func() {
+				_, err := s.Pull(ctx, ref("big"), nil, func(p Progress) {
+					if p.Digest == firstLayer && p.Event == ProgressDone {
+						once.Do(func() { close(firstDone) })
+					}
+				})
+				done <- err
+			}()
+			<-arrived
+			// The first layer arrives unhindered and is stored (or staged)
+			// on its own.
+			<-firstDone
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Fatalf("Pull = %v, want context.Canceled", err)
+			}
+			assertEmpty(t, s)
+			release()
+			if _, err := s.Pull(context.Background(), ref("big"), nil, nil); err != nil {
+				t.Fatalf("pulling again after a cancelled pull: %v", err)
+			}
+		})
 	}
 }
 
@@ -351,25 +383,29 @@ insecure = true
 }
 
 func TestLayersSharedBetweenImagesAreStoredOnce(t *testing.T) {
-	s := newStore(t)
-	ctx := context.Background()
-	for _, name := range []string{"base", "app"} {
-		if _, err := s.Pull(ctx, ref(name), nil, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	layers, err := s.store.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(layers) != 2 {
-		t.Errorf("%d layers stored for two images sharing one of their two distinct layers", len(layers))
-	}
-	base, _ := s.store.Image(fx.images["base"].id)
-	app, _ := s.store.Image(fx.images["app"].id)
-	top, err := s.store.Layer(app.TopLayer)
-	if err != nil || top.Parent != base.TopLayer {
-		t.Errorf("app's layer sits on %q, want base's %q (%v)", top.Parent, base.TopLayer, err)
+	for _, driver := range pullDrivers {
+		t.Run(driver, func(t *testing.T) {
+			s := newStore(t, onDriver(driver))
+			ctx := context.Background()
+			for _, name := range []string{"base", "app"} {
+				if _, err := s.Pull(ctx, ref(name), nil, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			layers, err := s.store.Layers()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(layers) != 2 {
+				t.Errorf("%d layers stored for two images sharing one of their two distinct layers", len(layers))
+			}
+			base, _ := s.store.Image(fx.images["base"].id)
+			app, _ := s.store.Image(fx.images["app"].id)
+			top, err := s.store.Layer(app.TopLayer)
+			if err != nil || top.Parent != base.TopLayer {
+				t.Errorf("app's layer sits on %q, want base's %q (%v)", top.Parent, base.TopLayer, err)
+			}
+		})
 	}
 }
 
@@ -383,6 +419,10 @@ func assertEmpty(t *testing.T, s *Store) {
 	layers, err := s.store.Layers()
 	if err != nil || len(layers) != 0 {
 		t.Errorf("store holds %d layers (%v)", len(layers), err)
+	}
+	staging, err := os.ReadDir(filepath.Join(s.GraphRoot(), "overlay", "staging"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) || len(staging) != 0 {
+		t.Errorf("staging directories left: %v (%v)", staging, err)
 	}
 }
 
@@ -404,5 +444,82 @@ func mustWrite(t *testing.T, path, content string) {
 	}
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLaterLayersUnpackWhileAnEarlierOneDownloads holds the base layer of
+// a two-layer image in the registry and expects the second layer unpacked
+// (in a staging directory) meanwhile: layers are fetched and unpacked at
+// once, not spooled and then applied one after the other.
+func TestLaterLayersUnpackWhileAnEarlierOneDownloads(t *testing.T) {
+	s := newStore(t, onDriver(DriverOverlay))
+	app := fx.images["app"]
+	arrived, release := fx.proxy.holdBlob(app.layers[0].digest.String())
+	defer release()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Pull(context.Background(), ref("app"), nil, nil)
+		done <- err
+	}()
+	<-arrived
+	staged := filepath.Join(s.GraphRoot(), "overlay", "staging", "*", "dir", "app", "index.html")
+	waitFor(t, "the second layer to be unpacked", func() bool {
+		found, _ := filepath.Glob(staged)
+		return len(found) == 1
+	})
+	release()
+	if err := <-done; err != nil {
+		t.Fatalf("Pull: %v", err)
+	}
+	assertLayersMatchTheImage(t, s, "app")
+}
+
+// TestPulledLayersGiveTheirTarBack checks what the store records of each
+// pulled layer on every driver: the blob and DiffID digests, the owners of
+// its files, and a tar-split that gives back the very tar of the blob.
+func TestPulledLayersGiveTheirTarBack(t *testing.T) {
+	for _, driver := range pullDrivers {
+		t.Run(driver, func(t *testing.T) {
+			s := newStore(t, onDriver(driver))
+			if _, err := s.Pull(context.Background(), ref("app"), nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			assertLayersMatchTheImage(t, s, "app")
+		})
+	}
+}
+
+func assertLayersMatchTheImage(t *testing.T, s *Store, name string) {
+	t.Helper()
+	want := fx.images[name]
+	img, err := s.store.Image(want.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := img.TopLayer
+	for i := len(want.layers) - 1; i >= 0; i-- {
+		l, err := s.store.Layer(id)
+		if err != nil {
+			t.Fatalf("layer %d: %v", i, err)
+		}
+		if l.CompressedDigest != want.layers[i].digest || l.UncompressedDigest != want.layers[i].diffID {
+			t.Errorf("layer %d records %s / %s, want %s / %s", i, l.CompressedDigest, l.UncompressedDigest, want.layers[i].digest, want.layers[i].diffID)
+		}
+		if !slices.Equal(l.UIDs, []uint32{0}) || !slices.Equal(l.GIDs, []uint32{0}) {
+			t.Errorf("layer %d owners %v:%v, want [0]:[0]", i, l.UIDs, l.GIDs)
+		}
+		diff, err := s.store.Diff("", l.ID, &cstorage.DiffOptions{Compression: new(archive.Uncompressed)})
+		if err != nil {
+			t.Fatalf("layer %d diff: %v", i, err)
+		}
+		got, err := digest.FromReader(diff)
+		diff.Close()
+		if err != nil || got != want.layers[i].diffID {
+			t.Errorf("layer %d gives back a tar of %s (%v), want %s", i, got, err, want.layers[i].diffID)
+		}
+		id = l.Parent
+	}
+	if id != "" {
+		t.Errorf("the image has more layers than %d", len(want.layers))
 	}
 }

@@ -89,6 +89,9 @@ type Store struct {
 	guest       bool
 	guestDir    string // the guest's private spool directory, removed at Close
 
+	// stageMu serializes storing staged layers (see applyStaged).
+	stageMu sync.Mutex
+
 	pullsMu sync.Mutex
 	pulls   map[pullKey]*pullCall
 

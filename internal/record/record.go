@@ -138,6 +138,14 @@ func Save(path string, data []byte) error {
 	return atomicfile.WriteFile(path, data, 0o600)
 }
 
+// SaveUnsynced replaces the record at path atomically but without
+// syncing: a crash of crib still leaves the old record or the new, a
+// power loss may keep the old one. For changes that recovery after a
+// power loss would undo anyway.
+func SaveUnsynced(path string, data []byte) error {
+	return atomicfile.WriteVolatile(path, data, 0o600)
+}
+
 // LoadDir reads the record file named name in every subdirectory of dir
 // and passes its bytes to decode. A directory without the file (a create
 // that crashed before its first save) is skipped; a file that cannot be

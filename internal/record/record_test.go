@@ -111,3 +111,29 @@ func TestLoadDir(t *testing.T) {
 		t.Errorf("a missing dir: %v %v", errs, err)
 	}
 }
+
+// TestSaveThenSaveUnsynced: an unsynced save replaces a saved record
+// whole, and LoadDir reads the new one.
+func TestSaveThenSaveUnsynced(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c1", "container.json")
+	if err := Save(path, []byte(`{"state":"created"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := SaveUnsynced(path, []byte(`{"state":"running"}`)); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if _, err := LoadDir(dir, "container.json", func(sub string, data []byte) error {
+		got = append(got, sub+" "+string(data))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != `c1 {"state":"running"}` {
+		t.Fatalf("LoadDir read %q", got)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
+		t.Fatalf("temporary files left: %v", entries)
+	}
+}

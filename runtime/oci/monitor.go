@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/crib-dev/crib/internal/procfs"
+	"github.com/crib-dev/crib/internal/steptrace"
 )
 
 // The monitor is conmon 2.1 (the one CRI-O and Podman use). Facts from its
@@ -107,6 +108,9 @@ func (r *cli) Create(ctx context.Context, req CreateRequest) (Created, error) {
 	if err != nil {
 		return Created{}, fmt.Errorf("starting conmon for container %s: %w: %s", req.ID, err, strings.TrimSpace(stderr.String()))
 	}
+	// The monitor forked and its first process exited; the runtime's
+	// create runs from here to the sync message.
+	steptrace.Mark(ctx, "monitor start")
 	created := Created{MonitorPid: ReadPidFile(req.MonitorPidFile)}
 	msg, err := readSyncMessage(ctx, parentEnd)
 	if err != nil {
