@@ -131,6 +131,7 @@ func runtimeMemory() []any {
 		{Name: "/memory/classes/profiling/buckets:bytes"},
 		{Name: "/memory/classes/other:bytes"},
 		{Name: "/sched/goroutines:goroutines"},
+		{Name: "/sched/threads/total:threads"},
 	}
 	metrics.Read(samples)
 	var attrs []any
