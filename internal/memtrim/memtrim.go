@@ -86,35 +86,47 @@ func droppable(maps []mapping, ino uint64) []mapping {
 }
 
 // readSmaps parses the mapping headers and their Rss and Anonymous lines.
+// It streams the file: a daemon's smaps runs to hundreds of KiB, and what
+// Trim reads must not become the garbage it is there to give back.
 func readSmaps(path string) ([]mapping, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
 	var maps []mapping
-	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		line := sc.Text()
-		f := strings.Fields(line)
-		if len(f) == 0 {
+		line := sc.Bytes()
+		if len(line) == 0 {
 			continue
 		}
-		if m, ok := parseHeader(f); ok {
+		if k, v, ok := bytes.Cut(line, []byte(":")); ok && !bytes.ContainsAny(k, " -") {
+			if len(maps) > 0 {
+				setField(&maps[len(maps)-1], string(k), v)
+			}
+			continue
+		}
+		if m, ok := parseHeader(strings.Fields(string(line))); ok {
 			maps = append(maps, m)
-			continue
-		}
-		if len(maps) == 0 || len(f) < 2 {
-			continue
-		}
-		cur := &maps[len(maps)-1]
-		switch f[0] {
-		case "Rss:":
-			cur.rssKiB, _ = strconv.ParseInt(f[1], 10, 64)
-		case "Anonymous:":
-			cur.anonKiB, _ = strconv.ParseInt(f[1], 10, 64)
 		}
 	}
 	return maps, sc.Err()
+}
+
+// setField keeps the Rss and Anonymous lines ("Rss:   12 kB").
+func setField(m *mapping, key string, v []byte) {
+	var dst *int64
+	switch key {
+	case "Rss":
+		dst = &m.rssKiB
+	case "Anonymous":
+		dst = &m.anonKiB
+	default:
+		return
+	}
+	n, _, _ := bytes.Cut(bytes.TrimSpace(v), []byte(" "))
+	*dst, _ = strconv.ParseInt(string(n), 10, 64)
 }
 
 // parseHeader reads "start-end perms offset dev inode [path]".
