@@ -95,8 +95,12 @@ func (s *RuntimeService) removeContainer(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.containers.Stop(ctx, id, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return err
+	// Release stops it too; stopping here first keeps NRI's order (stopped,
+	// then removed) for a container that still runs.
+	if c.State != runtime.StateExited {
+		if err := s.containers.Stop(ctx, id, 0); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			return err
+		}
 	}
 	s.nriStopped(ctx, id)
 	// The image store's name and crib's record go side by side: each is a

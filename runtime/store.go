@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -158,7 +159,15 @@ func (s store) saveUnsynced(c *Container) error {
 	return nil
 }
 
+// remove deletes the record and its directory: two unlinks when the
+// directory holds only the record (a removal is on every pod's path),
+// RemoveAll for whatever else a crash left in it.
 func (s store) remove(id string) error {
+	if err := os.Remove(s.path(id)); err == nil || errors.Is(err, os.ErrNotExist) {
+		if err := os.Remove(filepath.Join(s.dir, id)); err == nil || errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+	}
 	if err := os.RemoveAll(filepath.Join(s.dir, id)); err != nil {
 		return fmt.Errorf("removing the record of container %s: %w", id, err)
 	}

@@ -56,6 +56,16 @@
 // a reference has both, the digest wins. Short names are never searched
 // across registries.
 //
+// # How a pull unpacks
+//
+// On overlay (native or fuse-overlayfs) the layers of an image are
+// fetched and unpacked all at once, each streamed from the registry
+// through one decompression into a staging directory of the driver and
+// checked against its digest and the config's DiffID, then stored in
+// order as soon as the layers below it are; the image library's copy then
+// finds them and records the image (stage.go). On vfs, for guests and for
+// images staging does not handle, the library's copy does all of it.
+//
 // # Failure and crash safety
 //
 // The storage library commits a pulled image's layers before the image

@@ -86,7 +86,7 @@ type pullCall struct {
 // image_ref the CRI answers. Concurrent pulls of the same reference with
 // the same credentials share one transfer. When every caller waiting for a
 // transfer gives up, it is cancelled and leaves nothing behind. progress,
-// when not nil, receives events from one goroutine and must not block.
+// when not nil, receives events one at a time and must not block.
 func (s *Store) Pull(ctx context.Context, ref string, auth *Auth, progress func(Progress)) (Image, error) {
 	named, err := parseReference(ref)
 	if err != nil {
@@ -195,7 +195,7 @@ func (s *Store) pullImage(ctx context.Context, named reference.Named, auth Auth,
 	if err != nil {
 		return Image{}, fmt.Errorf("storage: %s: %w", named, err)
 	}
-	resolvedRef, err := s.fetchImage(ctx, sys, srcRef, destRef, named.String(), progress)
+	resolvedRef, top, err := s.fetchImage(ctx, sys, srcRef, destRef, named.String(), progress)
 	if err != nil {
 		return Image{}, classifyPullError(sys, named, err)
 	}
@@ -204,28 +204,38 @@ func (s *Store) pullImage(ctx context.Context, named reference.Named, auth Auth,
 	if err != nil {
 		return Image{}, fmt.Errorf("storage: finding pulled image %s: %w", named, err)
 	}
+	if top != "" && stored.TopLayer != top {
+		// The library stored the layers again under ids of its own: the
+		// staged ones are garbage, collected when this pull ends.
+		s.log.Warn("pulled image does not use its staged layers", "ref", named.String(), "top", stored.TopLayer, "staged", top)
+		s.act.markDirty()
+	}
 	defer steptrace.Mark(ctx, "describe")
 	return s.describe(ctx, stored)
 }
 
 // fetchImage opens the registry source once, stages the image's layers
 // (stage.go) and copies the image into the store under the signature
-// policy, returning the stored image's reference.
-func (s *Store) fetchImage(ctx context.Context, sys *types.SystemContext, src, dest types.ImageReference, name string, progress func(Progress)) (types.ImageReference, error) {
+// policy, returning the stored image's reference and the id of the top
+// layer the staging stored ("" when it did not store them all).
+func (s *Store) fetchImage(ctx context.Context, sys *types.SystemContext, src, dest types.ImageReference, name string, progress func(Progress)) (types.ImageReference, string, error) {
 	policy, err := signature.NewPolicyContext(s.conf.Load().policy)
 	if err != nil {
-		return nil, fmt.Errorf("storage: signature policy: %w", err)
+		return nil, "", fmt.Errorf("storage: signature policy: %w", err)
 	}
 	defer policy.Destroy()
 	steptrace.Mark(ctx, "policy")
 	raw, err := src.NewImageSource(ctx, sys)
 	if err != nil {
-		return nil, fmt.Errorf("initializing source %s: %w", transports.ImageName(src), err)
+		return nil, "", fmt.Errorf("initializing source %s: %w", transports.ImageName(src), err)
 	}
 	defer raw.Close()
 	opened := &keptOpen{ImageSource: raw}
+	var progressMu sync.Mutex // layers are staged at once: one event at a time
 	named := func(p Progress) {
 		if progress != nil {
+			progressMu.Lock()
+			defer progressMu.Unlock()
 			p.Ref = name
 			progress(p)
 		}
@@ -233,7 +243,7 @@ func (s *Store) fetchImage(ctx context.Context, sys *types.SystemContext, src, d
 	staged, err := s.stageLayers(ctx, sys, policy, opened, named)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, "", ctx.Err()
 		}
 		// The copy below does the work the staging could not, and
 		// reports its errors the usual way.
@@ -244,12 +254,13 @@ func (s *Store) fetchImage(ctx context.Context, sys *types.SystemContext, src, d
 		// reported already.
 		inner := progress
 		progress = func(p Progress) {
-			if p.Event != ProgressSkipped || !staged[digest.Digest(p.Digest)] {
+			if p.Event != ProgressSkipped || !staged.fetched[digest.Digest(p.Digest)] {
 				inner(p)
 			}
 		}
 	}
-	return copyWithPolicy(ctx, sys, policy, openedSource{ImageReference: src, src: opened}, dest, name, progress)
+	ref, err := s.copyWithPolicy(ctx, sys, policy, openedSource{ImageReference: src, src: opened}, dest, name, progress)
+	return ref, staged.top, err
 }
 
 // copyImage runs one go.podman.io/image copy into the store under the
@@ -260,10 +271,14 @@ func (s *Store) copyImage(ctx context.Context, sys *types.SystemContext, src, de
 		return nil, fmt.Errorf("storage: signature policy: %w", err)
 	}
 	defer policy.Destroy()
-	return copyWithPolicy(ctx, sys, policy, src, dest, name, progress)
+	return s.copyWithPolicy(ctx, sys, policy, src, dest, name, progress)
 }
 
-func copyWithPolicy(ctx context.Context, sys *types.SystemContext, policy *signature.PolicyContext, src, dest types.ImageReference, name string, progress func(Progress)) (types.ImageReference, error) {
+func (s *Store) copyWithPolicy(ctx context.Context, sys *types.SystemContext, policy *signature.PolicyContext, src, dest types.ImageReference, name string, progress func(Progress)) (types.ImageReference, error) {
+	// The copy may create layers: no staged layer is stored meanwhile
+	// (see applyLayer).
+	s.stageMu.RLock()
+	defer s.stageMu.RUnlock()
 	var resolvedRef types.ImageReference
 	opts := &copy.Options{
 		SourceCtx:               sys,

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -521,5 +522,31 @@ func assertLayersMatchTheImage(t *testing.T, s *Store, name string) {
 	}
 	if id != "" {
 		t.Errorf("the image has more layers than %d", len(want.layers))
+	}
+}
+
+// TestProgressEventsComeOneAtATime pulls a two-layer image whose layers
+// download at once, with a progress callback that takes its time: no call
+// may start before the previous one returned.
+func TestProgressEventsComeOneAtATime(t *testing.T) {
+	for _, driver := range pullDrivers {
+		t.Run(driver, func(t *testing.T) {
+			s := newStore(t, onDriver(driver))
+			var inCall, overlaps, calls atomic.Int32
+			_, err := s.Pull(context.Background(), ref("huge"), nil, func(p Progress) {
+				if inCall.Add(1) > 1 {
+					overlaps.Add(1)
+				}
+				calls.Add(1)
+				time.Sleep(20 * time.Millisecond)
+				inCall.Add(-1)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if calls.Load() < 2 || overlaps.Load() != 0 {
+				t.Errorf("%d progress calls, %d of them while another ran", calls.Load(), overlaps.Load())
+			}
+		})
 	}
 }

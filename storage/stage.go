@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -30,6 +31,7 @@ import (
 	graphdriver "go.podman.io/storage/drivers"
 	"go.podman.io/storage/pkg/archive"
 	"go.podman.io/storage/pkg/chrootarchive"
+	"go.podman.io/storage/pkg/chunked/toc"
 	"go.podman.io/storage/pkg/tarlog"
 	"golang.org/x/sync/errgroup"
 )
@@ -55,15 +57,21 @@ type stagedLayer struct {
 }
 
 // stageLayers stores the layers of the image src serves that the store
-// lacks, and returns the digests of the blobs it fetched. The image must
+// lacks, and says what it did. The image must
 // pass the signature policy first: nothing of a refused image is stored.
-func (s *Store) stageLayers(ctx context.Context, sys *types.SystemContext, policy *signature.PolicyContext, src *keptOpen, progress func(Progress)) (map[digest.Digest]bool, error) {
+func (s *Store) stageLayers(ctx context.Context, sys *types.SystemContext, policy *signature.PolicyContext, src *keptOpen, progress func(Progress)) (stagedImage, error) {
+	if s.guest {
+		// Storing a staged layer checks first that no layer has its id,
+		// which only this process's lock makes safe: a guest leaves
+		// layers to the image library, which creates them atomically.
+		return stagedImage{}, errors.New("a guest does not stage layers")
+	}
 	if !s.canStage() {
-		return nil, errors.New("the storage driver cannot stage layers")
+		return stagedImage{}, errors.New("the storage driver cannot stage layers")
 	}
 	layers, err := s.planLayers(ctx, sys, policy, src)
 	if err != nil {
-		return nil, err
+		return stagedImage{}, err
 	}
 	// Each layer is stored as soon as it and the layers below it are
 	// staged, while the later ones still download.
@@ -101,7 +109,18 @@ func (s *Store) stageLayers(ctx context.Context, sys *types.SystemContext, polic
 			}
 		}
 	}
-	return fetched, err
+	done := stagedImage{fetched: fetched}
+	if err == nil && len(layers) > 0 {
+		done.top = layers[len(layers)-1].id
+	}
+	return done, err
+}
+
+// stagedImage is what the staging did: the blobs it fetched and, when it
+// stored every layer, the id of the top one.
+type stagedImage struct {
+	fetched map[digest.Digest]bool
+	top     string
 }
 
 // planLayers reads the manifest (the platform's, from a list) and the
@@ -155,7 +174,10 @@ func (s *Store) planLayers(ctx context.Context, sys *types.SystemContext, policy
 	parent := ""
 	for i, info := range infos {
 		diffID := cfg.RootFS.DiffIDs[i]
-		if info.CryptoOperation != types.PreserveOriginalCrypto ||
+		// A layer with a TOC (zstd:chunked, estargz) may be pulled
+		// partially by the library under an id of its own.
+		tocDigest, err := toc.GetTOCDigest(info.Annotations)
+		if err != nil || tocDigest != nil || info.CryptoOperation != types.PreserveOriginalCrypto ||
 			diffID.Validate() != nil || diffID.Algorithm() != digest.Canonical || info.Digest.Validate() != nil {
 			return nil, fmt.Errorf("not staging layer %d (%s)", i, info.Digest)
 		}
@@ -219,9 +241,11 @@ func (s *Store) stageLayer(ctx context.Context, src types.ImageSource, l *staged
 }
 
 // applyStaged turns the staged layers into store layers, base first,
-// each as soon as it is ready. A layer another pull stored meanwhile is
-// kept and the staged copy dropped: applying over it would replace a
-// directory that may be in use.
+// each as soon as it is ready. A layer stored meanwhile (by another pull)
+// is kept and the staged copy dropped: the store would apply a staged
+// layer over an existing one, replacing a directory that may be in use.
+// So the check and the store are one step under stageMu, which the
+// image library's copies, the other way layers are made, hold too.
 func (s *Store) applyStaged(ctx context.Context, layers []stagedLayer, ready []chan struct{}) error {
 	for i := range layers {
 		select {
@@ -296,8 +320,12 @@ func (d *layerDiffer) ApplyDiff(dest string, opts *archive.TarOptions, _ *graphd
 	if err != nil {
 		return out, err
 	}
+	// The owners' log reads the tar in a goroutine of its own through a
+	// pipe: handing it a quarter megabyte at a time rather than each
+	// read's few kilobytes spares goroutine switches on the unpacking path.
+	idBuf := bufio.NewWriterSize(idLogger, 256<<10)
 	diffID := digest.Canonical.Digester()
-	uncompressedCount := &countWriter{w: io.MultiWriter(diffID.Hash(), idLogger)}
+	uncompressedCount := &countWriter{w: io.MultiWriter(diffID.Hash(), idBuf)}
 	payload, done, err := asm.NewInputTarStreamWithDone(io.TeeReader(uncompressed, uncompressedCount), tarsplit.NewJSONPacker(d.tarSplit), tarsplit.NewDiscardFilePutter())
 	if err != nil {
 		idLogger.Close()
@@ -309,7 +337,7 @@ func (d *layerDiffer) ApplyDiff(dest string, opts *archive.TarOptions, _ *graphd
 		_, err = io.Copy(io.Discard, payload)
 	}
 	payload.Close()
-	err = errors.Join(err, <-done, idLogger.Close())
+	err = errors.Join(err, <-done, idBuf.Flush(), idLogger.Close())
 	if err == nil {
 		_, err = io.Copy(io.Discard, in) // anything after the compressed stream is in the blob's digest too
 	}

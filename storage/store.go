@@ -89,8 +89,9 @@ type Store struct {
 	guest       bool
 	guestDir    string // the guest's private spool directory, removed at Close
 
-	// stageMu serializes storing staged layers (see applyStaged).
-	stageMu sync.Mutex
+	// stageMu is held by each staged layer being stored, alone, and by
+	// the image library's copies, which may create layers (see applyLayer).
+	stageMu sync.RWMutex
 
 	pullsMu sync.Mutex
 	pulls   map[pullKey]*pullCall
@@ -300,6 +301,14 @@ func (a *activity) begin() {
 		a.cond.Wait()
 	}
 	a.active++
+}
+
+// markDirty asks for garbage collection when the running operations end,
+// as after a failure.
+func (a *activity) markDirty() {
+	a.mu.Lock()
+	a.dirty = true
+	a.mu.Unlock()
 }
 
 // end finishes an operation; the last one to finish after a failure
