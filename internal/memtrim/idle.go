@@ -41,7 +41,7 @@ type Idler struct {
 	trimMu     sync.Mutex
 	trimmedRSS int64
 	// trim and resident are Trim and residentBytes, replaced in tests.
-	trim     func() (Stats, error)
+	trim     func()
 	resident func() (int64, error)
 }
 
@@ -107,11 +107,11 @@ func (i *Idler) fire() {
 	if i.trimmedRSS != 0 && rss-i.trimmedRSS < minGrowth {
 		return
 	}
-	st, err := i.trim()
+	i.trim()
 	after, _ := i.resident()
 	i.trimmedRSS = after
 	if i.log.Enabled(context.Background(), slog.LevelDebug) {
-		i.log.Debug("memory trimmed", append([]any{"rss_before", rss, "rss_after", after, "binary_unmapped", st.Unmapped, "err", err}, runtimeMemory()...)...)
+		i.log.Debug("memory trimmed", append([]any{"rss_before", rss, "rss_after", after}, runtimeMemory()...)...)
 	}
 }
 

@@ -13,7 +13,7 @@ func fakeIdler(rss *atomic.Int64) (*Idler, chan struct{}) {
 	trims := make(chan struct{}, 10)
 	i := NewIdler(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	i.quiet = time.Millisecond
-	i.trim = func() (Stats, error) { trims <- struct{}{}; return Stats{}, nil }
+	i.trim = func() { trims <- struct{}{} }
 	i.resident = func() (int64, error) { return rss.Load(), nil }
 	return i, trims
 }
