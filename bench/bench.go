@@ -292,6 +292,7 @@ func (b *bench) idleMemory(when string) error {
 			return err
 		}
 		b.record(s, "idle PSS, "+when, "MiB", kib(all.PSSKiB))
+		b.record(s, "idle anonymous PSS (heap, stacks), "+when, "MiB", kib(all.PSSAnonKiB))
 		if fresh := b.fig("idle PSS, fresh", "MiB"); when != "fresh" {
 			// How far the run left memory above the fresh idle figure.
 			before := fresh.Containerd
@@ -321,9 +322,9 @@ func (b *bench) noteProcesses(s *subject, figure string) error {
 		if err != nil {
 			return err
 		}
-		parts = append(parts, fmt.Sprintf("%s %.1f/%.1f", comm(p), kib(m.RSSKiB), kib(m.PSSKiB)))
+		parts = append(parts, fmt.Sprintf("%s %.1f/%.1f/%.1f", comm(p), kib(m.RSSKiB), kib(m.PSSKiB), kib(m.PSSAnonKiB)))
 	}
-	b.addNote(figure, fmt.Sprintf("%s (RSS/PSS MiB): %s", s.name, strings.Join(parts, ", ")))
+	b.addNote(figure, fmt.Sprintf("%s (RSS/PSS/anonymous PSS MiB): %s", s.name, strings.Join(parts, ", ")))
 	return nil
 }
 

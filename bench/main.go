@@ -114,6 +114,9 @@ const (
 	smallImage = "docker.io/library/busybox:latest"
 	bigRepo    = "docker.io/cribbench/big"
 	bigTag     = "100m-5layers"
+	// idleSettle is how long both runtimes sit without a call before an
+	// idle memory figure is taken.
+	idleSettle = 2 * time.Second
 )
 
 func runMain(args []string) error {
@@ -167,6 +170,9 @@ func runMain(args []string) error {
 			return err
 		}
 	}
+	// Idle means idle: the runtimes settle as long after the cleaning
+	// calls above as they do before the after-the-run figure below.
+	time.Sleep(idleSettle)
 	if err := b.idleMemory("fresh"); err != nil {
 		return err
 	}
@@ -176,7 +182,7 @@ func runMain(args []string) error {
 		func() error { return b.latencies(ctx) },
 		func() error { return b.scale(ctx) },
 		func() error { return b.churn(ctx, f.churnClients) },
-		func() error { time.Sleep(2 * time.Second); return b.idleMemory("after the run") },
+		func() error { time.Sleep(idleSettle); return b.idleMemory("after the run") },
 	}
 	for _, p := range phases {
 		if err := p(); err != nil {

@@ -24,10 +24,18 @@ type procSet struct {
 // memory is a sum of RSS and PSS in KiB over some processes.
 type memory struct {
 	RSSKiB, PSSKiB int
-	Procs          int
+	// PSSAnonKiB is the anonymous part of PSS (heap, stacks, runtime);
+	// the rest is mapped files, mostly the binary's own pages.
+	PSSAnonKiB int
+	Procs      int
 }
 
-func (m *memory) add(o memory) { m.RSSKiB += o.RSSKiB; m.PSSKiB += o.PSSKiB; m.Procs += o.Procs }
+func (m *memory) add(o memory) {
+	m.RSSKiB += o.RSSKiB
+	m.PSSKiB += o.PSSKiB
+	m.PSSAnonKiB += o.PSSAnonKiB
+	m.Procs += o.Procs
+}
 
 // smapsRollup reads RSS and PSS of one process; a vanished one counts zero.
 func smapsRollup(pid int) (memory, error) {
@@ -51,6 +59,8 @@ func smapsRollup(pid int) (memory, error) {
 			m.RSSKiB = v
 		case "Pss:":
 			m.PSSKiB = v
+		case "Pss_Anon:":
+			m.PSSAnonKiB = v
 		}
 	}
 	return m, nil

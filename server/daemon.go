@@ -20,6 +20,7 @@ import (
 
 	"github.com/crib-dev/crib/cri"
 	"github.com/crib-dev/crib/internal/config"
+	"github.com/crib-dev/crib/internal/memtrim"
 	"github.com/crib-dev/crib/internal/steptrace"
 	"github.com/crib-dev/crib/nri"
 	"github.com/crib-dev/crib/server/doctor"
@@ -97,7 +98,11 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 	if err != nil {
 		return err
 	}
-	srv := newGRPCServer(o, report, env, parts, store, stream, met, nriHost)
+	// Idle after start-up and after each burst of CRI calls, the daemon
+	// gives back the memory they used (package memtrim).
+	idler := memtrim.NewIdler(log)
+	defer idler.Stop()
+	srv := newGRPCServer(o, report, env, parts, store, stream, met, nriHost, idler)
 	if err := nriHost.Start(); err != nil {
 		return err
 	}
@@ -107,7 +112,7 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 		return err
 	}
 	defer stopMetrics()
-	return serveUntilStopped(ctx, srv, l, o, env, parts)
+	return serveUntilStopped(ctx, srv, l, o, env, parts, idler.End)
 }
 
 // startHostSide is the daemon's end of the rootless parent's host bridge;
@@ -155,11 +160,11 @@ func openStore(cfg config.Config, pullProxy string, log *slog.Logger) (*storage.
 }
 
 // newGRPCServer is the CRI server on crib's parts.
-func newGRPCServer(o Options, report doctor.Report, env daemonEnv, parts *parts, store *storage.Store, stream *streaming.Service, met *metrics, nriHost *nri.Host) *grpc.Server {
+func newGRPCServer(o Options, report doctor.Report, env daemonEnv, parts *parts, store *storage.Store, stream *streaming.Service, met *metrics, nriHost *nri.Host, idler *memtrim.Idler) *grpc.Server {
 	log := o.Logger
 	// cri's error interceptors go last, innermost, so the log and the
 	// metrics see the codes clients see.
-	grpcOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(logUnary(log), met.unaryInterceptor())}
+	grpcOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(idleUnary(idler), logUnary(log), met.unaryInterceptor())}
 	srv := grpc.NewServer(append(grpcOpts, cri.ServerOptions()...)...)
 	rs := cri.NewRuntimeService(cri.Options{
 		Version:    o.Version,
@@ -181,11 +186,12 @@ func newGRPCServer(o Options, report doctor.Report, env daemonEnv, parts *parts,
 
 // serveUntilStopped serves on l until SIGTERM, SIGINT or ctx, then drains
 // and, with no pod or container left, marks crib idle for the parent.
-func serveUntilStopped(ctx context.Context, srv *grpc.Server, l net.Listener, o Options, env daemonEnv, parts *parts) error {
+func serveUntilStopped(ctx context.Context, srv *grpc.Server, l net.Listener, o Options, env daemonEnv, parts *parts, startedUp func()) error {
 	log := o.Logger
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	env.ready()
+	startedUp()
 	log.Info("crib is serving", "socket", o.Config.Listen, "rootless", env.rootless, "pid", os.Getpid())
 
 	sigs := make(chan os.Signal, 2)
@@ -233,6 +239,15 @@ func listenCRI(path string, log *slog.Logger) (net.Listener, error) {
 		log.Warn("removing stale socket", "path", path, "err", err)
 	}
 	return rootless.ListenPrivate(path)
+}
+
+// idleUnary counts each CRI call as work for idler.
+func idleUnary(idler *memtrim.Idler) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		idler.Begin()
+		defer idler.End()
+		return handler(ctx, req)
+	}
 }
 
 func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {

@@ -169,7 +169,7 @@ func startProxyPair(ctx context.Context, t *testing.T) (string, *socksFront, *ht
 	if err != nil {
 		t.Fatal(err)
 	}
-	go serveDialRelay(ctx, l, log)
+	go serveDialRelay(ctx, l, nil, log)
 	front, err := startSocksFront(ctx, sock, nil, log)
 	if err != nil {
 		t.Fatal(err)

@@ -54,7 +54,7 @@ func StartHostSide(ctx context.Context, runRoot, relaySock string, log *slog.Log
 		cancel()
 		return nil, err
 	}
-	go serveDialRelay(ctx, target, log)
+	go serveDialRelay(ctx, target, nil, log)
 	h.Ports = &PortalClient{controlSock: filepath.Join(runRoot, controlSocketName)}
 	front, err := startSocksFront(ctx, relaySock, previousPullProxy(runRoot), log)
 	if err != nil {

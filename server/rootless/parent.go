@@ -20,6 +20,7 @@ import (
 
 	"github.com/crib-dev/crib/internal/config"
 	"github.com/crib-dev/crib/internal/idmap"
+	"github.com/crib-dev/crib/internal/memtrim"
 )
 
 const (
@@ -68,13 +69,18 @@ func RunParent(ctx context.Context, o ParentOptions) (retErr error) {
 	}
 	relayCtx, stopRelay := context.WithCancel(ctx)
 	defer stopRelay()
-	go serveDialRelay(relayCtx, relay, o.Logger)
+	// Once the child serves, the parent only relays: it gives back the
+	// memory start-up used, and again after each burst of relaying.
+	idler := memtrim.NewIdler(o.Logger)
+	defer idler.Stop()
+	go serveDialRelay(relayCtx, relay, idler, o.Logger)
 
 	control, err := listenRelay(filepath.Join(cfg.RunRoot, controlSocketName))
 	if err != nil {
 		return err
 	}
 	ports := newPortal(filepath.Join(cfg.RunRoot, targetDialSocketName), o.Logger)
+	ports.idler = idler
 	defer ports.closeAll()
 	go ports.serveControl(relayCtx, control)
 
@@ -100,7 +106,7 @@ func RunParent(ctx context.Context, o ParentOptions) (retErr error) {
 		return fmt.Errorf("recording crib's pid: %w", err)
 	}
 	defer os.Remove(pidFile)
-	return superviseChild(ctx, child, readyR, o)
+	return superviseChild(ctx, child, readyR, o, idler)
 }
 
 const (
@@ -228,7 +234,7 @@ func writeIDMaps(pid int, uidArgs, gidArgs func(int) []string) error {
 // SIGTERM/SIGINT to it and waits for it to exit. It is the parent, the
 // process systemd watches, that tells systemd when crib is ready and when
 // it stops.
-func superviseChild(ctx context.Context, child *daemonProcess, readyR *os.File, o ParentOptions) error {
+func superviseChild(ctx context.Context, child *daemonProcess, readyR *os.File, o ParentOptions, idler *memtrim.Idler) error {
 	log := o.Logger
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -242,6 +248,7 @@ func superviseChild(ctx context.Context, child *daemonProcess, readyR *os.File, 
 		if n, _ := io.ReadFull(readyR, b); n == 1 {
 			log.Debug("crib child is serving", "pid", child.Process.Pid)
 			o.Ready()
+			idler.End() // start-up
 		}
 	}()
 

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/crib-dev/crib/internal/memtrim"
 )
 
 // The portal makes ports inside crib's network namespace reachable from the
@@ -59,6 +61,9 @@ type controlReply struct {
 type portal struct {
 	targetSock string // the child's target dialer
 	log        *slog.Logger
+	// idler counts control requests and forwarded connections as work,
+	// after which the parent trims its memory; nil in tests.
+	idler *memtrim.Idler
 
 	mu     sync.Mutex
 	owners map[string][]io.Closer
@@ -75,7 +80,11 @@ func (p *portal) serveControl(ctx context.Context, l net.Listener) {
 		if err != nil {
 			return
 		}
-		go p.handleControl(ctx, c)
+		p.idler.Begin()
+		go func() {
+			defer p.idler.End()
+			p.handleControl(ctx, c)
+		}()
 	}
 }
 
@@ -200,7 +209,9 @@ func (p *portal) acceptTCP(ctx context.Context, l net.Listener, pf PortForward) 
 		if err != nil {
 			return
 		}
+		p.idler.Begin()
 		go func() {
+			defer p.idler.End()
 			defer c.Close()
 			up, err := dialTarget(ctx, p.targetSock, "tcp", pf.Target)
 			if err != nil {
@@ -293,15 +304,20 @@ func dialTarget(ctx context.Context, sock, proto, target string) (net.Conn, erro
 // serveDialRelay dials, from the network namespace it runs in, what each
 // connection names ("tcp host:port" or "udp host:port") and relays bytes.
 // The child serves it for the portal (dialling inside crib's namespace),
-// the parent for the host dialer (dialling from the host's).
-func serveDialRelay(ctx context.Context, l net.Listener, log *slog.Logger) {
+// the parent for the host dialer (dialling from the host's). Each
+// connection is work for idler (nil: none counted).
+func serveDialRelay(ctx context.Context, l net.Listener, idler *memtrim.Idler, log *slog.Logger) {
 	go func() { <-ctx.Done(); l.Close() }()
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			return
 		}
-		go dialForPeer(ctx, c, log)
+		idler.Begin()
+		go func() {
+			defer idler.End()
+			dialForPeer(ctx, c, log)
+		}()
 	}
 }
 

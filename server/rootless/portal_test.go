@@ -25,7 +25,7 @@ func startTestPortal(t *testing.T) (*PortalClient, *portal) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go serveDialRelay(ctx, tl, log)
+	go serveDialRelay(ctx, tl, nil, log)
 	p := newPortal(targetSock, log)
 	t.Cleanup(p.closeAll)
 	controlSock := filepath.Join(dir, controlSocketName)

@@ -1,0 +1,161 @@
+package memtrim
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	// Quiet is how long crib waits after its last piece of work before it
+	// trims: short enough that an idle daemon soon holds only what idling
+	// needs, long enough that a client's next call of a sequence comes
+	// first.
+	Quiet = time.Second
+	// minGrowth is how far the resident set must have grown since the last
+	// trim for the next one to be worth its cost (a forced GC, and minor
+	// faults for the text the next calls run): a kubelet's steady polling
+	// re-faults a little text and no more, and trims only once.
+	minGrowth = 1 << 20
+)
+
+// Idler trims memory once a burst of work is over: Quiet after the last
+// piece of work ended with none in flight, if the process grew by
+// minGrowth since its last trim. The zero Idler is not usable; see
+// NewIdler. A nil *Idler does nothing.
+type Idler struct {
+	log *slog.Logger
+
+	mu       sync.Mutex
+	inflight int
+	timer    *time.Timer
+	stopped  bool
+	quiet    time.Duration
+	// trimMu serialises trims; trimmedRSS is the resident set right
+	// after the last one.
+	trimMu     sync.Mutex
+	trimmedRSS int64
+	// trim and resident are Trim and residentBytes, replaced in tests.
+	trim     func()
+	resident func() (int64, error)
+}
+
+// NewIdler returns an Idler whose first piece of work, start-up, is in
+// flight: the caller Ends it once it serves.
+func NewIdler(log *slog.Logger) *Idler {
+	i := &Idler{log: log, quiet: Quiet, trim: Trim, resident: residentBytes, inflight: 1}
+	i.timer = time.AfterFunc(time.Hour, i.fire)
+	i.timer.Stop()
+	return i
+}
+
+// Begin marks a piece of work started; End marks it done.
+func (i *Idler) Begin() {
+	if i == nil {
+		return
+	}
+	i.mu.Lock()
+	i.inflight++
+	i.mu.Unlock()
+}
+
+// End marks a piece of work done; with none left in flight, the trim is
+// (re)scheduled Quiet from now.
+func (i *Idler) End() {
+	if i == nil {
+		return
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.inflight--
+	if i.inflight == 0 && !i.stopped {
+		i.timer.Reset(i.quiet)
+	}
+}
+
+// Stop cancels a scheduled trim; later work schedules none.
+func (i *Idler) Stop() {
+	if i == nil {
+		return
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.stopped = true
+	i.timer.Stop()
+}
+
+func (i *Idler) fire() {
+	i.mu.Lock()
+	busy := i.inflight > 0 || i.stopped
+	i.mu.Unlock()
+	if busy {
+		// The End of that work schedules the trim again.
+		return
+	}
+	i.trimMu.Lock()
+	defer i.trimMu.Unlock()
+	rss, err := i.resident()
+	if err != nil {
+		i.log.Debug("memory trim skipped", "err", err)
+		return
+	}
+	if i.trimmedRSS != 0 && rss-i.trimmedRSS < minGrowth {
+		return
+	}
+	i.trim()
+	after, _ := i.resident()
+	i.trimmedRSS = after
+	if i.log.Enabled(context.Background(), slog.LevelDebug) {
+		i.log.Debug("memory trimmed", append([]any{"rss_before", rss, "rss_after", after}, runtimeMemory()...)...)
+	}
+}
+
+// runtimeMemory is the Go runtime's account of its memory (bytes), by
+// class, for the trim's log line: what the anonymous part of the resident
+// set is.
+func runtimeMemory() []any {
+	samples := []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/stacks:bytes"},
+		{Name: "/memory/classes/os-stacks:bytes"},
+		{Name: "/memory/classes/metadata/other:bytes"},
+		{Name: "/memory/classes/metadata/mspan/inuse:bytes"},
+		{Name: "/memory/classes/metadata/mcache/inuse:bytes"},
+		{Name: "/memory/classes/profiling/buckets:bytes"},
+		{Name: "/memory/classes/other:bytes"},
+		{Name: "/sched/goroutines:goroutines"},
+		{Name: "/sched/threads/total:threads"},
+	}
+	metrics.Read(samples)
+	var attrs []any
+	for _, s := range samples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			attrs = append(attrs, strings.TrimPrefix(s.Name, "/memory/classes/"), s.Value.Uint64())
+		}
+	}
+	return attrs
+}
+
+// residentBytes is the process's resident set, from /proc/self/statm.
+func residentBytes() (int64, error) {
+	data, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 2 {
+		return 0, os.ErrInvalid
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	return pages * int64(os.Getpagesize()), nil
+}
