@@ -169,16 +169,7 @@ func TestStopEndsEveryProcess(t *testing.T) {
 			id := strings.NewReplacer(" ", "-", ",", "").Replace(tc.name)
 			cfg := config(id, "sh", "-c", tc.script)
 			cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_NODE
-			c := e.create(id, cfg)
-			en, err := e.m.lookup(id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rt, _ := e.m.runtimeFor("")
-			if err := e.m.launch(context.Background(), en, rt); err != nil {
-				t.Fatal(err)
-			}
-			c, _ = e.m.Get(id)
+			c := e.createLaunched(id, cfg)
 			ns := pinMountNamespace(t, c.Pid)
 			if err := e.m.Start(ctx, id); err != nil {
 				t.Fatal(err)
@@ -235,16 +226,7 @@ func TestRecoverEndsLeftoverProcesses(t *testing.T) {
 			id := strings.ReplaceAll(tc.name, " ", "-")
 			cfg := config(id, "sh", "-c", script)
 			cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_NODE
-			c := e.create(id, cfg)
-			en, err := e.m.lookup(id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rt, _ := e.m.runtimeFor("")
-			if err := e.m.launch(context.Background(), en, rt); err != nil {
-				t.Fatal(err)
-			}
-			c, _ = e.m.Get(id)
+			c := e.createLaunched(id, cfg)
 			ns := pinMountNamespace(t, c.Pid)
 			t.Cleanup(func() { // what a failed recovery left
 				for _, pid := range inNamespace(ns) {

@@ -302,6 +302,27 @@ func (e *testEnv) create(id string, cfg *runtimeapi.ContainerConfig) *Container 
 	return c
 }
 
+// createLaunched creates a container and launches it (its monitor and the
+// runtime's create, as StartContainer does first) without starting it: its
+// process exists and waits for the start.
+func (e *testEnv) createLaunched(id string, cfg *runtimeapi.ContainerConfig) *Container {
+	e.t.Helper()
+	e.create(id, cfg)
+	en, err := e.m.lookup(id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	rt, _ := e.m.runtimeFor("")
+	if err := e.m.launch(context.Background(), en, rt); err != nil {
+		e.t.Fatalf("launch %s: %v", id, err)
+	}
+	c, err := e.m.Get(id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
 // run creates and starts a container running cmd.
 func (e *testEnv) run(id string, cmd ...string) *Container {
 	e.t.Helper()

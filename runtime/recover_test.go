@@ -105,16 +105,9 @@ func crashScene(t *testing.T, e *testEnv) (lost *Container, leftovers []string) 
 // as a Start that crib died in does: the record on disk has no pids.
 func launchOnly(t *testing.T, e *testEnv, id string) oci.Runtime {
 	t.Helper()
-	e.create(id, config(id, "sleep", "1000"))
+	e.createLaunched(id, config(id, "sleep", "1000"))
 	rt, err := e.m.runtimeFor("")
 	if err != nil {
-		t.Fatal(err)
-	}
-	en, err := e.m.lookup(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.m.launch(context.Background(), en, rt); err != nil {
 		t.Fatal(err)
 	}
 	return rt
