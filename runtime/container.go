@@ -187,23 +187,19 @@ func (m *Manager) snapshot(e *entry) *Container {
 }
 
 // update changes the record and persists it.
-func (m *Manager) update(e *entry, change func(*Container)) {
-	m.mu.Lock()
-	change(e.c)
-	c := e.c.clone()
-	m.mu.Unlock()
-	if err := m.store.save(c); err != nil {
-		m.log.Error("persisting a container record", "container", c.ID, "err", err)
-	}
-}
+func (m *Manager) update(e *entry, change func(*Container)) { m.persist(e, change, m.store.save) }
 
 // updateUnsynced is update without the syncs (see store.saveUnsynced).
 func (m *Manager) updateUnsynced(e *entry, change func(*Container)) {
+	m.persist(e, change, m.store.saveUnsynced)
+}
+
+func (m *Manager) persist(e *entry, change func(*Container), save func(*Container) error) {
 	m.mu.Lock()
 	change(e.c)
 	c := e.c.clone()
 	m.mu.Unlock()
-	if err := m.store.saveUnsynced(c); err != nil {
+	if err := save(c); err != nil {
 		m.log.Error("persisting a container record", "container", c.ID, "err", err)
 	}
 }

@@ -137,26 +137,19 @@ func (s store) path(id string) string { return filepath.Join(s.dir, id, recordFi
 
 // save writes the record atomically: a crash leaves the old or the new
 // record, never a torn one.
-func (s store) save(c *Container) error {
-	data, err := c.marshal()
-	if err != nil {
-		return err
-	}
-	if err := record.Save(s.path(c.ID), data); err != nil {
-		return fmt.Errorf("saving container %s: %w", c.ID, err)
-	}
-	return nil
-}
+func (s store) save(c *Container) error { return s.write(c, record.Save) }
 
 // saveUnsynced replaces an existing record without syncing it: for a
 // change a power loss makes moot (every container is lost then, whatever
 // its record said: see Recover).
-func (s store) saveUnsynced(c *Container) error {
+func (s store) saveUnsynced(c *Container) error { return s.write(c, record.SaveUnsynced) }
+
+func (s store) write(c *Container, save func(path string, data []byte) error) error {
 	data, err := c.marshal()
 	if err != nil {
 		return err
 	}
-	if err := record.SaveUnsynced(s.path(c.ID), data); err != nil {
+	if err := save(s.path(c.ID), data); err != nil {
 		return fmt.Errorf("saving container %s: %w", c.ID, err)
 	}
 	return nil

@@ -5,10 +5,11 @@ import (
 	"log/slog"
 	"os"
 	"runtime/metrics"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/crib-dev/crib/internal/procfs"
 )
 
 const (
@@ -143,19 +144,11 @@ func runtimeMemory() []any {
 	return attrs
 }
 
-// residentBytes is the process's resident set, from /proc/self/statm.
+// residentBytes is the process's resident set.
 func residentBytes() (int64, error) {
-	data, err := os.ReadFile("/proc/self/statm")
+	st, err := procfs.ReadStat(os.Getpid())
 	if err != nil {
 		return 0, err
 	}
-	f := strings.Fields(string(data))
-	if len(f) < 2 {
-		return 0, os.ErrInvalid
-	}
-	pages, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil {
-		return 0, err
-	}
-	return pages * int64(os.Getpagesize()), nil
+	return int64(st.RSSPages) * int64(os.Getpagesize()), nil
 }

@@ -211,9 +211,11 @@ func (p *portal) acceptTCP(ctx context.Context, l net.Listener, pf PortForward) 
 		}
 		p.idler.Begin()
 		go func() {
-			defer p.idler.End()
 			defer c.Close()
 			up, err := dialTarget(ctx, p.targetSock, "tcp", pf.Target)
+			// A connection is work until it is set up: a long-lived one
+			// (a client of a pod's server) must not keep the trim away.
+			p.idler.End()
 			if err != nil {
 				p.log.Debug("port forward", "port", pf.HostPort, "target", pf.Target, "err", err)
 				return
@@ -315,13 +317,18 @@ func serveDialRelay(ctx context.Context, l net.Listener, idler *memtrim.Idler, l
 		}
 		idler.Begin()
 		go func() {
-			defer idler.End()
-			dialForPeer(ctx, c, log)
+			// Work until the dial is done, not for the relay's lifetime
+			// (see acceptTCP).
+			var once sync.Once
+			dialed := func() { once.Do(idler.End) }
+			defer dialed()
+			dialForPeer(ctx, c, dialed, log)
 		}()
 	}
 }
 
-func dialForPeer(ctx context.Context, c net.Conn, log *slog.Logger) {
+// dialForPeer reads the request on c, dials it, calls dialed, and relays.
+func dialForPeer(ctx context.Context, c net.Conn, dialed func(), log *slog.Logger) {
 	defer c.Close()
 	br := bufio.NewReader(c)
 	c.SetReadDeadline(time.Now().Add(hostDialTimeout))
@@ -338,6 +345,7 @@ func dialForPeer(ctx context.Context, c net.Conn, log *slog.Logger) {
 	dctx, cancel := context.WithTimeout(ctx, hostDialTimeout)
 	up, err := (&net.Dialer{}).DialContext(dctx, proto, target)
 	cancel()
+	dialed()
 	if err != nil {
 		fmt.Fprintf(c, "ERR %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
 		return
