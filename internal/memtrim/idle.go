@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/metrics"
 	"strings"
 	"sync"
@@ -42,10 +43,12 @@ type Idler struct {
 	stopped  bool
 	quiet    time.Duration
 	// trimMu serialises trims; trimmedAt is allocated() right after the
-	// last one, trimmed whether there was one.
-	trimMu    sync.Mutex
-	trimmed   bool
-	trimmedAt uint64
+	// last one, trimmed whether there was one; baseThreads is how many
+	// threads the process had at its first trim (once started).
+	trimMu      sync.Mutex
+	trimmed     bool
+	trimmedAt   uint64
+	baseThreads int
 	// trim and allocated are Trim and allocatedBytes, replaced in tests.
 	trim      func()
 	allocated func() uint64
@@ -114,11 +117,47 @@ func (i *Idler) fire() {
 		before, _ = residentBytes()
 	}
 	i.trim()
+	if !i.trimmed {
+		i.baseThreads = threads()
+	} else if extra := threads() - i.baseThreads; extra > 0 {
+		shedThreads(extra)
+	}
 	i.trimmed, i.trimmedAt = true, i.allocated()
 	if debug {
 		after, _ := residentBytes()
 		i.log.Debug("memory trimmed", append([]any{"rss_before", before, "rss_after", after}, runtimeMemory()...)...)
 	}
+}
+
+// maxShed bounds the threads one trim ends.
+const maxShed = 256
+
+// shedThreads ends up to n idle threads. The Go runtime keeps every
+// thread it ever made: a burst of blocking system calls (100 pods removed
+// at once: mounts, kills, CNI plugins' execs) leaves tens of them idle
+// for good, each with its signal stack, its thread stack and its M. A
+// goroutine that locks its thread and returns without unlocking it ends
+// that thread; each one takes an idle thread to run on (or the trimming
+// goroutine's, which then takes an idle one), so each ends one.
+func shedThreads(n int) {
+	for range min(n, maxShed) {
+		done := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			close(done)
+		}()
+		<-done
+	}
+}
+
+// threads is how many threads the runtime has made and not ended.
+func threads() int {
+	s := []metrics.Sample{{Name: "/sched/threads/total:threads"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return int(s[0].Value.Uint64())
 }
 
 // allocatedBytes is how much the heap has allocated since the process

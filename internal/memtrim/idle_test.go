@@ -4,9 +4,12 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -112,6 +115,47 @@ func dirty(n int) []byte {
 		b[j] = 1
 	}
 	return b
+}
+
+// TestIdlerEndsIdleThreads: a burst of blocking system calls leaves the
+// runtime with a thread per concurrent call, idle for good; the trim
+// after it ends them, down to the count of the first trim.
+func TestIdlerEndsIdleThreads(t *testing.T) {
+	trims := make(chan struct{}, 10)
+	i := NewIdler(discard())
+	i.quiet = time.Millisecond
+	i.trim = func() { trims <- struct{}{} }
+	defer i.Stop()
+	i.End()
+	expectTrim(t, trims, true, "after start-up")
+	base := threads()
+
+	i.Begin()
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ts := unix.NsecToTimespec((100 * time.Millisecond).Nanoseconds())
+			unix.Nanosleep(&ts, nil)
+		}()
+	}
+	wg.Wait()
+	grown := threads()
+	if grown < base+8 {
+		t.Skipf("16 blocking calls made %d threads, not enough to tell", grown-base)
+	}
+	alloc := make([]byte, 2*minAlloc) // the burst's work
+	runtime.KeepAlive(alloc)
+	i.End()
+	expectTrim(t, trims, true, "after the burst")
+	deadline := time.Now().Add(2 * time.Second)
+	for threads() > base+2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if c := threads(); c > base+2 {
+		t.Errorf("%d threads after the trim: %d before the burst, %d after it", c, base, grown)
+	}
 }
 
 func TestNilIdler(t *testing.T) {
