@@ -1,6 +1,7 @@
-// Package memtrim gives the Go heap's free pages back to the system once
-// crib goes idle after a burst of work (package-level Trim, and Idler,
-// which decides when).
+// Package memtrim gives the Go heap's free pages, and the threads a
+// burst left idle, back to the system once crib goes idle after a burst
+// of work (package-level Trim, and Idler, which decides when and ends
+// the threads).
 //
 // The Go runtime returns freed heap pages slowly (its background
 // scavenger keeps a margin above the heap goal), so after a burst (100
