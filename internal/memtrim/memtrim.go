@@ -15,7 +15,20 @@
 // process's PSS figure.
 package memtrim
 
-import "runtime/debug"
+import (
+	"runtime"
+	"runtime/debug"
+)
 
-// Trim returns the heap's free pages to the system.
-func Trim() { debug.FreeOSMemory() }
+// Trim returns the heap's free pages to the system. It collects three
+// times: the first moves what sync.Pools hold into their victim caches
+// and the second frees it (right after a 100 MB pull, the decompressors'
+// and copy buffers: 19 MiB of the daemon's heap still alive after a
+// single collection, 2 MiB after two), then returns the free pages; the
+// last returns what the collection before it freed only once it had
+// returned (its work buffers, about 3 MiB after a pull).
+func Trim() {
+	runtime.GC()
+	debug.FreeOSMemory()
+	debug.FreeOSMemory()
+}
