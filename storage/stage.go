@@ -331,7 +331,10 @@ func (d *layerDiffer) ApplyDiff(dest string, opts *archive.TarOptions, _ *graphd
 		idLogger.Close()
 		return out, err
 	}
-	err = chrootarchive.UntarUncompressed(payload, dest, opts)
+	err = unpackLayer(payload, dest, opts)
+	if errors.Is(err, errNotInProcess) { // before reading anything
+		err = chrootarchive.UntarUncompressed(payload, dest, opts)
+	}
 	if err == nil {
 		// The tar's trailing padding belongs to the digests and the tar-split.
 		_, err = io.Copy(io.Discard, payload)
