@@ -445,7 +445,11 @@ func (u *unpacker) hardlink(parent int, base string, hdr *tar.Header) error {
 	}
 	dir, tbase := splitRel(rel)
 	tparent := u.root
-	if dir != "" {
+	switch {
+	case dir == "":
+	case dir == u.parentDir:
+		tparent = u.parent // busybox's hundreds of links are all in bin
+	default:
 		if tparent, err = u.openDir(dir); err != nil {
 			return &os.PathError{Op: "openat2", Path: dir, Err: err}
 		}
