@@ -179,10 +179,15 @@ func (u *unpacker) entry(hdr *tar.Header, content io.Reader) error {
 	if whiteout {
 		return u.whiteout(parent, dir, base, uid, gid)
 	}
-	if err := u.clearFor(parent, base, hdr.Typeflag == tar.TypeDir); err != nil {
-		return err
-	}
+	// Most entries are new: they are made straight away, and what is in
+	// their place looked at only when something is.
 	made, err := u.create(parent, base, hdr, content)
+	if errors.Is(err, unix.EEXIST) {
+		if err := u.clearFor(parent, base, hdr.Typeflag == tar.TypeDir); err != nil {
+			return err
+		}
+		made, err = u.create(parent, base, hdr, content)
+	}
 	if err != nil || !made {
 		return err
 	}
@@ -394,11 +399,20 @@ func removeAt(dirfd int, name string) error {
 }
 
 // create makes the entry's file at base in parent; made is false for an
-// entry that is skipped (a device in a user namespace).
+// entry that is skipped (a device in a user namespace). It fails with
+// EEXIST, having read nothing, when something other than a directory for
+// a directory is in the place.
 func (u *unpacker) create(parent int, base string, hdr *tar.Header, content io.Reader) (made bool, err error) {
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if err := unix.Mkdirat(parent, base, mode(hdr)); err != nil && err != unix.EEXIST {
+		err := unix.Mkdirat(parent, base, mode(hdr))
+		if err == unix.EEXIST {
+			var st unix.Stat_t
+			if unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				err = nil // a directory merges into the one there
+			}
+		}
+		if err != nil {
 			return false, &os.PathError{Op: "mkdirat", Path: base, Err: err}
 		}
 	case tar.TypeReg:
@@ -418,8 +432,7 @@ func (u *unpacker) create(parent int, base string, hdr *tar.Header, content io.R
 	return true, nil
 }
 
-// writeFile creates a regular file (nothing is at base any more) and
-// writes its content.
+// writeFile creates a regular file and writes its content.
 func (u *unpacker) writeFile(parent int, base string, hdr *tar.Header, content io.Reader) error {
 	fd, err := unix.Openat(parent, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode(hdr))
 	if err != nil {
@@ -470,7 +483,9 @@ func (u *unpacker) mknod(parent int, base string, hdr *tar.Header) (bool, error)
 		kind = unix.S_IFBLK
 	}
 	if kind != unix.S_IFIFO && u.opts.InUserNS {
-		return false, nil // devices cannot be made in a user namespace
+		// Devices cannot be made in a user namespace; what was in the
+		// place goes all the same, as with the library.
+		return false, u.clearFor(parent, base, false)
 	}
 	dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
 	if err := unix.Mknodat(parent, base, kind|mode(hdr), int(dev)); err != nil {
@@ -484,39 +499,48 @@ func (u *unpacker) mknod(parent int, base string, hdr *tar.Header) (bool, error)
 // has no mode of its own, nor does a hard link to one; a directory's
 // times wait for the end.
 func (u *unpacker) setMeta(parent int, base string, hdr *tar.Header, uid, gid int) error {
-	if !u.opts.NoLchown {
-		if err := u.chown(func() error { return unix.Fchownat(parent, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
-			return err
-		}
-	}
-	isLink := hdr.Typeflag == tar.TypeSymlink
+	ts := times(hdr)
+	// A hard link's inode exists already, often (busybox: hundreds of
+	// links to one binary) with the header's owner, mode and times: what
+	// it has is not set again.
+	var have *unix.Stat_t
 	if hdr.Typeflag == tar.TypeLink {
 		var st unix.Stat_t
 		if err := unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return &os.PathError{Op: "fstatat", Path: base, Err: err}
 		}
-		isLink = st.Mode&unix.S_IFMT == unix.S_IFLNK
+		have = &st
 	}
-	if !isLink {
+	isLink := hdr.Typeflag == tar.TypeSymlink || (have != nil && have.Mode&unix.S_IFMT == unix.S_IFLNK)
+	chowned := false
+	if !u.opts.NoLchown && (have == nil || int(have.Uid) != uid || int(have.Gid) != gid) {
+		if err := u.chown(func() error { return unix.Fchownat(parent, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
+			return err
+		}
+		chowned = true
+	}
+	if !isLink && (have == nil || chowned || have.Mode&0o7777 != mode(hdr)) {
 		// base is no symlink (made here, or checked just above), so
 		// fchmodat's following of one is moot.
 		if err := unix.Fchmodat(parent, base, mode(hdr), 0); err != nil {
 			return &os.PathError{Op: "fchmodat", Path: base, Err: err}
 		}
 	}
-	if hdr.Typeflag == tar.TypeDir {
+	switch {
+	case hdr.Typeflag == tar.TypeDir:
 		rel, _ := inLayer(hdr.Name)
-		u.dirs = append(u.dirs, dirTimes{rel: rel, times: times(hdr)})
-	} else if hdr.Typeflag != tar.TypeLink || !isLink {
-		ts := times(hdr)
+		u.dirs = append(u.dirs, dirTimes{rel: rel, times: ts})
+	case have != nil && (isLink || (have.Atim == ts[0] && have.Mtim == ts[1])):
+	default:
 		if err := unix.UtimesNanoAt(parent, base, ts[:], unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return &os.PathError{Op: "utimensat", Path: base, Err: err}
 		}
 	}
 	// Through the parent's descriptor: an xattr call that does not
 	// follow the last component needs a path.
-	at := fmt.Sprintf("/proc/self/fd/%d/%s", parent, base)
-	return u.setXattrs(hdr, func(k string, v []byte) error { return unix.Lsetxattr(at, k, v, 0) })
+	return u.setXattrs(hdr, func(k string, v []byte) error {
+		return unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/%s", parent, base), k, v, 0)
+	})
 }
 
 // chown runs a chown, ignoring its failure if the driver says to.

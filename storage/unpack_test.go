@@ -259,7 +259,11 @@ func TestUnpackMatchesTheLibrary(t *testing.T) {
 		symlink("was-link", "bin"), dir("was-link/").with(at(8000)),
 		reg("gone/.wh.removed", ""),
 		dir("opaque/").with(at(9000)), reg("opaque/.wh..wh..opq", ""), reg("opaque/kept", "k"),
+		reg("hl-target", "x"), hardlink("hl-changed", "hl-target").with(owner(7, 8, 0o4711)).with(at(3500)),
+		reg("dup", "one"), reg("dup", "two").with(owner(9, 9, 0o600)),
+		symlink("duplink", "one"), symlink("duplink", "two"),
 		entry{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "fifo", Mode: 0o640}},
+		reg("null", "replaced by a device, or just removed in a user namespace"),
 		entry{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "null", Mode: 0o666, Devmajor: 1, Devminor: 3}},
 		reg("empty", ""),
 		reg("big", strings.Repeat("0123456789abcdef", 70000)),
@@ -312,6 +316,7 @@ func TestUnpackMatchesTheLibrary(t *testing.T) {
 				"bin/su": "mode 104755", "bin/tool": "mode 102750 owner 1000:2000", "tmp": "mode 41777",
 				"private": "trusted.crib=t", "opaque": "overlay.opaque=y", "gone/removed": "mode 20000 owner",
 				"was-dir": "content now a file", "bin/tool-link": "nlink 2",
+				"hl-target": "nlink 2 mtime 3500.000000005", "hl-changed": "mode 104711", "dup": "mode 100600", "duplink": "-> two",
 			} {
 				if tc.opts.WhiteoutFormat == archive.AUFSWhiteoutFormat && (p == "opaque" || p == "gone/removed") {
 					continue
