@@ -1,12 +1,14 @@
 package storage
 
 import (
+	stdtar "archive/tar"
 	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"path"
@@ -316,23 +318,37 @@ func (d *layerDiffer) ApplyDiff(dest string, opts *archive.TarOptions, _ *graphd
 	}
 	defer uncompressed.Close()
 	owners := newOwnerLog()
-	idLogger, err := tarlog.NewLogger(owners.record)
-	if err != nil {
+	u, err := newUnpacker(dest, opts)
+	if err != nil && !errors.Is(err, errNotInProcess) {
 		return out, err
 	}
-	// The owners' log reads the tar in a goroutine of its own through a
-	// pipe: handing it a quarter megabyte at a time rather than each
-	// read's few kilobytes spares goroutine switches on the unpacking path.
-	idBuf := bufio.NewWriterSize(idLogger, 256<<10)
 	diffID := digest.Canonical.Digester()
-	uncompressedCount := &countWriter{w: io.MultiWriter(diffID.Hash(), idBuf)}
+	var sink io.Writer = diffID.Hash()
+	logged := func() error { return nil }
+	if u != nil {
+		defer u.close()
+		u.seen = owners.recordEntry // it reads every header anyway
+	} else {
+		// The library's untar: the owners' log reads the tar in a
+		// goroutine of its own through a pipe, handed a quarter megabyte
+		// at a time rather than each read's few kilobytes (fewer
+		// goroutine switches on the unpacking path).
+		idLogger, err := tarlog.NewLogger(owners.record)
+		if err != nil {
+			return out, err
+		}
+		idBuf := bufio.NewWriterSize(idLogger, 256<<10)
+		sink = io.MultiWriter(sink, idBuf)
+		logged = func() error { return errors.Join(idBuf.Flush(), idLogger.Close()) }
+	}
+	uncompressedCount := &countWriter{w: sink}
 	payload, done, err := asm.NewInputTarStreamWithDone(io.TeeReader(uncompressed, uncompressedCount), tarsplit.NewJSONPacker(d.tarSplit), tarsplit.NewDiscardFilePutter())
 	if err != nil {
-		idLogger.Close()
-		return out, err
+		return out, errors.Join(err, logged())
 	}
-	err = unpackLayer(payload, dest, opts)
-	if errors.Is(err, errNotInProcess) { // before reading anything
+	if u != nil {
+		err = u.run(payload)
+	} else {
 		err = chrootarchive.UntarUncompressed(payload, dest, opts)
 	}
 	if err == nil {
@@ -340,7 +356,7 @@ func (d *layerDiffer) ApplyDiff(dest string, opts *archive.TarOptions, _ *graphd
 		_, err = io.Copy(io.Discard, payload)
 	}
 	payload.Close()
-	err = errors.Join(err, <-done, idBuf.Flush(), idLogger.Close())
+	err = errors.Join(err, <-done, logged())
 	if err == nil {
 		_, err = io.Copy(io.Discard, in) // anything after the compressed stream is in the blob's digest too
 	}
@@ -375,14 +391,22 @@ func newOwnerLog() *ownerLog {
 	return &ownerLog{uids: map[uint32]struct{}{}, gids: map[uint32]struct{}{}}
 }
 
-func (o *ownerLog) record(h *tar.Header) {
-	if p := path.Clean("/" + h.Name); p == "/" && h.Typeflag == tar.TypeDir {
-		m := h.FileInfo().Mode()
+// record is told a header by the owners' log the library's untar needs,
+// recordEntry by the in-process unpacker.
+func (o *ownerLog) record(h *tar.Header) { o.add(h.Name, h.Typeflag, h.Uid, h.Gid, h.FileInfo) }
+
+func (o *ownerLog) recordEntry(h *stdtar.Header) {
+	o.add(h.Name, h.Typeflag, h.Uid, h.Gid, h.FileInfo)
+}
+
+func (o *ownerLog) add(name string, typ byte, uid, gid int, info func() fs.FileInfo) {
+	if p := path.Clean("/" + name); p == "/" && typ == tar.TypeDir {
+		m := info().Mode()
 		o.rootMode = &m
 	}
-	if !strings.HasPrefix(path.Base(h.Name), archive.WhiteoutPrefix) {
-		o.uids[uint32(h.Uid)] = struct{}{}
-		o.gids[uint32(h.Gid)] = struct{}{}
+	if !strings.HasPrefix(path.Base(name), archive.WhiteoutPrefix) {
+		o.uids[uint32(uid)] = struct{}{}
+		o.gids[uint32(gid)] = struct{}{}
 	}
 }
 

@@ -45,6 +45,17 @@ const resolveInRoot = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
 // unpackLayer unpacks an uncompressed layer tar into dest with the
 // options the storage driver gives a layer (id mappings, whiteout format).
 func unpackLayer(r io.Reader, dest string, opts *archive.TarOptions) error {
+	u, err := newUnpacker(dest, opts)
+	if err != nil {
+		return err
+	}
+	defer u.close()
+	return u.run(r)
+}
+
+// newUnpacker prepares the unpacking of a layer into dest, or says with
+// errNotInProcess that the library's chroot untar must do it.
+func newUnpacker(dest string, opts *archive.TarOptions) (*unpacker, error) {
 	if opts == nil {
 		opts = &archive.TarOptions{}
 	}
@@ -53,29 +64,27 @@ func unpackLayer(r io.Reader, dest string, opts *archive.TarOptions) error {
 	// the library does that. Other whiteout formats than these two are
 	// unknown here.
 	if opts.ForceMask != nil {
-		return fmt.Errorf("%w: force_mask is set", errNotInProcess)
+		return nil, fmt.Errorf("%w: force_mask is set", errNotInProcess)
 	}
 	if opts.WhiteoutFormat != archive.OverlayWhiteoutFormat && opts.WhiteoutFormat != archive.AUFSWhiteoutFormat {
-		return fmt.Errorf("%w: whiteout format %d", errNotInProcess, opts.WhiteoutFormat)
+		return nil, fmt.Errorf("%w: whiteout format %d", errNotInProcess, opts.WhiteoutFormat)
 	}
 	root, err := unix.Openat2(unix.AT_FDCWD, dest, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_MAGICLINKS})
 	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
 		// Linux < 5.6, or a seccomp filter that refuses the call.
-		return fmt.Errorf("%w: openat2: %v", errNotInProcess, err)
+		return nil, fmt.Errorf("%w: openat2: %v", errNotInProcess, err)
 	}
 	if err != nil {
-		return &os.PathError{Op: "openat2", Path: dest, Err: err}
+		return nil, &os.PathError{Op: "openat2", Path: dest, Err: err}
 	}
-	u := &unpacker{
+	return &unpacker{
 		dest:   filepath.Clean(dest),
 		root:   root,
 		parent: -1,
 		opts:   opts,
 		ids:    idtools.NewIDMappingsFromMaps(opts.UIDMaps, opts.GIDMaps),
 		buf:    make([]byte, 256<<10),
-	}
-	defer u.close()
-	return u.run(r)
+	}, nil
 }
 
 type unpacker struct {
@@ -91,6 +100,8 @@ type unpacker struct {
 	ids       *idtools.IDMappings
 	buf       []byte
 	dirs      []dirTimes
+	// seen, if set, is told every header of the tar, as read.
+	seen func(*tar.Header)
 }
 
 // dirTimes are a directory's times, set once the whole tar is unpacked:
@@ -114,6 +125,9 @@ func (u *unpacker) run(r io.Reader) error {
 		}
 		if err != nil {
 			return err
+		}
+		if u.seen != nil {
+			u.seen(hdr)
 		}
 		if err := u.entry(hdr, tr); err != nil {
 			return fmt.Errorf("unpacking %q: %w", hdr.Name, err)

@@ -15,6 +15,7 @@ import (
 
 	"go.podman.io/storage/pkg/archive"
 	"go.podman.io/storage/pkg/idtools"
+	"go.podman.io/storage/pkg/tarlog"
 	"golang.org/x/sys/unix"
 )
 
@@ -52,10 +53,12 @@ func layerTar(t *testing.T, entries ...entry) []byte {
 	tw := tar.NewWriter(&b)
 	for _, e := range entries {
 		h := e.hdr
-		if h.ModTime.IsZero() {
-			h.ModTime = unpackTime
+		if h.Typeflag != tar.TypeXGlobalHeader { // which may only have records
+			if h.ModTime.IsZero() {
+				h.ModTime = unpackTime
+			}
+			h.Format = tar.FormatPAX
 		}
-		h.Format = tar.FormatPAX
 		if err := tw.WriteHeader(&h); err != nil {
 			t.Fatal(err)
 		}
@@ -432,5 +435,49 @@ func TestUnpackedLayerMountsAsOverlay(t *testing.T) {
 		if !slices.Equal(names, want) {
 			t.Errorf("merged %s holds %v, want %v", dir, names, want)
 		}
+	}
+}
+
+// TestUnpackerRecordsOwnersAsTheTarLog: the owners and root mode a staged
+// layer records come from the unpacker's own reading of the headers when
+// it unpacks in process, from the library's tar log otherwise; both see
+// the same (whiteouts aside, the root directory's mode).
+func TestUnpackerRecordsOwnersAsTheTarLog(t *testing.T) {
+	data := layerTar(t,
+		entry{hdr: tar.Header{Typeflag: tar.TypeXGlobalHeader, PAXRecords: map[string]string{"comment": "x"}}},
+		dir("./").with(func(h *tar.Header) { h.Mode, h.Uid, h.Gid = 0o751, 3, 4 }),
+		dir("a/").with(func(h *tar.Header) { h.Uid, h.Gid = 1000, 1001 }),
+		reg("a/f", "x").with(func(h *tar.Header) { h.Uid, h.Gid = 5, 6 }),
+		reg("a/.wh.gone", "").with(func(h *tar.Header) { h.Uid, h.Gid = 77, 78 }),
+		symlink("l", "a").with(func(h *tar.Header) { h.Uid, h.Gid = 9, 10 }),
+	)
+	fromLog := newOwnerLog()
+	logger, err := tarlog.NewLogger(fromLog.record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := logger.Write(data); err != nil || logger.Close() != nil {
+		t.Fatal(err)
+	}
+	fromUnpacker := newOwnerLog()
+	u, err := newUnpacker(t.TempDir(), &archive.TarOptions{WhiteoutFormat: archive.OverlayWhiteoutFormat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.close()
+	u.seen = fromUnpacker.recordEntry
+	if err := u.run(bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	describe := func(o *ownerLog) string {
+		root := "no root mode"
+		if o.rootMode != nil {
+			root = o.rootMode.String()
+		}
+		return fmt.Sprint(o.sorted(o.uids), o.sorted(o.gids), " ", root)
+	}
+	want, got := describe(fromLog), describe(fromUnpacker)
+	if got != want || want != "[0 3 5 9 1000] [0 4 6 10 1001] drwxr-x--x" {
+		t.Errorf("owners and root mode: unpacker %s, tar log %s", got, want)
 	}
 }
