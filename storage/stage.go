@@ -1,14 +1,12 @@
 package storage
 
 import (
-	stdtar "archive/tar"
 	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"os"
 	"path"
@@ -318,45 +316,21 @@ func (d *layerDiffer) ApplyDiff(dest string, opts *archive.TarOptions, _ *graphd
 	}
 	defer uncompressed.Close()
 	owners := newOwnerLog()
-	u, err := newUnpacker(dest, opts)
-	if err != nil && !errors.Is(err, errNotInProcess) {
-		return out, err
-	}
 	diffID := digest.Canonical.Digester()
-	var sink io.Writer = diffID.Hash()
-	logged := func() error { return nil }
-	if u != nil {
-		defer u.close()
-		u.seen = owners.recordEntry // it reads every header anyway
-	} else {
-		// The library's untar: the owners' log reads the tar in a
-		// goroutine of its own through a pipe, handed a quarter megabyte
-		// at a time rather than each read's few kilobytes (fewer
-		// goroutine switches on the unpacking path).
-		idLogger, err := tarlog.NewLogger(owners.record)
-		if err != nil {
-			return out, err
-		}
-		idBuf := bufio.NewWriterSize(idLogger, 256<<10)
-		sink = io.MultiWriter(sink, idBuf)
-		logged = func() error { return errors.Join(idBuf.Flush(), idLogger.Close()) }
+	uncompressedCount := &countWriter{w: diffID.Hash()}
+	tarStream := io.TeeReader(uncompressed, uncompressedCount)
+	split := tarsplit.NewJSONPacker(d.tarSplit)
+	u, err := newUnpacker(dest, opts)
+	switch {
+	case err == nil:
+		// One reading of the tar unpacks it and records its tar-split
+		// and its files' owners.
+		u.seen = owners.record
+		err = u.run(tarStream, split)
+		u.close()
+	case errors.Is(err, errNotInProcess):
+		err = untarInChild(tarStream, split, dest, opts, owners)
 	}
-	uncompressedCount := &countWriter{w: sink}
-	payload, done, err := asm.NewInputTarStreamWithDone(io.TeeReader(uncompressed, uncompressedCount), tarsplit.NewJSONPacker(d.tarSplit), tarsplit.NewDiscardFilePutter())
-	if err != nil {
-		return out, errors.Join(err, logged())
-	}
-	if u != nil {
-		err = u.run(payload)
-	} else {
-		err = chrootarchive.UntarUncompressed(payload, dest, opts)
-	}
-	if err == nil {
-		// The tar's trailing padding belongs to the digests and the tar-split.
-		_, err = io.Copy(io.Discard, payload)
-	}
-	payload.Close()
-	err = errors.Join(err, <-done, logged())
 	if err == nil {
 		_, err = io.Copy(io.Discard, in) // anything after the compressed stream is in the blob's digest too
 	}
@@ -380,6 +354,30 @@ func (d *layerDiffer) ApplyDiff(dest string, opts *archive.TarOptions, _ *graphd
 	}, nil
 }
 
+// untarInChild has the library's chroot untar unpack the tar, tar-split's
+// disassembler record the tar-split and the library's tar log the owners:
+// two more readings of the tar, each through a pipe.
+func untarInChild(tarStream io.Reader, split tarsplit.Packer, dest string, opts *archive.TarOptions, owners *ownerLog) error {
+	idLogger, err := tarlog.NewLogger(owners.record)
+	if err != nil {
+		return err
+	}
+	// Handing the tar log a quarter megabyte at a time rather than each
+	// read's few kilobytes spares goroutine switches.
+	idBuf := bufio.NewWriterSize(idLogger, 256<<10)
+	payload, done, err := asm.NewInputTarStreamWithDone(io.TeeReader(tarStream, idBuf), split, tarsplit.NewDiscardFilePutter())
+	if err != nil {
+		return errors.Join(err, idBuf.Flush(), idLogger.Close())
+	}
+	err = chrootarchive.UntarUncompressed(payload, dest, opts)
+	if err == nil {
+		// The tar's trailing padding belongs to the digests and the tar-split.
+		_, err = io.Copy(io.Discard, payload)
+	}
+	payload.Close()
+	return errors.Join(err, <-done, idBuf.Flush(), idLogger.Close())
+}
+
 // ownerLog collects the owners of a layer's entries (whiteouts aside, as
 // the store does) and the mode its root directory entry sets.
 type ownerLog struct {
@@ -391,22 +389,14 @@ func newOwnerLog() *ownerLog {
 	return &ownerLog{uids: map[uint32]struct{}{}, gids: map[uint32]struct{}{}}
 }
 
-// record is told a header by the owners' log the library's untar needs,
-// recordEntry by the in-process unpacker.
-func (o *ownerLog) record(h *tar.Header) { o.add(h.Name, h.Typeflag, h.Uid, h.Gid, h.FileInfo) }
-
-func (o *ownerLog) recordEntry(h *stdtar.Header) {
-	o.add(h.Name, h.Typeflag, h.Uid, h.Gid, h.FileInfo)
-}
-
-func (o *ownerLog) add(name string, typ byte, uid, gid int, info func() fs.FileInfo) {
-	if p := path.Clean("/" + name); p == "/" && typ == tar.TypeDir {
-		m := info().Mode()
+func (o *ownerLog) record(h *tar.Header) {
+	if p := path.Clean("/" + h.Name); p == "/" && h.Typeflag == tar.TypeDir {
+		m := h.FileInfo().Mode()
 		o.rootMode = &m
 	}
-	if !strings.HasPrefix(path.Base(name), archive.WhiteoutPrefix) {
-		o.uids[uint32(uid)] = struct{}{}
-		o.gids[uint32(gid)] = struct{}{}
+	if !strings.HasPrefix(path.Base(h.Name), archive.WhiteoutPrefix) {
+		o.uids[uint32(h.Uid)] = struct{}{}
+		o.gids[uint32(h.Gid)] = struct{}{}
 	}
 }
 

@@ -1,9 +1,10 @@
 package storage
 
 import (
-	"archive/tar"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/crc64"
 	"io"
 	"math"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/vbatts/tar-split/archive/tar"
+	tarsplit "github.com/vbatts/tar-split/tar/storage"
 	"go.podman.io/storage/pkg/archive"
 	"go.podman.io/storage/pkg/idtools"
 	"golang.org/x/sys/unix"
@@ -50,7 +53,7 @@ func unpackLayer(r io.Reader, dest string, opts *archive.TarOptions) error {
 		return err
 	}
 	defer u.close()
-	return u.run(r)
+	return u.run(r, nil)
 }
 
 // newUnpacker prepares the unpacking of a layer into dest, or says with
@@ -116,8 +119,15 @@ func (u *unpacker) close() {
 	unix.Close(u.root)
 }
 
-func (u *unpacker) run(r io.Reader) error {
+// run unpacks the tar r. Given a packer, it also records the tar's
+// tar-split from the same reading: each header's raw bytes (and the
+// padding before it) and the end of the archive as segments, each entry
+// as a file of its size with the crc64 of its content, anything after the
+// archive as segments; the records tar-split's own disassembler makes,
+// without the second reading of the tar through a pipe it needs.
+func (u *unpacker) run(r io.Reader, split tarsplit.Packer) error {
 	tr := tar.NewReader(r)
+	tr.RawAccounting = split != nil
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -126,11 +136,30 @@ func (u *unpacker) run(r io.Reader) error {
 		if err != nil {
 			return err
 		}
+		if err := segment(split, tr.RawBytes()); err != nil {
+			return err
+		}
 		if u.seen != nil {
 			u.seen(hdr)
 		}
-		if err := u.entry(hdr, tr); err != nil {
+		var content io.Reader = tr
+		var sum hash.Hash64
+		if split != nil && hdr.Size > 0 {
+			sum = crc64.New(tarsplit.CRCTable)
+			content = io.TeeReader(tr, sum)
+		}
+		if err := u.entry(hdr, content); err != nil {
 			return fmt.Errorf("unpacking %q: %w", hdr.Name, err)
+		}
+		if split != nil {
+			if err := u.recordFile(split, tr, hdr, sum); err != nil {
+				return err
+			}
+		}
+	}
+	if split != nil {
+		if err := u.recordEnd(split, tr, r); err != nil {
+			return err
 		}
 	}
 	for _, d := range u.dirs {
@@ -139,6 +168,52 @@ func (u *unpacker) run(r io.Reader) error {
 		}
 	}
 	return nil
+}
+
+// recordFile records an entry in the tar-split once unpacked; the crc
+// covers its whole content, also what unpacking skipped (a device in a
+// user namespace, a whiteout's).
+func (u *unpacker) recordFile(split tarsplit.Packer, tr *tar.Reader, hdr *tar.Header, sum hash.Hash64) error {
+	e := tarsplit.Entry{Type: tarsplit.FileType, Size: hdr.Size}
+	if sum != nil {
+		if _, err := io.CopyBuffer(sum, tr, u.buf); err != nil {
+			return err
+		}
+		e.Payload = sum.Sum(nil)
+	}
+	e.SetName(hdr.Name)
+	if _, err := split.AddEntry(e); err != nil {
+		return err
+	}
+	return segment(split, tr.RawBytes())
+}
+
+// recordEnd records the end-of-archive blocks and whatever follows them
+// in the stream r (image tars often carry more zeros).
+func (u *unpacker) recordEnd(split tarsplit.Packer, tr *tar.Reader, r io.Reader) error {
+	if err := segment(split, tr.RawBytes()); err != nil {
+		return err
+	}
+	for {
+		n, err := r.Read(u.buf)
+		if serr := segment(split, u.buf[:n]); serr != nil {
+			return serr
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func segment(split tarsplit.Packer, raw []byte) error {
+	if split == nil || len(raw) == 0 {
+		return nil
+	}
+	_, err := split.AddEntry(tarsplit.Entry{Type: tarsplit.SegmentType, Payload: raw})
+	return err
 }
 
 // errBreakout is a name that leaves the layer by "..": refused, as the

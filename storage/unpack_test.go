@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vbatts/tar-split/tar/asm"
+	tarsplit "github.com/vbatts/tar-split/tar/storage"
 	"go.podman.io/storage/pkg/archive"
 	"go.podman.io/storage/pkg/idtools"
 	"go.podman.io/storage/pkg/tarlog"
@@ -465,8 +467,8 @@ func TestUnpackerRecordsOwnersAsTheTarLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u.close()
-	u.seen = fromUnpacker.recordEntry
-	if err := u.run(bytes.NewReader(data)); err != nil {
+	u.seen = fromUnpacker.record
+	if err := u.run(bytes.NewReader(data), nil); err != nil {
 		t.Fatal(err)
 	}
 	describe := func(o *ownerLog) string {
@@ -479,5 +481,45 @@ func TestUnpackerRecordsOwnersAsTheTarLog(t *testing.T) {
 	want, got := describe(fromLog), describe(fromUnpacker)
 	if got != want || want != "[0 3 5 9 1000] [0 4 6 10 1001] drwxr-x--x" {
 		t.Errorf("owners and root mode: unpacker %s, tar log %s", got, want)
+	}
+}
+
+// TestUnpackerRecordsTheTarSplitOfTheLibrary: the tar-split the unpacker
+// records while unpacking is the one tar-split's own disassembler records
+// from the same tar (what the store keeps to give the exact tar back):
+// headers with PAX records and long names, contents, links, entries the
+// unpacker skips (a device in a user namespace, a whiteout with content),
+// the end of the archive and zeros after it.
+func TestUnpackerRecordsTheTarSplitOfTheLibrary(t *testing.T) {
+	long := strings.Repeat("long-name/", 12) + "file"
+	data := layerTar(t,
+		dir("./"), dir("bin/"), reg("bin/tool", strings.Repeat("x", 70000)), hardlink("bin/link", "bin/tool"),
+		symlink("bin/sh", "tool"), dir(strings.Repeat("long-name/", 12)), reg(long, "long"),
+		reg("with-xattr", "x").with(func(h *tar.Header) { h.PAXRecords = map[string]string{"SCHILY.xattr.user.a": "b"} }),
+		reg(".wh.gone", "content of a whiteout"),
+		entry{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "null", Mode: 0o666, Devmajor: 1, Devminor: 3}},
+		reg("empty", ""),
+	)
+	data = append(data, make([]byte, 5000)...) // more zeros after the archive's end
+	var want bytes.Buffer
+	payload, done, err := asm.NewInputTarStreamWithDone(bytes.NewReader(data), tarsplit.NewJSONPacker(&want), tarsplit.NewDiscardFilePutter())
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, payload)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	u, err := newUnpacker(t.TempDir(), &archive.TarOptions{WhiteoutFormat: archive.OverlayWhiteoutFormat, InUserNS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.close()
+	if err := u.run(bytes.NewReader(data), tarsplit.NewJSONPacker(&got)); err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != want.String() {
+		t.Errorf("tar-split:\n got  %s\n want %s", got.String(), want.String())
 	}
 }
