@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"path"
@@ -227,7 +228,7 @@ func (s *Store) stageLayer(ctx context.Context, src types.ImageSource, l *staged
 	os.Remove(tarSplit.Name()) // anonymous: the store reads it through the descriptor
 	pr := &progressReader{r: blob, info: l.info, progress: progress}
 	pr.report(ProgressStarted)
-	d := &layerDiffer{blob: pr, want: l.info, wantDiffID: l.diffID, tarSplit: tarSplit}
+	d := &layerDiffer{blob: pr, want: l.info, wantDiffID: l.diffID, tarSplit: tarSplit, log: s.log}
 	out, err := s.store.PrepareStagedLayer(nil, d)
 	if err != nil {
 		tarSplit.Close()
@@ -297,6 +298,7 @@ type layerDiffer struct {
 	want       types.BlobInfo
 	wantDiffID digest.Digest
 	tarSplit   *os.File
+	log        *slog.Logger
 }
 
 func (d *layerDiffer) Close() error { return nil }
@@ -329,6 +331,7 @@ func (d *layerDiffer) ApplyDiff(dest string, opts *archive.TarOptions, _ *graphd
 		err = u.run(tarStream, split)
 		u.close()
 	case errors.Is(err, errNotInProcess):
+		d.log.Debug("unpacking a layer in the storage library's chroot child", "layer", d.want.Digest, "reason", err)
 		err = untarInChild(tarStream, split, dest, opts, owners)
 	}
 	if err == nil {
