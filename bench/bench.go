@@ -283,6 +283,11 @@ func (b *bench) rotation(i int) []slot {
 // idleMemory records the resident set of each runtime with no pod.
 func (b *bench) idleMemory(when string) error {
 	for _, s := range []*subject{b.crib, b.ctrd} {
+		if others, err := binaryShared(s.procs.main, s.procs.daemons); err != nil {
+			return err
+		} else if len(others) > 0 {
+			return fmt.Errorf("%s: processes %v (%s) run the daemons' binary file too, so the daemons' PSS would be understated", s.name, others, commCounts(others))
+		}
 		all, err := sumMemory(s.procs.daemons)
 		if err != nil {
 			return err

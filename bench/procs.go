@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // procSet names a runtime's resident processes: daemons are what it runs
@@ -161,4 +163,43 @@ func commCounts(pids []int) string {
 		parts = append(parts, fmt.Sprintf("%s×%d", n, counts[n]))
 	}
 	return strings.Join(parts, " ")
+}
+
+// binaryShared finds processes outside pids that run the same executable
+// file as main. PSS divides a file page among the processes that map it,
+// so such a process (a `crib unshare` guest, say) would take a share of
+// the daemons' binary pages and make their PSS look smaller than what
+// they cost. (Shared libraries and the runtime's other helpers, such as
+// slirp4netns, are shared with other users of the machine as they would
+// be anywhere.)
+func binaryShared(main int, pids []int) ([]int, error) {
+	file, ok := exeID(main)
+	if !ok {
+		return nil, fmt.Errorf("the executable of pid %d is gone", main)
+	}
+	all, err := filepath.Glob("/proc/[0-9]*")
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, dir := range all {
+		p, err := strconv.Atoi(filepath.Base(dir))
+		if err != nil || slices.Contains(pids, p) {
+			continue
+		}
+		if id, ok := exeID(p); ok && id == file {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// exeID is the device and inode of a process's executable; false for a
+// kernel thread or a process gone.
+func exeID(pid int) ([2]uint64, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/exe", pid), &st); err != nil {
+		return [2]uint64{}, false
+	}
+	return [2]uint64{st.Dev, st.Ino}, true
 }
