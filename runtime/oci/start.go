@@ -76,4 +76,3 @@ func hasPoststartHooks(config string) (bool, error) {
 	}
 	return len(spec.Hooks.Poststart) > 0, nil
 }
-
