@@ -52,7 +52,9 @@ results=$here/results/$(date -u +%Y%m%dT%H%M%SZ)
 started=$(date +%s)
 
 "$repo/scripts/host-setup.sh" "$user" >/dev/null
-"$repo/conformance/images.sh" >/dev/null
+# Not with the lock's descriptor: a registry images.sh starts outlives the
+# run, and holding the lock it would keep every later run waiting.
+"$repo/conformance/images.sh" >/dev/null 9>&-
 install -d -m 0755 "$work"
 (cd "$repo" && go build -tags "$tags" -o "$work/cribbench" ./bench)
 if [ -n "${CRIB_BIN:-}" ]; then
