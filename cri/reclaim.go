@@ -27,6 +27,7 @@ const reclaimWorkers = 2
 // reclaimer runs and tracks the reclaims of removed containers.
 type reclaimer struct {
 	log   *slog.Logger
+	work  Work // told of each reclaim; nil: nobody
 	slots chan struct{}
 	wg    sync.WaitGroup
 
@@ -44,11 +45,11 @@ type reclaimJob struct {
 	err     error         // the first run's result, once done
 }
 
-func newReclaimer(log *slog.Logger) *reclaimer {
+func newReclaimer(log *slog.Logger, work Work) *reclaimer {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &reclaimer{log: log, slots: make(chan struct{}, reclaimWorkers), jobs: map[string]*reclaimJob{}}
+	return &reclaimer{log: log, work: work, slots: make(chan struct{}, reclaimWorkers), jobs: map[string]*reclaimJob{}}
 }
 
 // add starts reclaiming container id of pod in the background.
@@ -58,8 +59,14 @@ func (r *reclaimer) add(pod, id string, run func(context.Context) error) {
 	r.jobs[id] = j
 	r.mu.Unlock()
 	r.wg.Add(1)
+	if r.work != nil {
+		r.work.Begin()
+	}
 	go func() {
 		defer r.wg.Done()
+		if r.work != nil {
+			defer r.work.End()
+		}
 		r.slots <- struct{}{}
 		defer func() { <-r.slots }()
 		if j.claimed.CompareAndSwap(false, true) {

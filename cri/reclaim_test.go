@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,5 +115,37 @@ func TestPodRemovalRunsQueuedReclaims(t *testing.T) {
 	}
 	if e.layer(id) {
 		t.Error("the layer is left after the pod's removal")
+	}
+}
+
+// countingWork counts the Begin and End calls it is told of.
+type countingWork struct {
+	mu         sync.Mutex
+	begun, end int
+}
+
+func (w *countingWork) Begin() { w.mu.Lock(); w.begun++; w.mu.Unlock() }
+func (w *countingWork) End()   { w.mu.Lock(); w.end++; w.mu.Unlock() }
+func (w *countingWork) counts() (int, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.begun, w.end
+}
+
+// TestReclaimIsWork: a reclaim is work in flight from its start to its
+// end, so that the daemon's memory trim comes after a burst's reclaims.
+func TestReclaimIsWork(t *testing.T) {
+	w := &countingWork{}
+	r := newReclaimer(nil, w)
+	ran, release := make(chan struct{}), make(chan struct{})
+	r.add("pod1", "c1", func(context.Context) error { close(ran); <-release; return nil })
+	<-ran
+	if b, e := w.counts(); b != 1 || e != 0 {
+		t.Fatalf("while the reclaim runs: %d begun, %d ended; want 1, 0", b, e)
+	}
+	close(release)
+	r.wg.Wait()
+	if b, e := w.counts(); b != 1 || e != 1 {
+		t.Fatalf("after the reclaim: %d begun, %d ended; want 1, 1", b, e)
 	}
 }

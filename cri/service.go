@@ -56,6 +56,17 @@ type Options struct {
 	// Log receives what the service notes beside its answers (undo
 	// failures, specs at debug level); nil means slog.Default().
 	Log *slog.Logger
+	// Work is told when background work (a removed container's reclaim)
+	// begins and ends, as the daemon's memory trim is told of each call:
+	// the trim after a burst of removals then comes after their reclaims,
+	// not during them. nil: nobody is told.
+	Work Work
+}
+
+// Work is told of background work the service does.
+type Work interface {
+	Begin()
+	End()
 }
 
 // RuntimeService implements CRI's RuntimeService.
@@ -103,7 +114,7 @@ func NewRuntimeService(opts Options) *RuntimeService {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.reclaims = newReclaimer(s.log)
+	s.reclaims = newReclaimer(s.log, opts.Work)
 	s.nri.Bind(s.NRIState, s.NRIUpdate) // before the server starts the host
 	if s.pods != nil {
 		for _, sb := range s.pods.List() {

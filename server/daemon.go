@@ -184,6 +184,7 @@ func newGRPCServer(o Options, report doctor.Report, env daemonEnv, parts *parts,
 		Streaming:  stream.URLs(),
 		NRI:        nriHost,
 		Log:        log,
+		Work:       idler,
 	})
 	// Closers run last first: removed containers' reclaims drain before the
 	// managers and the store close.
