@@ -431,7 +431,7 @@ func assertNoTraces(t *testing.T, e *testEnv, id string) {
 		t.Errorf("resolving %s: %v, want not found", id, err)
 	}
 	f := e.m.files(id)
-	for _, p := range []string{f.bundle, f.exitFile, f.attachLink, e.m.store.path(id), filepath.Join(e.opts.RunRoot, testHandler(), id)} {
+	for _, p := range []string{f.bundle, f.exitFile, f.attachLink, e.m.store.path(id), filepath.Join(e.m.store.dir, id), filepath.Join(e.opts.RunRoot, testHandler(), id)} {
 		// Lstat: conmon's attach link dangles once the bundle is gone.
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("%s is left", p)

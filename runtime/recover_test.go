@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -216,6 +217,11 @@ func TestReleaseLeavesOnlyFiles(t *testing.T) {
 		}
 		if _, err := os.Stat(e.m.files(id).bundle); err != nil {
 			t.Errorf("the bundle of %s went before its reclaim: %v", id, err)
+		}
+		// The record file is what a restarted crib would find: it is gone
+		// at once (its directory may wait for the reclaim).
+		if _, err := os.Stat(e.m.store.path(id)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the record of %s outlived Release: %v", id, err)
 		}
 	}
 	if again, err := e.m.Release(ctx, "rel-crash"); err != nil || again != nil {

@@ -155,6 +155,15 @@ func (s store) write(c *Container, save func(path string, data []byte) error) er
 	return nil
 }
 
+// removeRecord deletes the record file alone; its directory, empty or
+// not, is remove's (Recover sweeps one left without a record).
+func (s store) removeRecord(id string) error {
+	if err := os.Remove(s.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing the record of container %s: %w", id, err)
+	}
+	return nil
+}
+
 // remove deletes the record and its directory: two unlinks when the
 // directory holds only the record (a removal is on every pod's path),
 // RemoveAll for whatever else a crash left in it.

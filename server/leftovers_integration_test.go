@@ -9,12 +9,13 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // conmon links <runroot>/attach/<id> to each container's bundle and never
-// removes the link; crib removes it with the container.
+// removes the link; crib removes it with the container (its reclaim).
 func TestIntegrationAttachEntriesGoWithTheirContainers(t *testing.T) {
 	u := lookupTestUser(t)
 	d := newDaemon(t, u)
@@ -60,8 +61,14 @@ func TestIntegrationAttachEntriesGoWithTheirContainers(t *testing.T) {
 			t.Fatalf("RemoveContainer: %v", err)
 		}
 	}
-	if got := entries(t, attachDir); len(got) != 1 || got[0] != ids[n-1] {
-		t.Fatalf("attach entries after removing all but %s: %v", ids[n-1], got)
+	// A removed container's link goes with its reclaim, moments after the
+	// call returns (cri/reclaim.go).
+	deadline := time.Now().Add(10 * time.Second)
+	for got := entries(t, attachDir); len(got) != 1 || got[0] != ids[n-1]; got = entries(t, attachDir) {
+		if time.Now().After(deadline) {
+			t.Fatalf("attach entries 10s after removing all but %s: %v", ids[n-1], got)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// The last container goes with its pod.
 	if _, err := c.rs.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {

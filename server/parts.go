@@ -68,7 +68,7 @@ func startParts(ctx context.Context, o Options, report doctor.Report, env daemon
 	p.containers, err = runtime.New(runtime.Options{
 		Root:           cfg.Root,
 		RunRoot:        cfg.RunRoot,
-		Handlers:       handlers(report, cfg.RunRoot),
+		Handlers:       handlers(report, cfg.RunRoot, env.rootless, log),
 		DefaultHandler: report.Features.DefaultRuntime,
 		ConmonPath:     report.Features.Conmon,
 		Rootless:       env.rootless,
@@ -151,10 +151,22 @@ func (p *parts) recover(ctx context.Context, runRoot string, store *storage.Stor
 	writeRecovery(runRoot, recoveryRecord(crep, prep, rootfs, append([]error{cerr, perr}, rerrs...)), log)
 }
 
-func handlers(r doctor.Report, runRoot string) []runtime.Handler {
+// handlers are the usable runtime handlers. The rootless child runs each
+// runtime from a read-only bind of its binary (rootless/runtimebin.go:
+// crun then skips copying itself at every command); elsewhere, or when
+// the bind fails, from where it was found.
+func handlers(r doctor.Report, runRoot string, rootlessChild bool, log *slog.Logger) []runtime.Handler {
 	var out []runtime.Handler
 	for _, name := range usableHandlers(r.Features) {
-		out = append(out, runtime.Handler{Name: name, Path: r.Features.OCIRuntimes[name], Root: filepath.Join(runRoot, name)})
+		path := r.Features.OCIRuntimes[name]
+		if rootlessChild {
+			if bound, err := rootless.ReadOnlyBinary(filepath.Join(runRoot, "bin", name), path); err != nil {
+				log.Warn("running the OCI runtime from its own path", "handler", name, "err", err)
+			} else {
+				path = bound
+			}
+		}
+		out = append(out, runtime.Handler{Name: name, Path: path, Root: filepath.Join(runRoot, name)})
 	}
 	return out
 }

@@ -34,6 +34,10 @@ type cli struct {
 	// version specified" but takes 1.0 and 1.1, and ignores the fields
 	// it does not know; runc 1.1 takes 1.2.
 	maxSpec string
+	// fifoStart: start a created container through the runtime's exec
+	// fifo instead of an exec of `start` where nothing else is to be done
+	// (crun; see start.go).
+	fifoStart bool
 }
 
 func newRunc(c Config) *cli {
@@ -41,7 +45,7 @@ func newRunc(c Config) *cli {
 }
 
 func newCrun(c Config) *cli {
-	return &cli{c: c, systemdArgs: []string{"--cgroup-manager=systemd"}, maxSpec: "1.1.0"}
+	return &cli{c: c, systemdArgs: []string{"--cgroup-manager=systemd"}, maxSpec: "1.1.0", fifoStart: true}
 }
 
 func (r *cli) Name() string { return r.c.Name }
@@ -130,11 +134,6 @@ func subcommand(argv []string, globals int) string {
 		return argv[1+globals]
 	}
 	return ""
-}
-
-func (r *cli) Start(ctx context.Context, id string) error {
-	_, err := r.run(ctx, r.startArgs(id), nil)
-	return err
 }
 
 func (r *cli) Kill(ctx context.Context, id string, sig unix.Signal, all bool) error {
