@@ -37,3 +37,34 @@ func TestRecoveryCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestHostSideCheck: rootless, a crib without crib-hostside beside it is
+// a warning with the fix; as root the program is not needed.
+func TestHostSideCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		setup   func(*fixture)
+		status  Status
+		contain string
+	}{
+		{"beside crib", nil, OK, "/usr/local/bin/crib-hostside"},
+		{"missing", func(f *fixture) { f.remove("/usr/local/bin/crib-hostside") }, Warn, "crib-hostside is missing"},
+		{"not executable", func(f *fixture) { f.chmod("/usr/local/bin/crib-hostside", 0o644) }, Warn, "crib-hostside is missing"},
+		{"unknown binary", func(f *fixture) { f.h.Executable = "" }, OK, "not checked"},
+		{"rootful", func(f *fixture) { f.remove("/usr/local/bin/crib-hostside"); asRoot(f) }, OK, notNeeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			if tc.setup != nil {
+				tc.setup(f)
+			}
+			c := f.check(IDHostSide)
+			if c.Status != tc.status || !strings.Contains(c.Detail, tc.contain) {
+				t.Errorf("%v %q, want %v containing %q", c.Status, c.Detail, tc.status, tc.contain)
+			}
+			if c.Status == Warn && !strings.Contains(c.Fix, "make install") {
+				t.Errorf("no fix: %q", c.Fix)
+			}
+		})
+	}
+}

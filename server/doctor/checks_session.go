@@ -140,3 +140,30 @@ func (r *run) checkLinger() Check {
 	}
 	return c
 }
+
+// hostSideProgram is the small host-side parent `crib serve` executes
+// from beside crib's binary (server/rootless.HostSideProgram).
+const hostSideProgram = "crib-hostside"
+
+// checkHostSide: rootless, `crib serve` hands its long-lived parent to
+// crib-hostside beside crib's binary; without it crib keeps the parent
+// in its own binary, at some 10 MiB more for as long as it runs.
+func (r *run) checkHostSide() Check {
+	c := Check{ID: IDHostSide, Title: "host-side parent"}
+	switch {
+	case r.h.rootful():
+		c.Detail = notNeeded
+	case r.h.Executable == "":
+		c.Detail = "crib's own binary is unknown: not checked"
+	default:
+		p := path.Join(path.Dir(r.h.Executable), hostSideProgram)
+		if ok, _ := r.h.may(p, mayExec); ok {
+			c.Detail = p
+			return c
+		}
+		c.Status = Warn
+		c.Detail = p + " is missing: crib serve keeps its parent in crib's own binary, about 10 MiB more for as long as crib runs"
+		c.Fix = "install crib-hostside beside crib (make install, or make build for bin/)"
+	}
+	return c
+}

@@ -60,6 +60,8 @@ func newFixture(t *testing.T) *fixture {
 	f.write("/usr/bin/slirp4netns", "", 0o755)
 	f.write("/usr/bin/pasta", "", 0o755)
 	f.write("/usr/bin/fuse-overlayfs", "", 0o755)
+	f.write("/usr/local/bin/crib", "", 0o755)
+	f.write("/usr/local/bin/crib-hostside", "", 0o755)
 	f.write("/dev/net/tun", "", 0o666)
 	f.write("/dev/fuse", "", 0o666)
 	for _, p := range cniPlugins() {
@@ -78,7 +80,8 @@ func newFixture(t *testing.T) *fixture {
 		User:   userName,
 		Getenv: mapEnv(map[string]string{"XDG_RUNTIME_DIR": "/run/user/1000"}),
 		// Debian's PATH for a user lacks /usr/sbin.
-		LookPath: f.lookPath("/usr/local/bin", "/usr/bin", "/bin"),
+		LookPath:   f.lookPath("/usr/local/bin", "/usr/bin", "/bin"),
+		Executable: "/usr/local/bin/crib",
 		Probes: Probes{
 			OverlayInUserNS: func() error { return f.overlayErr },
 			Version: func(p string) (string, error) {

@@ -36,7 +36,10 @@ type Host struct {
 	// LookPath finds a program on PATH; the path it returns is read under
 	// Root like any other.
 	LookPath func(string) (string, error)
-	Probes   Probes
+	// Executable is crib's own binary ("" when unknown), beside which
+	// `crib serve` looks for its host-side parent; read under Root.
+	Executable string
+	Probes     Probes
 }
 
 // Probes are the checks that must run something rather than read files.
@@ -68,6 +71,7 @@ func CurrentHost(cfg config.Config) Host {
 		Getenv:   os.Getenv,
 		LookPath: exec.LookPath,
 	}
+	h.Executable, _ = os.Executable()
 	h.Probes = Probes{
 		OverlayInUserNS: func() error { return probeOverlay(cfg.Root, uid == 0) },
 		Version:         probeVersion,

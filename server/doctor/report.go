@@ -33,6 +33,7 @@ const (
 	IDXDGRuntimeDir  = "xdg-runtime-dir"
 	IDLinger         = "linger"
 	IDRecovery       = "recovery"
+	IDHostSide       = "host-side"
 )
 
 // CheckIDs lists every check Run reports, in report order.
@@ -43,7 +44,7 @@ func CheckIDs() []string {
 		IDOverlay, IDFuseOverlayfs, IDCgroup,
 		IDOutbound, IDCNIPlugins,
 		IDSELinux, IDXDGRuntimeDir, IDLinger,
-		IDRecovery,
+		IDRecovery, IDHostSide,
 	}
 }
 

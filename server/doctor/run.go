@@ -51,6 +51,7 @@ func Run(h Host, cfg config.Config) Report {
 		r.checkXDGRuntimeDir(),
 		r.checkLinger(),
 		r.checkRecovery(),
+		r.checkHostSide(),
 	}
 	return Report{Rootful: h.rootful(), Checks: checks, Features: r.f}
 }
