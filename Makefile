@@ -21,6 +21,7 @@ all: build
 
 build:
 	$(GO) build -tags "$(TAGS)" -ldflags "$(LDFLAGS)" -o bin/crib ./cmd/crib
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/crib-hostside ./cmd/crib-hostside
 
 vet:
 	$(GO) vet -tags "$(TAGS)" ./...
@@ -136,11 +137,13 @@ run: build crictl
 stop:
 	@scripts/run-as-user.sh --stop $(CRIB_USER)
 
-# Install bin/crib and its systemd units (user units as a user, system
+# Install bin/crib (and beside it crib-hostside, the small host-side
+# parent crib serve executes) and its systemd units (user units as a user, system
 # units as root); prints the systemctl commands that enable them.
 BINDIR ?= $(if $(filter 0,$(shell id -u)),/usr/local/bin,$(HOME)/.local/bin)
 install: build
 	install -D -m 0755 bin/crib $(BINDIR)/crib
+	install -D -m 0755 bin/crib-hostside $(BINDIR)/crib-hostside
 	$(BINDIR)/crib install-service
 
 clean:

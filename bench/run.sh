@@ -63,6 +63,11 @@ else
 	(cd "$repo" && make -s build)
 	install -m 0755 "$repo/bin/crib" "$work/crib"
 fi
+# crib serve executes the small host-side parent found beside crib (an
+# older crib, or one without it, keeps the parent in its own binary).
+rm -f "$work/crib-hostside"
+hostside=$(dirname "${CRIB_BIN:-$repo/bin/crib}")/crib-hostside
+[ -x "$hostside" ] && install -m 0755 "$hostside" "$work/crib-hostside"
 # The floor helpers enter crib's namespaces through `crib unshare`, whose
 # guest stays for the whole run. Run from a copy of its own, it maps no page
 # of the daemon's binary file: a shared page would be divided between them

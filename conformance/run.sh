@@ -59,6 +59,7 @@ sock=$runroot/crib.sock
 workdir=$cache/work
 install -d -o "$user" -g "$gid" "$workdir"
 install -m 0755 "$repo/bin/crib" "$cache/crib"
+install -m 0755 "$repo/bin/crib-hostside" "$cache/crib-hostside"
 install -m 0644 "$here/registries.conf" "$cache/registries.conf"
 install -m 0644 "$here/policy.json" "$cache/policy.json"
 chmod 0755 "$cache" "$critest"

@@ -241,7 +241,7 @@ func startReaper(catatonit, mark string) (pid int, start uint64, err error) {
 	if err := cmd.Start(); err != nil {
 		return 0, 0, fmt.Errorf("starting the reaper %s: %w", path, err)
 	}
-	go waitOnOwnThread(cmd)
+	go reapPodProcess(cmd)
 	pid = cmd.Process.Pid
 	start, err = procfs.StartTime(pid)
 	if err != nil {
@@ -251,14 +251,40 @@ func startReaper(catatonit, mark string) (pid int, start uint64, err error) {
 	return pid, start, nil
 }
 
-// waitOnOwnThread reaps cmd, a pod's long-lived process. The wait holds
-// an OS thread in waitid for the pod's life, and the Go runtime keeps
-// every thread it ever made: after 100 pods, 100 idle threads, about
-// 40 KiB each (signal stack, thread stack, M). Locked to its thread and
-// never unlocked, the goroutine takes the thread with it when it returns.
-func waitOnOwnThread(cmd *exec.Cmd) {
-	runtime.LockOSThread()
+// reapPodProcess reaps cmd, a pod's long-lived process. A plain
+// cmd.Wait would hold an OS thread in waitid for the pod's life, and the
+// Go runtime keeps every thread it ever made: after 100 pods, 100 idle
+// threads, about 40 KiB each (signal stack, thread stack, M), and the
+// handoffs of their processors leave more idle threads behind. So the
+// wait sleeps in the runtime's poller on a pidfd, which becomes readable
+// when the process exits, and holds no thread; cmd.Wait then reaps at
+// once. Where pidfds cannot be polled (Linux before 5.10), the goroutine
+// locks its thread and never unlocks it, so that the thread exits with
+// the wait.
+func reapPodProcess(cmd *exec.Cmd) {
+	if err := awaitExit(cmd.Process.Pid); err != nil {
+		runtime.LockOSThread()
+	}
 	cmd.Wait()
+}
+
+// awaitExit returns once process pid (a child, not yet reaped) has
+// exited, without reaping it.
+func awaitExit(pid int) error {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Read(func(fd uintptr) bool {
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+		return n > 0 || (err != nil && err != unix.EINTR)
+	})
 }
 
 // killProcess kills pid if it is still the process that started at start

@@ -136,7 +136,7 @@ func (m *Manager) pinUserNamespaces(dir string, s nsSetup, u *usernsPlan, shared
 	if err := cmd.Start(); err != nil {
 		return nil, h, fmt.Errorf("starting the pod's user namespace (%s): %w", path, err)
 	}
-	go waitOnOwnThread(cmd)
+	go reapPodProcess(cmd)
 	h.pid = cmd.Process.Pid
 	defer func() {
 		if retErr != nil || !sharedPID {

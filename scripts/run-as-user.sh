@@ -34,6 +34,10 @@ gid=$(id -g "$user")
 home=$(getent passwd "$user" | cut -d: -f6)
 rundir=/run/user/$uid
 install -D -m 0755 "$bin" /usr/local/bin/crib
+# The host-side parent crib serve executes, found beside crib.
+if [ -x "$(dirname "$bin")/crib-hostside" ]; then
+	install -D -m 0755 "$(dirname "$bin")/crib-hostside" /usr/local/bin/crib-hostside
+fi
 install -D -m 0755 "$(dirname "$bin")/crictl" /usr/local/bin/crictl
 
 as_user() {

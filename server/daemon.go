@@ -92,8 +92,12 @@ func runDaemon(ctx context.Context, o Options, env daemonEnv) error {
 	}
 	defer stream.Close()
 
-	// Metrics: per-RPC latency and errors, pulls, states, storage (metrics.go).
-	met := newMetrics(o.Version, parts.pods, parts.containers, store)
+	// Metrics: per-RPC latency and errors, pulls, states, storage
+	// (metrics.go); nil, and nothing built or timed, when they are off.
+	var met *metrics
+	if cfg.Metrics.Address != "" {
+		met = newMetrics(o.Version, parts.pods, parts.containers, store)
+	}
 	nriHost, err := newNRI(o, env.rootless, log) // server/nri.go
 	if err != nil {
 		return err
@@ -164,7 +168,11 @@ func newGRPCServer(o Options, report doctor.Report, env daemonEnv, parts *parts,
 	log := o.Logger
 	// cri's error interceptors go last, innermost, so the log and the
 	// metrics see the codes clients see.
-	grpcOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(idleUnary(idler), logUnary(log), met.unaryInterceptor())}
+	unary := []grpc.UnaryServerInterceptor{idleUnary(idler), logUnary(log)}
+	if met != nil {
+		unary = append(unary, met.unaryInterceptor())
+	}
+	grpcOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary...)}
 	srv := grpc.NewServer(append(grpcOpts, cri.ServerOptions()...)...)
 	rs := cri.NewRuntimeService(cri.Options{
 		Version:    o.Version,

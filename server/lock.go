@@ -66,6 +66,15 @@ func (l *instanceLock) recordHolder(pid int) {
 	}
 }
 
+// fds are the lock's descriptors, for a program crib executes to hold.
+func (l *instanceLock) fds() []int {
+	out := make([]int, 0, len(l.files))
+	for _, f := range l.files {
+		out = append(out, int(f.Fd()))
+	}
+	return out
+}
+
 func (l *instanceLock) release() {
 	for _, f := range l.files {
 		f.Close()

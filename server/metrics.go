@@ -114,8 +114,12 @@ func (m *metrics) unaryInterceptor() grpc.UnaryServerInterceptor {
 	}
 }
 
-// meterPulls wraps the image store so that CRI pulls are counted.
+// meterPulls wraps the image store so that CRI pulls are counted (with
+// metrics off, nil m, it is the store itself).
 func (m *metrics) meterPulls(images cri.ImageStore) cri.ImageStore {
+	if m == nil {
+		return images
+	}
 	return meteredImages{ImageStore: images, m: m}
 }
 

@@ -74,24 +74,51 @@ func Serve(ctx context.Context, o Options) error {
 }
 
 // runParent is the rootless parent (package rootless) under the instance
-// lock.
+// lock. crib prepares crib's namespaces and cgroups, then hands the
+// long-lived rest to the small host-side program beside its binary
+// (rootless.ExecHostSide), so that the process that stays maps none of
+// crib's own binary. Without that program it runs the rest itself and
+// says so: the same code, at the cost of the big binary's pages and
+// heap for as long as crib runs.
 func runParent(ctx context.Context, o Options, sd systemdHandoff) error {
 	lock, err := acquireInstanceLock(o.Config.Root, o.Config.RunRoot)
 	if err != nil {
 		return err
 	}
 	defer lock.release()
-	return rootless.RunParent(ctx, rootless.ParentOptions{
+	po := rootless.ParentOptions{
 		Config:    o.Config,
 		Logger:    o.Logger,
 		Args:      o.Args,
 		Activated: sd.socket,
-		Ready:     func() { sd.notify.ready("serving CRI on " + o.Config.Listen) },
-		Stopping:  sd.notify.stopping,
+		Ready:     func() { sd.notify.Ready("serving CRI on " + o.Config.Listen) },
+		Stopping:  sd.notify.Stopping,
 		PlaceCgroups: func(cfg config.Config, h rootless.Holder) config.Cgroup {
 			return placeCgroups(cfg, h, o.Logger)
 		},
-	})
+	}
+	if err := rootless.PrepareParent(&po); err != nil {
+		return err
+	}
+	handOver(po, lock, sd, o)
+	return rootless.RunParent(ctx, po)
+}
+
+// handOver executes the host-side program; it returns only when that
+// program is missing or cannot run, having said so.
+func handOver(po rootless.ParentOptions, lock *instanceLock, sd systemdHandoff, o Options) {
+	exe, err := os.Executable()
+	if err != nil {
+		o.Logger.Warn("the host-side parent stays in crib", "err", fmt.Errorf("finding crib's own binary: %w", err))
+		return
+	}
+	path, err := rootless.FindHostSide(exe)
+	if err == nil {
+		err = rootless.ExecHostSide(path, po, rootless.ParentHandoff{
+			Daemon: exe, LockFDs: lock.fds(), NotifySocket: sd.notify.Socket, Version: o.Version,
+		})
+	}
+	o.Logger.Warn("the host-side parent stays in crib, which costs memory for as long as crib runs", "err", err)
 }
 
 // runChild is the daemon inside crib's namespaces, as root there.
@@ -121,8 +148,8 @@ func runRootful(ctx context.Context, o Options, sd systemdHandoff) error {
 	}
 	defer lock.release()
 	return runDaemon(ctx, o, daemonEnv{
-		ready:         func() { sd.notify.ready("serving CRI on " + o.Config.Listen) },
-		stopping:      sd.notify.stopping,
+		ready:         func() { sd.notify.Ready("serving CRI on " + o.Config.Listen) },
+		stopping:      sd.notify.Stopping,
 		activated:     sd.socket,
 		hostPortStart: rootless.UnprivilegedPortStart(),
 	})

@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"github.com/coreos/go-systemd/v22/activation"
+
+	"github.com/crib-dev/crib/internal/sdnotify"
 )
 
 // What crib does for systemd: it tells the service manager when it is
@@ -22,7 +24,7 @@ import (
 
 // systemdHandoff is what crib took from systemd at start.
 type systemdHandoff struct {
-	notify sdNotifier
+	notify sdnotify.Notifier
 	// socket is the activated CRI socket; nil without socket activation.
 	socket *os.File
 }
@@ -31,7 +33,7 @@ type systemdHandoff struct {
 // and clears them, so that nothing crib starts (the child, conmon, runc)
 // sends notifications in crib's name or claims crib's socket.
 func takeSystemdHandoff(log *slog.Logger) (systemdHandoff, error) {
-	h := systemdHandoff{notify: sdNotifier{socket: os.Getenv("NOTIFY_SOCKET"), log: log}}
+	h := systemdHandoff{notify: sdnotify.Notifier{Socket: os.Getenv("NOTIFY_SOCKET"), Log: log}}
 	os.Unsetenv("NOTIFY_SOCKET")
 	// Files checks LISTEN_PID against this process and unsets the
 	// variables either way.
@@ -47,34 +49,6 @@ func takeSystemdHandoff(log *slog.Logger) (systemdHandoff, error) {
 		return h, fmt.Errorf("systemd passed %d sockets; crib serves exactly one CRI socket (one ListenStream= in crib.socket)", len(files))
 	}
 	return h, nil
-}
-
-// sdNotifier sends service notifications to systemd; with no socket it
-// does nothing.
-type sdNotifier struct {
-	socket string
-	log    *slog.Logger
-}
-
-func (n sdNotifier) ready(status string) { n.send("READY=1\nSTATUS=" + status) }
-
-func (n sdNotifier) stopping() { n.send("STOPPING=1\nSTATUS=stopping") }
-
-// send delivers one notification. A failure is logged, not returned:
-// systemd not hearing crib is worth a warning, never a reason to stop.
-func (n sdNotifier) send(state string) {
-	if n.socket == "" {
-		return
-	}
-	// A name starting with @ is an abstract socket; package net maps it.
-	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: n.socket, Net: "unixgram"})
-	if err == nil {
-		_, err = c.Write([]byte(state))
-		c.Close()
-	}
-	if err != nil && n.log != nil {
-		n.log.Warn("notifying systemd", "socket", n.socket, "err", err)
-	}
 }
 
 // openCRIListener serves the activated socket when systemd passed one and

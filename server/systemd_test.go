@@ -12,45 +12,6 @@ import (
 	"time"
 )
 
-// listenNotify is a stand-in for systemd's notification socket: a
-// unixgram socket the test reads.
-func listenNotify(t *testing.T) (*net.UnixConn, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "notify.sock")
-	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c, path
-}
-
-func readNotify(t *testing.T, c *net.UnixConn) string {
-	t.Helper()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 4096)
-	n, err := c.Read(buf)
-	if err != nil {
-		t.Fatalf("no notification: %v", err)
-	}
-	return string(buf[:n])
-}
-
-func TestSdNotifier(t *testing.T) {
-	c, path := listenNotify(t)
-	n := sdNotifier{socket: path}
-	n.ready("serving CRI on /x")
-	if got := readNotify(t, c); got != "READY=1\nSTATUS=serving CRI on /x" {
-		t.Fatalf("ready sent %q", got)
-	}
-	n.stopping()
-	if got := readNotify(t, c); !strings.HasPrefix(got, "STOPPING=1\n") {
-		t.Fatalf("stopping sent %q", got)
-	}
-	// Without a socket nothing is sent and nothing fails.
-	sdNotifier{}.ready("x")
-}
-
 func TestTakeSystemdHandoffClearsNotifySocket(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "/run/x/notify")
 	t.Setenv("LISTEN_FDS", "")
@@ -58,7 +19,7 @@ func TestTakeSystemdHandoffClearsNotifySocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.notify.socket != "/run/x/notify" || h.socket != nil {
+	if h.notify.Socket != "/run/x/notify" || h.socket != nil {
 		t.Fatalf("handoff %+v", h)
 	}
 	if v, ok := os.LookupEnv("NOTIFY_SOCKET"); ok {

@@ -75,5 +75,8 @@
 // failed pull leaves neither an image nor its layers behind.
 //
 // The program must call ReexecInit first thing in main: the storage
-// library re-executes the binary to unpack layers inside a chroot.
+// library re-executes the binary to unpack layers inside a chroot. A
+// pull's staged layers are unpacked in process instead (unpack.go), each
+// path resolved by openat2 inside the layer directory; the library's
+// chroot untar remains for the layers that cannot go that way.
 package storage

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"path"
@@ -227,7 +228,7 @@ func (s *Store) stageLayer(ctx context.Context, src types.ImageSource, l *staged
 	os.Remove(tarSplit.Name()) // anonymous: the store reads it through the descriptor
 	pr := &progressReader{r: blob, info: l.info, progress: progress}
 	pr.report(ProgressStarted)
-	d := &layerDiffer{blob: pr, want: l.info, wantDiffID: l.diffID, tarSplit: tarSplit}
+	d := &layerDiffer{blob: pr, want: l.info, wantDiffID: l.diffID, tarSplit: tarSplit, log: s.log}
 	out, err := s.store.PrepareStagedLayer(nil, d)
 	if err != nil {
 		tarSplit.Close()
@@ -297,6 +298,7 @@ type layerDiffer struct {
 	want       types.BlobInfo
 	wantDiffID digest.Digest
 	tarSplit   *os.File
+	log        *slog.Logger
 }
 
 func (d *layerDiffer) Close() error { return nil }
@@ -316,28 +318,22 @@ func (d *layerDiffer) ApplyDiff(dest string, opts *archive.TarOptions, _ *graphd
 	}
 	defer uncompressed.Close()
 	owners := newOwnerLog()
-	idLogger, err := tarlog.NewLogger(owners.record)
-	if err != nil {
-		return out, err
-	}
-	// The owners' log reads the tar in a goroutine of its own through a
-	// pipe: handing it a quarter megabyte at a time rather than each
-	// read's few kilobytes spares goroutine switches on the unpacking path.
-	idBuf := bufio.NewWriterSize(idLogger, 256<<10)
 	diffID := digest.Canonical.Digester()
-	uncompressedCount := &countWriter{w: io.MultiWriter(diffID.Hash(), idBuf)}
-	payload, done, err := asm.NewInputTarStreamWithDone(io.TeeReader(uncompressed, uncompressedCount), tarsplit.NewJSONPacker(d.tarSplit), tarsplit.NewDiscardFilePutter())
-	if err != nil {
-		idLogger.Close()
-		return out, err
+	uncompressedCount := &countWriter{w: diffID.Hash()}
+	tarStream := io.TeeReader(uncompressed, uncompressedCount)
+	split := tarsplit.NewJSONPacker(d.tarSplit)
+	u, err := newUnpacker(dest, opts)
+	switch {
+	case err == nil:
+		// One reading of the tar unpacks it and records its tar-split
+		// and its files' owners.
+		u.seen = owners.record
+		err = u.run(tarStream, split)
+		u.close()
+	case errors.Is(err, errNotInProcess):
+		d.log.Debug("unpacking a layer in the storage library's chroot child", "layer", d.want.Digest, "reason", err)
+		err = untarInChild(tarStream, split, dest, opts, owners)
 	}
-	err = chrootarchive.UntarUncompressed(payload, dest, opts)
-	if err == nil {
-		// The tar's trailing padding belongs to the digests and the tar-split.
-		_, err = io.Copy(io.Discard, payload)
-	}
-	payload.Close()
-	err = errors.Join(err, <-done, idBuf.Flush(), idLogger.Close())
 	if err == nil {
 		_, err = io.Copy(io.Discard, in) // anything after the compressed stream is in the blob's digest too
 	}
@@ -359,6 +355,30 @@ func (d *layerDiffer) ApplyDiff(dest string, opts *archive.TarOptions, _ *graphd
 		RootDirMode:        owners.rootMode,
 		TarSplit:           d.tarSplit,
 	}, nil
+}
+
+// untarInChild has the library's chroot untar unpack the tar, tar-split's
+// disassembler record the tar-split and the library's tar log the owners:
+// two more readings of the tar, each through a pipe.
+func untarInChild(tarStream io.Reader, split tarsplit.Packer, dest string, opts *archive.TarOptions, owners *ownerLog) error {
+	idLogger, err := tarlog.NewLogger(owners.record)
+	if err != nil {
+		return err
+	}
+	// Handing the tar log a quarter megabyte at a time rather than each
+	// read's few kilobytes spares goroutine switches.
+	idBuf := bufio.NewWriterSize(idLogger, 256<<10)
+	payload, done, err := asm.NewInputTarStreamWithDone(io.TeeReader(tarStream, idBuf), split, tarsplit.NewDiscardFilePutter())
+	if err != nil {
+		return errors.Join(err, idBuf.Flush(), idLogger.Close())
+	}
+	err = chrootarchive.UntarUncompressed(payload, dest, opts)
+	if err == nil {
+		// The tar's trailing padding belongs to the digests and the tar-split.
+		_, err = io.Copy(io.Discard, payload)
+	}
+	payload.Close()
+	return errors.Join(err, <-done, idBuf.Flush(), idLogger.Close())
 }
 
 // ownerLog collects the owners of a layer's entries (whiteouts aside, as

@@ -9,12 +9,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/crib-dev/crib/internal/config"
+	"github.com/crib-dev/crib/internal/logsetup"
 	"github.com/crib-dev/crib/server"
 	"github.com/crib-dev/crib/server/doctor"
 	"github.com/crib-dev/crib/server/rootless"
@@ -176,29 +175,8 @@ func loadConfig(env config.Env, path string, o *config.Overrides) (config.Config
 	return o.Apply(cfg)
 }
 
-// newLogger logs as the configuration says. Under systemd, with standard
-// error connected to the journal, the time is left out: the journal
-// stamps every line itself.
-func newLogger(cfg config.Config, w io.Writer, journal bool) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(strings.ToUpper(cfg.LogLevel)))
-	opts := &slog.HandlerOptions{Level: level}
-	if journal {
-		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		}
-	}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
-
 func runServe(ctx context.Context, cfg config.Config, _ *flag.FlagSet) error {
-	log := newLogger(cfg, os.Stderr, stderrIsJournal())
+	log := logsetup.New(cfg, os.Stderr, logsetup.StderrIsJournal())
 	slog.SetDefault(log)
 	return server.Serve(ctx, server.Options{Config: cfg, Version: version, Logger: log, Args: os.Args[1:]})
 }

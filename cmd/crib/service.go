@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/crib-dev/crib/contrib/systemd"
@@ -120,25 +119,4 @@ func installService(w io.Writer, cfg config.Config, env config.Env, exe, userNam
 	}
 	fmt.Fprintf(w, "wrote %s\nNow run:\n%s", strings.Join(paths, ", "), systemd.NextSteps(env.Rootful(), userName))
 	return nil
-}
-
-// stderrIsJournal reports whether standard error is systemd's journal
-// stream: systemd sets JOURNAL_STREAM to its device and inode.
-func stderrIsJournal() bool {
-	return isJournalStream(os.Getenv("JOURNAL_STREAM"), os.Stderr)
-}
-
-func isJournalStream(v string, f *os.File) bool {
-	devStr, inoStr, ok := strings.Cut(v, ":")
-	if !ok {
-		return false
-	}
-	dev, err1 := strconv.ParseUint(devStr, 10, 64)
-	ino, err2 := strconv.ParseUint(inoStr, 10, 64)
-	fi, err3 := f.Stat()
-	if err1 != nil || err2 != nil || err3 != nil {
-		return false
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	return ok && uint64(st.Dev) == dev && st.Ino == ino
 }

@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/crib-dev/crib/internal/config"
@@ -89,43 +87,5 @@ func TestInstallService(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "ListenStream=/srv/crib.sock\n") {
 		t.Errorf("printed units ignore --listen:\n%s", out.String())
-	}
-}
-
-func TestIsJournalStream(t *testing.T) {
-	f, err := os.CreateTemp(t.TempDir(), "stream")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		v    string
-		want bool
-	}{
-		{fmt.Sprintf("%d:%d", st.Dev, st.Ino), true},
-		{fmt.Sprintf("%d:%d", st.Dev, st.Ino+1), false},
-		{"", false},
-		{"garbage", false},
-	} {
-		if got := isJournalStream(tc.v, f); got != tc.want {
-			t.Errorf("isJournalStream(%q) = %v", tc.v, got)
-		}
-	}
-}
-
-func TestJournalLoggerDropsTime(t *testing.T) {
-	cfg := config.Default(testEnv)
-	var plain, journal bytes.Buffer
-	newLogger(cfg, &plain, false).Info("hello")
-	newLogger(cfg, &journal, true).Info("hello")
-	if !strings.HasPrefix(plain.String(), "time=") {
-		t.Errorf("plain log lacks the time: %q", plain.String())
-	}
-	if journal.String() != "level=INFO msg=hello\n" {
-		t.Errorf("journal log %q", journal.String())
 	}
 }

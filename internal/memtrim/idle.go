@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/metrics"
 	"strings"
 	"sync"
@@ -18,16 +19,20 @@ const (
 	// needs, long enough that a client's next call of a sequence comes
 	// first.
 	Quiet = time.Second
-	// minGrowth is how far the resident set must have grown since the last
-	// trim for the next one to be worth its cost (a forced GC, and minor
-	// faults for the text the next calls run): a kubelet's steady polling
-	// re-faults a little text and no more, and trims only once.
-	minGrowth = 1 << 20
+	// minAlloc is how much the work since the last trim must have
+	// allocated for the next trim to be worth its cost (a forced
+	// collection, and minor faults as the heap grows again). It is
+	// measured in allocation, not in the resident set: a burst that
+	// frees what an earlier one left alive (pods removed after they were
+	// made) reuses the heap's pages and does not grow the process, yet it
+	// leaves them free. A kubelet's steady polling allocates little, so it
+	// trims seldom, and an idle crib never.
+	minAlloc = 1 << 20
 )
 
 // Idler trims memory once a burst of work is over: Quiet after the last
-// piece of work ended with none in flight, if the process grew by
-// minGrowth since its last trim. The zero Idler is not usable; see
+// piece of work ended with none in flight, if the work since the last
+// trim allocated minAlloc. The zero Idler is not usable; see
 // NewIdler. A nil *Idler does nothing.
 type Idler struct {
 	log *slog.Logger
@@ -37,19 +42,22 @@ type Idler struct {
 	timer    *time.Timer
 	stopped  bool
 	quiet    time.Duration
-	// trimMu serialises trims; trimmedRSS is the resident set right
-	// after the last one.
-	trimMu     sync.Mutex
-	trimmedRSS int64
-	// trim and resident are Trim and residentBytes, replaced in tests.
-	trim     func()
-	resident func() (int64, error)
+	// trimMu serialises trims; trimmedAt is allocated() right after the
+	// last one, trimmed whether there was one; baseThreads is how many
+	// threads the process had at its first trim (once started).
+	trimMu      sync.Mutex
+	trimmed     bool
+	trimmedAt   uint64
+	baseThreads int
+	// trim and allocated are Trim and allocatedBytes, replaced in tests.
+	trim      func()
+	allocated func() uint64
 }
 
 // NewIdler returns an Idler whose first piece of work, start-up, is in
 // flight: the caller Ends it once it serves.
 func NewIdler(log *slog.Logger) *Idler {
-	i := &Idler{log: log, quiet: Quiet, trim: Trim, resident: residentBytes, inflight: 1}
+	i := &Idler{log: log, quiet: Quiet, trim: Trim, allocated: allocatedBytes, inflight: 1}
 	i.timer = time.AfterFunc(time.Hour, i.fire)
 	i.timer.Stop()
 	return i
@@ -100,20 +108,64 @@ func (i *Idler) fire() {
 	}
 	i.trimMu.Lock()
 	defer i.trimMu.Unlock()
-	rss, err := i.resident()
-	if err != nil {
-		i.log.Debug("memory trim skipped", "err", err)
+	if i.trimmed && i.allocated()-i.trimmedAt < minAlloc {
 		return
 	}
-	if i.trimmedRSS != 0 && rss-i.trimmedRSS < minGrowth {
-		return
+	debug := i.log.Enabled(context.Background(), slog.LevelDebug)
+	var before int64
+	if debug {
+		before, _ = residentBytes()
 	}
 	i.trim()
-	after, _ := i.resident()
-	i.trimmedRSS = after
-	if i.log.Enabled(context.Background(), slog.LevelDebug) {
-		i.log.Debug("memory trimmed", append([]any{"rss_before", rss, "rss_after", after}, runtimeMemory()...)...)
+	if !i.trimmed {
+		i.baseThreads = threads()
+	} else if extra := threads() - i.baseThreads; extra > 0 {
+		shedThreads(extra)
 	}
+	i.trimmed, i.trimmedAt = true, i.allocated()
+	if debug {
+		after, _ := residentBytes()
+		i.log.Debug("memory trimmed", append([]any{"rss_before", before, "rss_after", after}, runtimeMemory()...)...)
+	}
+}
+
+// maxShed bounds the threads one trim ends.
+const maxShed = 256
+
+// shedThreads ends up to n idle threads. The Go runtime keeps every
+// thread it ever made: a burst of blocking system calls (100 pods removed
+// at once: mounts, kills, CNI plugins' execs) leaves tens of them idle
+// for good, each with its signal stack, its thread stack and its M. A
+// goroutine that locks its thread and returns without unlocking it ends
+// that thread; each one takes an idle thread to run on (or the trimming
+// goroutine's, which then takes an idle one), so each ends one.
+func shedThreads(n int) {
+	for range min(n, maxShed) {
+		done := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			close(done)
+		}()
+		<-done
+	}
+}
+
+// threads is how many threads the runtime has made and not ended.
+func threads() int {
+	s := []metrics.Sample{{Name: "/sched/threads/total:threads"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return int(s[0].Value.Uint64())
+}
+
+// allocatedBytes is how much the heap has allocated since the process
+// started.
+func allocatedBytes() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
 
 // runtimeMemory is the Go runtime's account of its memory (bytes), by

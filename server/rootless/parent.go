@@ -45,23 +45,54 @@ type ParentOptions struct {
 	// watches) that the child serves and that crib stops.
 	Ready, Stopping func()
 	// PlaceCgroups puts the holder's processes where they belong and
-	// returns the cgroup settings the daemon is to use.
+	// returns the cgroup settings the daemon is to use (PrepareParent).
 	PlaceCgroups func(config.Config, Holder) config.Cgroup
+	// Holder is crib's namespaces, once PrepareParent made sure of them.
+	Holder *Holder
+	// Daemon is the crib binary the child runs; "" is this program.
+	Daemon string
 }
 
-// RunParent is `crib serve` as an unprivileged user, once the caller holds
-// the instance lock: it makes sure crib's namespaces exist (held by a
-// pause process that outlives crib), starts the daemon inside them, and
-// relays signals until the daemon exits.
-func RunParent(ctx context.Context, o ParentOptions) (retErr error) {
-	cfg := o.Config
+// PrepareParent is the part of the parent that needs the big crib: once
+// the caller holds the instance lock, it makes sure crib's namespaces
+// exist (held by a pause process that outlives crib) and places their
+// processes in cgroups (PlaceCgroups, which reads the cgroup managers and
+// may ask systemd for a scope). It fills in o.Holder and o.Config.Cgroup
+// for RunParent, here or in the host-side program crib executes.
+func PrepareParent(o *ParentOptions) error {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		o.Logger.Warn("cannot become a subreaper; helpers that daemonize may linger as zombies", "err", err)
+	}
 	uidArgs, gidArgs, err := idMapArgs()
 	if err != nil {
 		return err
 	}
+	holder, err := ensureHolder(o.Config.RunRoot, o.Config.Network.Outbound, uidArgs, gidArgs, o.Logger)
+	if err != nil {
+		return err
+	}
+	o.Holder = &holder
+	// On cgroup v2: crib's processes to a leaf, pods to a delegated
+	// sibling, which the daemon gets as its cgroup parent.
+	o.Config.Cgroup = o.PlaceCgroups(o.Config, holder)
+	return nil
+}
+
+// RunParent is the rest of `crib serve` as an unprivileged user, once
+// PrepareParent did its part: it starts the daemon inside crib's
+// namespaces, serves the host side of the bridge (host dialer, portal)
+// and relays signals until the daemon exits. It needs only small
+// packages, so the host-side program (cmd/crib-hostside) runs it.
+func RunParent(ctx context.Context, o ParentOptions) (retErr error) {
+	cfg := o.Config
+	if o.Holder == nil {
+		return errors.New("internal error: the parent runs without crib's namespaces (PrepareParent)")
+	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		o.Logger.Warn("cannot become a subreaper; helpers that daemonize may linger as zombies", "err", err)
 	}
+	defer releaseHolderIfIdle(cfg.Root, cfg.RunRoot, o.Logger)
+	os.Remove(filepath.Join(cfg.RunRoot, idleMarkerName))
 
 	relay, err := listenRelay(filepath.Join(cfg.RunRoot, relaySocketName))
 	if err != nil {
@@ -84,17 +115,7 @@ func RunParent(ctx context.Context, o ParentOptions) (retErr error) {
 	defer ports.closeAll()
 	go ports.serveControl(relayCtx, control)
 
-	holder, err := ensureHolder(cfg.RunRoot, cfg.Network.Outbound, uidArgs, gidArgs, o.Logger)
-	if err != nil {
-		return err
-	}
-	os.Remove(filepath.Join(cfg.RunRoot, idleMarkerName))
-	defer releaseHolderIfIdle(cfg.Root, cfg.RunRoot, o.Logger)
-	// On cgroup v2: crib's processes to a leaf, pods to a delegated
-	// sibling, which the daemon gets as its cgroup parent.
-	o.Config.Cgroup = o.PlaceCgroups(cfg, holder)
-
-	child, readyR, err := startChild(o, holder.PID)
+	child, readyR, err := startChild(o, o.Holder.PID)
 	if err != nil {
 		return err
 	}
@@ -183,10 +204,12 @@ func startChild(o ParentOptions, holderPID int) (*daemonProcess, *os.File, error
 		return nil, nil, err
 	}
 	defer readyW.Close()
-	exe, err := os.Executable()
-	if err != nil {
-		readyR.Close()
-		return nil, nil, fmt.Errorf("finding crib's own binary: %w", err)
+	exe := o.Daemon
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			readyR.Close()
+			return nil, nil, fmt.Errorf("finding crib's own binary: %w", err)
+		}
 	}
 	nsenter, err := exec.LookPath("nsenter")
 	if err != nil {

@@ -30,6 +30,7 @@ const (
 	nodeDaemonEnv    = "_CRIB_NODE_NAMESPACES" // "1": the daemon is in the node's PID and IPC namespaces
 	imageStageEnv    = "_CRIB_IMAGE_STAGE"     // "inside": `crib image`, re-executed inside
 	imageInputEnv    = "_CRIB_IMAGE_INPUT_FD"  // the archive `crib image import` opened
+	parentEnv        = "_CRIB_HOSTSIDE"        // crib's handoff to the host-side program, JSON
 	stageChild       = "userns"
 	imageInside      = "inside"
 )
@@ -60,6 +61,9 @@ type Handoff struct {
 	// InputFD is the archive `crib image import FILE` opened before it
 	// re-executed, read with the user's own access.
 	InputFD int
+	// Parent is what `crib serve` hands the host-side program it
+	// executes (handover.go).
+	Parent *ParentHandoff
 }
 
 // decodeHandoff reads the protocol out of environ. A malformed variable
@@ -103,6 +107,9 @@ func (h *Handoff) set(k, v string) error {
 		h.Guest = v == imageInside
 	case imageInputEnv:
 		h.InputFD, err = strconv.Atoi(v)
+	case parentEnv:
+		h.Parent = &ParentHandoff{}
+		err = json.Unmarshal([]byte(v), h.Parent)
 	}
 	return err
 }
@@ -146,6 +153,13 @@ func (h Handoff) environ(base []string) ([]string, error) {
 	}
 	if h.InputFD != 0 {
 		add(imageInputEnv, strconv.Itoa(h.InputFD))
+	}
+	if h.Parent != nil {
+		data, err := json.Marshal(h.Parent)
+		if err != nil {
+			return nil, err
+		}
+		add(parentEnv, string(data))
 	}
 	return out, nil
 }

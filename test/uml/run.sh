@@ -42,7 +42,7 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$stage/bin" "$stage/guest" "$stage/out" "$stage/registry"
-cp "$repo/bin/crib" "$repo/bin/crictl" "$stage/bin/"
+cp "$repo/bin/crib" "$repo/bin/crib-hostside" "$repo/bin/crictl" "$stage/bin/"
 cp "$critest" "$stage/bin/critest"
 kubelet=${KUBELET_BIN:-$repo/.cache/kubelet-v1.37.2}
 if [ -x "$kubelet" ]; then

@@ -40,6 +40,7 @@ note "user@$tuid.service delegates: $(cat /sys/fs/cgroup/user.slice/user-$tuid.s
 # crib install-service, the configuration and crictl's endpoint file.
 u mkdir -p $thome/.local/bin $thome/.config/crib $thome/lane-logs
 install -o tester -g tester -m 0755 "$H/bin/crib" $thome/.local/bin/crib
+install -o tester -g tester -m 0755 "$H/bin/crib-hostside" $thome/.local/bin/crib-hostside
 install -m 0755 "$H/bin/crictl" /usr/local/bin/crictl
 install -o tester -g tester -m 0644 "$G/registries.conf" "$G/policy.json" $thome/.config/crib/
 cat >$thome/.config/crib/crib.toml <<TOML
