@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -129,30 +128,6 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt oci.Runtime) (
 			m.log.Warn("rollback: removing the bundle", "container", o.ID, "err", err)
 		}
 	})
-	c = newRecord(o, rt.Name())
-	// Rootless without a cgroup the spec carries no limits (setResources):
-	// say so in the record, so ContainerStatus reports none.
-	c.Unconfined = m.rootless && c.CgroupsPath == ""
-	if c.Unconfined && cgroups.AsksForLimits(o.Config.GetLinux().GetResources()) {
-		m.log.Warn("container asked for resource limits, but crib has no delegated cgroup: it runs unconfined",
-			"container", o.ID, "pod", o.SandboxID, "name", o.Name)
-	}
-	// The record's synced write (its fsyncs wait on the disk, not the
-	// CPU) overlaps the bundle and the log file, which it does not
-	// depend on. A crash between the two leaves a created record without
-	// a bundle, which Recover reports lost, as any container it cannot
-	// start.
-	saving := make(chan error, 1)
-	rec := c // not c itself: an error return sets c to nil
-	go func() { saving <- m.store.save(rec) }()
-	saved := sync.OnceValue(func() error { return <-saving })
-	undo = append(undo, func() {
-		if saved() == nil {
-			if err := m.store.remove(o.ID); err != nil {
-				m.log.Warn("rollback: removing the record", "container", o.ID, "err", err)
-			}
-		}
-	})
 	spec := *o.Spec
 	spec.Version = rt.SpecVersion(spec.Version)
 	if err := idmapMounts(f.bundle, m.usernsRoot, &spec, m.log); err != nil {
@@ -169,7 +144,15 @@ func (m *Manager) create(ctx context.Context, o CreateOptions, rt oci.Runtime) (
 		return nil, fmt.Errorf("container %s: %w", o.ID, err)
 	}
 	steptrace.Mark(ctx, "log")
-	if err := saved(); err != nil {
+	c = newRecord(o, rt.Name())
+	// Rootless without a cgroup the spec carries no limits (setResources):
+	// say so in the record, so ContainerStatus reports none.
+	c.Unconfined = m.rootless && c.CgroupsPath == ""
+	if c.Unconfined && cgroups.AsksForLimits(o.Config.GetLinux().GetResources()) {
+		m.log.Warn("container asked for resource limits, but crib has no delegated cgroup: it runs unconfined",
+			"container", o.ID, "pod", o.SandboxID, "name", o.Name)
+	}
+	if err := m.store.save(c); err != nil {
 		return nil, err
 	}
 	steptrace.Mark(ctx, "record")
