@@ -1,6 +1,11 @@
-// Package mountinfo reads the mount points of the calling process's mount
-// namespace from /proc/self/mountinfo. It only reads; mounting and
+// Package mountinfo reads the mount points of the calling thread's mount
+// namespace from /proc/thread-self/mountinfo. It only reads; mounting and
 // unmounting belong to the packages that own what is mounted.
+//
+// The thread's, not the process's: /proc/self is the thread group
+// leader's, and a goroutine locked to a thread that entered a mount
+// namespace of its own (a test, a set-up step) must see the mounts its
+// own mount calls act on.
 package mountinfo
 
 import (
@@ -9,10 +14,12 @@ import (
 	"strings"
 )
 
+const path = "/proc/thread-self/mountinfo"
+
 // Points returns every mount point, in mount order, with stacked mounts
 // listed once per mount.
 func Points() ([]string, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +64,7 @@ type Mount struct {
 
 // Mounts returns every mount, in mount order.
 func Mounts() ([]Mount, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +104,7 @@ type Entry struct {
 
 // Entries returns the calling process's mounts in mount order.
 func Entries() ([]Entry, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
