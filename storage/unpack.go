@@ -95,8 +95,9 @@ type unpacker struct {
 	root int // the layer directory
 	// parent caches the directory of the last entry (tars list a
 	// directory's files together): its path inside the layer and its
-	// descriptor, -1 when none. Removing anything drops it, as that may
-	// change what the path resolves to.
+	// descriptor, -1 when none. Removing anything makes it stale (the
+	// next entry resolves its directory again), as that may change what
+	// the path resolves to.
 	parentDir string
 	parent    int
 	opts      *archive.TarOptions

@@ -8,10 +8,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/vbatts/tar-split/tar/asm"
 	tarsplit "github.com/vbatts/tar-split/tar/storage"
@@ -522,4 +524,45 @@ func TestUnpackerRecordsTheTarSplitOfTheLibrary(t *testing.T) {
 	if got.String() != want.String() {
 		t.Errorf("tar-split:\n got  %s\n want %s", got.String(), want.String())
 	}
+}
+
+// TestUnpackLeavesKernelsWithoutOpenat2ToTheLibrary: where openat2 fails
+// with ENOSYS (Linux < 5.6; here a seccomp filter on one thread says so),
+// the layer goes to the library's chroot untar, before anything is read.
+func TestUnpackLeavesKernelsWithoutOpenat2ToTheLibrary(t *testing.T) {
+	dest := t.TempDir()
+	r := bytes.NewReader(layerTar(t, reg("f", "x")))
+	done := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread ends with this goroutine, filter and
+		// all; the runtime starts no thread from a locked one.
+		runtime.LockOSThread()
+		if err := refuseOpenat2(); err != nil {
+			done <- fmt.Errorf("installing the seccomp filter: %w", err)
+			return
+		}
+		done <- unpackLayer(r, dest, &archive.TarOptions{WhiteoutFormat: archive.OverlayWhiteoutFormat})
+	}()
+	err := <-done
+	if !errors.Is(err, errNotInProcess) || !strings.Contains(err.Error(), "function not implemented") || r.Len() != int(r.Size()) {
+		t.Errorf("unpackLayer without openat2 = %v, %d bytes read; want errNotInProcess (ENOSYS), none", err, int(r.Size())-r.Len())
+	}
+}
+
+// refuseOpenat2 makes openat2 fail with ENOSYS on the calling thread.
+func refuseOpenat2() error {
+	filter := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.SYS_OPENAT2, Jt: 0, Jf: 1},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+	}
+	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return err
+	}
+	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&prog))); errno != 0 {
+		return errno
+	}
+	return nil
 }

@@ -116,13 +116,16 @@ func (i *Idler) fire() {
 	if debug {
 		before, _ = residentBytes()
 	}
+	// Counted from before the trim: what is allocated while it runs was
+	// not there to be returned, so it belongs to the next one.
+	at := i.allocated()
 	i.trim()
 	if !i.trimmed {
 		i.baseThreads = threads()
 	} else if extra := threads() - i.baseThreads; extra > 0 {
 		shedThreads(extra)
 	}
-	i.trimmed, i.trimmedAt = true, i.allocated()
+	i.trimmed, i.trimmedAt = true, at
 	if debug {
 		after, _ := residentBytes()
 		i.log.Debug("memory trimmed", append([]any{"rss_before", before, "rss_after", after}, runtimeMemory()...)...)
