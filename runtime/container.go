@@ -99,10 +99,22 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 		if c.State == StateCreated { // it may have exited already
 			c.State = StateRunning
 		}
+		c.orderTimes()
 	})
 	steptrace.Mark(ctx, "record")
 	m.emit(c, EventStarted)
 	return nil
+}
+
+// orderTimes keeps FinishedAt from preceding StartedAt. FinishedAt is the
+// exit file's mtime, from the kernel's coarse clock (up to a tick, 4 ms at
+// HZ=250, behind time.Now); a command that exits within a tick of its
+// start (the start is one write to crun's exec fifo) would otherwise seem
+// to finish before it started.
+func (c *Container) orderTimes() {
+	if !c.StartedAt.IsZero() && !c.FinishedAt.IsZero() && c.FinishedAt.Before(c.StartedAt) {
+		c.FinishedAt = c.StartedAt
+	}
 }
 
 // launched: the monitor and the runtime's create have run (Start's first
@@ -250,6 +262,7 @@ func (m *Manager) handleExit(id string) {
 		}
 		changed = true
 		c.State, c.ExitCode, c.FinishedAt, c.Reason = StateExited, code, at, reason
+		c.orderTimes()
 	})
 	m.markDone(e)
 	if changed {

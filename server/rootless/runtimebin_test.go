@@ -6,7 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
+	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -15,28 +16,34 @@ import (
 // TestReadOnlyBinary: the runtime's binary is bound read-only (what makes
 // crun skip its memfd copy), runs, and cannot be written through the
 // bind; a second call (a restarted daemon in the same namespace) replaces
-// the bind. Runs as root in a mount namespace of its own (a locked
-// thread's), so nothing reaches the machine's.
+// the bind. Runs as root in a child test process with a mount namespace
+// of its own (the whole process: ReadOnlyBinary reads /proc/self), so
+// nothing reaches the machine's.
 func TestReadOnlyBinary(t *testing.T) {
+	if os.Getenv(readOnlyBinaryChild) == "1" {
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			t.Fatal(err)
+		}
+		checkReadOnlyBinary(t)
+		return
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for a mount namespace")
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		goruntime.LockOSThread() // never unlocked: the thread dies with its namespace
-		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			t.Error(err)
-			return
-		}
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			t.Error(err)
-			return
-		}
-		checkReadOnlyBinary(t)
-	}()
-	<-done
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run", "^TestReadOnlyBinary$", "-test.v")
+	cmd.Env = append(os.Environ(), readOnlyBinaryChild+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestReadOnlyBinary") {
+		t.Fatalf("in a mount namespace of its own: %v\n%s", err, out)
+	}
 }
+
+const readOnlyBinaryChild = "CRIB_TEST_READONLY_BINARY_CHILD"
 
 func checkReadOnlyBinary(t *testing.T) {
 	src, err := exec.LookPath("true")
@@ -51,6 +58,7 @@ func checkReadOnlyBinary(t *testing.T) {
 			t.Errorf("round %d: %v", round, err)
 			return
 		}
+		t.Cleanup(func() { unix.Unmount(got, unix.MNT_DETACH) })
 		if want := filepath.Join(dir, filepath.Base(src)); got != want {
 			t.Errorf("path %s, want %s", got, want)
 		}
@@ -79,7 +87,7 @@ func checkReadOnlyBinary(t *testing.T) {
 }
 
 func mountCount(t *testing.T, path string) int {
-	data, err := os.ReadFile("/proc/thread-self/mountinfo")
+	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
