@@ -24,7 +24,9 @@ type testPlugin struct {
 	mu     sync.Mutex
 	synced []string
 	events []string
-	// hang, when set, blocks CreateContainer until the test ends.
+	// hang, when set, blocks CreateContainer until the test ends, past
+	// the request's deadline: a plugin that answered when its context
+	// ended would race the host's own timeout and sometimes win it.
 	hang chan struct{}
 	// ready is closed by Synchronize.
 	ready chan struct{}
@@ -43,10 +45,7 @@ func (p *testPlugin) Synchronize(_ context.Context, _ []*api.PodSandbox, ctrs []
 func (p *testPlugin) CreateContainer(ctx context.Context, _ *api.PodSandbox, c *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
 	p.record("create:" + c.GetName())
 	if p.hang != nil {
-		select {
-		case <-p.hang:
-		case <-ctx.Done():
-		}
+		<-p.hang
 		return nil, nil, nil
 	}
 	adj := &api.ContainerAdjustment{}
@@ -217,9 +216,11 @@ func TestPluginSyncAndAdjustment(t *testing.T) {
 func TestHungPluginIsDropped(t *testing.T) {
 	h := startHost(t, "200ms")
 	hang := make(chan struct{})
-	t.Cleanup(func() { close(hang) })
 	p := &testPlugin{hang: hang}
 	connect(t, h, "hung", p)
+	// After connect's: cleanups run last first, and the plugin's stub
+	// stops only once its handler has returned.
+	t.Cleanup(func() { close(hang) })
 	for _, id := range []string{"c1", "c2", "c3"} {
 		spec := &specs.Spec{Process: &specs.Process{}, Linux: &specs.Linux{}}
 		done, err := h.CreateContainer(context.Background(), testPod(), testContainer(id, id), spec)
