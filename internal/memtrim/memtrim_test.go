@@ -56,7 +56,11 @@ func TestTrimFreesPooledMemory(t *testing.T) {
 	if after > before-6<<20 {
 		t.Errorf("Trim left the pooled 8 MiB alive: heap objects %d KiB, %d KiB before", after>>10, before>>10)
 	}
-	if held := retained(); held > 1<<20 {
+	// Not returning would hold most of the pooled 8 MiB; what the rest
+	// of the test binary allocates and frees meanwhile (timers and
+	// goroutines of earlier tests, per-P page caches) held up to 2.6 MiB
+	// in runs on a loaded machine.
+	if held := retained(); held > 4<<20 {
 		t.Errorf("Trim left %d KiB of free heap held", held>>10)
 	}
 	runtime.KeepAlive(&pool)
