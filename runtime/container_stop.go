@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/crib-dev/crib/internal/errdefs"
+	"github.com/crib-dev/crib/internal/pidfd"
 	"github.com/crib-dev/crib/internal/steptrace"
 	"github.com/crib-dev/crib/runtime/oci"
 )
@@ -242,10 +243,9 @@ func (m *Manager) awaitMonitorExit(ctx context.Context, rt oci.Runtime, c *Conta
 	if !rt.Monitoring(c.MonitorPid, c.ID) {
 		return
 	}
-	if fd, err := unix.PidfdOpen(c.MonitorPid, unix.PIDFD_NONBLOCK); err == nil {
-		f := os.NewFile(uintptr(fd), "pidfd")
+	if f, err := pidfd.Open(c.MonitorPid); err == nil {
 		if rt.Monitoring(c.MonitorPid, c.ID) {
-			awaitPidfd(ctx, f, deadline)
+			_ = pidfd.Await(ctx, f, deadline)
 		}
 		f.Close()
 	}
@@ -256,24 +256,6 @@ func (m *Manager) awaitMonitorExit(ctx context.Context, rt oci.Runtime, c *Conta
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// awaitPidfd returns when the pidfd's process has exited (the pidfd polls
-// readable), at the deadline, or when ctx ends; it holds no thread.
-func awaitPidfd(ctx context.Context, f *os.File, deadline time.Time) {
-	if err := f.SetReadDeadline(deadline); err != nil {
-		return
-	}
-	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Now()) })
-	defer stop()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	_ = rc.Read(func(fd uintptr) bool {
-		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
-		return n > 0 || (err != nil && err != unix.EINTR)
-	})
 }
 
 // cleanup removes what a container left in the runroot (bundle, exit

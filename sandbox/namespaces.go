@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/crib-dev/crib/internal/loopback"
 	"github.com/crib-dev/crib/internal/mountinfo"
+	"github.com/crib-dev/crib/internal/pidfd"
 	"github.com/crib-dev/crib/internal/procfs"
 )
 
@@ -271,20 +273,12 @@ func reapPodProcess(cmd *exec.Cmd) {
 // awaitExit returns once process pid (a child, not yet reaped) has
 // exited, without reaping it.
 func awaitExit(pid int) error {
-	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	f, err := pidfd.Open(pid)
 	if err != nil {
 		return err
 	}
-	f := os.NewFile(uintptr(fd), "pidfd")
 	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	return rc.Read(func(fd uintptr) bool {
-		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
-		return n > 0 || (err != nil && err != unix.EINTR)
-	})
+	return pidfd.Await(context.Background(), f, time.Time{})
 }
 
 // killProcess kills pid if it is still the process that started at start

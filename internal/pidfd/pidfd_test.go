@@ -1,19 +1,17 @@
-package runtime
+package pidfd
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
-// TestAwaitPidfd: the wait for a monitor's exit returns when the process
-// exits (a zombie not yet reaped counts, as an adopted conmon is one until
-// the reaper gets to it), when ctx ends, and at the deadline.
-func TestAwaitPidfd(t *testing.T) {
+// TestAwait: the wait for a process's exit returns when the process
+// exits (a zombie not yet reaped counts: an adopted conmon is one until
+// its reaper gets to it, a pod's process until cmd.Wait), when ctx ends,
+// and at the deadline.
+func TestAwait(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		end  func(cmd *exec.Cmd, cancel context.CancelFunc)
@@ -30,11 +28,10 @@ func TestAwaitPidfd(t *testing.T) {
 			}
 			defer cmd.Wait()
 			defer cmd.Process.Kill()
-			fd, err := unix.PidfdOpen(cmd.Process.Pid, unix.PIDFD_NONBLOCK)
+			f, err := Open(cmd.Process.Pid)
 			if err != nil {
 				t.Skipf("no pidfds: %v", err)
 			}
-			f := os.NewFile(uintptr(fd), "pidfd")
 			defer f.Close()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -43,7 +40,7 @@ func TestAwaitPidfd(t *testing.T) {
 				deadline = time.Now().Add(time.Hour)
 			}
 			done := make(chan struct{})
-			go func() { awaitPidfd(ctx, f, deadline); close(done) }()
+			go func() { _ = Await(ctx, f, deadline); close(done) }()
 			tc.end(cmd, cancel)
 			select {
 			case <-done:
